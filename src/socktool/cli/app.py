@@ -1,0 +1,58 @@
+"""The `socktool` Typer application: the commands, in the order help lists them.
+
+Start-up time is a feature, so `build_app` registers only the command being
+run (Typer introspects every registered command on each call); help and
+shell completion get them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Optional, Sequence
+
+import typer
+
+from socktool import __version__
+
+SUMMARY = "A socket toolkit: netcat's pipe, a TCP/UDP console, echo and time servers, a port scanner."
+
+# name → (module, function), in the order `socktool --help` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tcp-connect": ("socktool.cli.tcp", "tcp_connect"),
+    "tcp-listen": ("socktool.cli.tcp", "tcp_listen"),
+}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"socktool {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """A socket toolkit: netcat's pipe, a TCP/UDP console, echo and time servers, a port scanner."""
+
+
+def build_app(args: Sequence[str] = ()) -> typer.Typer:
+    """The app for this command line: only the named command, or all of them."""
+    app = typer.Typer(
+        name="socktool",
+        help=SUMMARY,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    wanted = [args[0]] if args and args[0] in COMMANDS else list(COMMANDS)
+    for name in wanted:
+        module, function = COMMANDS[name]
+        app.command(name)(getattr(importlib.import_module(module), function))
+    return app
+
+
+

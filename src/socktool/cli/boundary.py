@@ -1,0 +1,90 @@
+"""The error boundary: the one place where exceptions become exit codes.
+
+Every error is one line on stderr, `socktool: error: <what>: <detail>`;
+a traceback only with --debug (or SOCKTOOL_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import sys
+import traceback
+from typing import Sequence
+
+from socktool.net.errors import SocktoolError, Terminated
+from socktool.net.fdio import OutputClosed
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    FAILURE = 1  # network or runtime failure
+    USAGE = 2  # bad option, address, port, duration
+    INTERRUPTED = 130  # 128 + SIGINT
+    TERMINATED = 143  # 128 + SIGTERM
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _error(message: str) -> None:
+    color = sys.stderr.isatty() and "NO_COLOR" not in os.environ and "--no-color" not in sys.argv
+    line = f"socktool: error: {message}"
+    sys.stderr.write(f"\x1b[31m{line}\x1b[0m\n" if color else line + "\n")
+    sys.stderr.flush()
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout left, make the interpreter's final flush harmless."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from socktool.cli._click import Abort, ClickException, Exit
+    from socktool.cli._click import UsageError as ClickUsageError
+    from socktool.cli.app import build_app
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("SOCKTOOL_DEBUG", "") not in ("", "0")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = build_app(args)(args=args, prog_name="socktool", standalone_mode=False)
+        return int(result) if isinstance(result, int) else ExitStatus.OK
+    except Exit as exc:
+        return exc.exit_code
+    except ClickUsageError as exc:
+        if not exc.format_message():  # no arguments at all: help was shown
+            return ExitStatus.USAGE
+        command = exc.ctx.command_path if exc.ctx is not None else "socktool"
+        _error(f"{exc.format_message().rstrip('.')} (see '{command} --help')")
+        return ExitStatus.USAGE
+    except SocktoolError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc))
+        return exc.exit_code
+    except ClickException as exc:
+        _error(exc.format_message())
+        return exc.exit_code
+    except (KeyboardInterrupt, Abort):
+        return ExitStatus.INTERRUPTED
+    except Terminated:
+        return ExitStatus.TERMINATED
+    except OutputClosed:
+        _silence_stdout()
+        return ExitStatus.OK
+    except BrokenPipeError:
+        _silence_stdout()
+        return ExitStatus.OK
+    except Exception as exc:  # a bug: say so in one line, keep the details for --debug
+        if debug:
+            traceback.print_exc()
+        _error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return ExitStatus.FAILURE

@@ -1,0 +1,119 @@
+"""Option types shared by the commands: one definition each, reused by name.
+
+Values are parsed here by the one parser for each kind (address, duration,
+CIDR, ...): a bad value is Typer's usage error, exit 2.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated, Callable, Optional, TypeVar
+
+import typer
+
+from socktool.net import address, values
+from socktool.net.access import parse_cidr
+
+T = TypeVar("T")
+
+CONNECTION = "Connection"
+IO = "Input and output"
+OUTPUT = "Output"
+
+
+def value_parser(parse: Callable[[str], T]) -> Callable[[object], T]:
+    """Adapt a pure parser (ValueError on bad input) to Typer's parser= hook."""
+
+    def convert(text: object) -> T:
+        if not isinstance(text, str):
+            return text  # type: ignore[return-value]  # a default, already parsed
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return convert
+
+
+def positive_duration(text: str) -> float:
+    seconds = values.parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"duration must be more than zero: {text!r}")
+    return seconds
+
+
+def positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise ValueError(f"must be at least 1, got {number}")
+    return number
+
+
+def port_number(text: str) -> int:
+    return address.parse_port(text)
+
+
+ConnectAddress = Annotated[
+    address.Endpoint,
+    typer.Argument(
+        metavar="HOST:PORT",
+        parser=value_parser(address.parse_connect_endpoint),
+        help="Where to connect: HOST:PORT, [IPV6]:PORT or unix:PATH.",
+        show_default=False,
+    ),
+]
+
+ListenAddress = Annotated[
+    address.Endpoint,
+    typer.Argument(
+        metavar="[HOST:]PORT",
+        parser=value_parser(address.parse_listen_endpoint),
+        help="Where to listen: PORT, HOST:PORT, [IPV6]:PORT or unix:PATH; port 0 picks a free one.",
+        show_default=False,
+    ),
+]
+
+Duration = value_parser(values.parse_duration)
+PositiveDuration = value_parser(positive_duration)
+PositiveInt = value_parser(positive_int)
+Cidr = value_parser(parse_cidr)
+
+# -- output options every command takes -------------------------------------
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Status lines on stderr even when it is not a terminal.", rich_help_panel=OUTPUT)]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors.", rich_help_panel=OUTPUT)]
+NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR set in the environment).", rich_help_panel=OUTPUT)]
+Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback with errors.", rich_help_panel=OUTPUT)]
+View = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--view/--raw",
+        help="Draw the traffic view, or write raw payload. Default: view when stdout is a terminal.",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.", rich_help_panel=OUTPUT)]
+Hex = Annotated[bool, typer.Option("--hex", help="Show payload as a hex dump in the view.", rich_help_panel=OUTPUT)]
+IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONNECTION)]
+IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONNECTION)]
+
+
+def family(ipv4: bool, ipv6: bool) -> int:
+    if ipv4 and ipv6:
+        raise typer.BadParameter("-4 and -6 exclude each other", param_hint="-4/-6")
+    if ipv4:
+        return socket.AF_INET
+    if ipv6:
+        return socket.AF_INET6
+    return socket.AF_UNSPEC
+
+
+def exclusive(**flags: object) -> None:
+    """Usage error when more than one of the named options is set."""
+    given = [name for name, value in flags.items() if value not in (None, False, (), [])]
+    if len(given) > 1:
+        names = " and ".join("--" + name.replace("_", "-") for name in given)
+        raise typer.BadParameter(f"{names} cannot be used together")

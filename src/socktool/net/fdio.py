@@ -1,0 +1,109 @@
+"""Moving bytes between file descriptors and sockets, fast.
+
+Rule: these loops touch no Python objects per chunk beyond a counter, so a
+raw transfer costs little more than the system calls. `os.splice` moves
+pipe ⇄ socket data inside the kernel; anything else is `recv_into` a reused
+buffer and `os.write`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Callable
+
+CHUNK = 256 * 1024
+_F_SETPIPE_SZ = 1031
+_PIPE_SIZE = 1024 * 1024
+
+
+class OutputClosed(Exception):
+    """The reader of our output went away (e.g. `| head -c 10`)."""
+
+
+def is_pipe(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def is_regular_file(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def file_size(fd: int) -> int | None:
+    """Bytes left to read in a regular file, or None for pipes and terminals."""
+    if not is_regular_file(fd):
+        return None
+    try:
+        return max(0, os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR))
+    except OSError:
+        return None
+
+
+def widen_pipe(fd: int) -> None:
+    """Ask for a larger pipe buffer: fewer wake-ups per megabyte. Best effort."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        pass
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError as exc:
+        raise OutputClosed from exc
+
+
+Counter = Callable[[int], None]
+
+
+def splice_loop(src: int, dst: int, count: Counter) -> bool:
+    """Copy src → dst with splice until EOF. False if splice can't serve these fds."""
+    first = True
+    while True:
+        try:
+            moved = os.splice(src, dst, CHUNK)
+        except OSError as exc:
+            if first and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
+                return False
+            if exc.errno == errno.EPIPE and not _is_socket(dst):
+                raise OutputClosed from exc
+            raise
+        first = False
+        if not moved:
+            return True
+        count(moved)
+
+
+def sendfile_loop(src: int, sock_fd: int, count: Counter) -> bool:
+    """Copy a regular file to a socket with sendfile. False if not supported."""
+    first = True
+    while True:
+        try:
+            moved = os.sendfile(sock_fd, src, None, CHUNK)
+        except OSError as exc:
+            if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
+                return False
+            raise
+        first = False
+        if not moved:
+            return True
+        count(moved)
+
+
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False

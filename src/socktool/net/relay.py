@@ -1,0 +1,301 @@
+"""The relay: stdin → socket and socket → stdout at the same time.
+
+Rules of the pipe (tcp-connect and tcp-listen alike):
+- bytes are moved untouched unless the user asked for a translation
+  (--hex-input, --crlf); the raw path uses splice/sendfile or a reused buffer;
+- at the end of what we send, the write side is shut down (half-close) and
+  reading goes on until the peer closes, unless `half_close` is off;
+- when the peer closes, the relay ends even if stdin is still open: at once
+  when stdin is a terminal, else as soon as stdin goes `linger` seconds
+  without data (a peer that only half-closed still gets a file we are
+  sending, to the last byte; a peer that really closed makes the next send
+  fail, which ends the relay too);
+- everything received before a failure has already been written out.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+import socket
+import threading
+import time
+from typing import Iterator, NamedTuple
+
+from socktool.net import events as ev
+from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
+from socktool.net.fdio import CHUNK, OutputClosed, is_pipe, sendfile_loop, splice_loop, widen_pipe, write_all
+from socktool.net.values import CrlfEncoder, HexDecoder, format_duration
+
+EXPECT_WINDOW = 64 * 1024
+
+
+class Payload(NamedTuple):
+    """What we send: stdin, or fixed messages (--send), maybe translated and repeated."""
+
+    stdin_fd: int | None = 0
+    messages: tuple[bytes, ...] = ()  # already decoded and translated by the CLI
+    hex_input: bool = False
+    crlf: bool = False
+    repeat: int = 1
+    interval: float = 0.0
+
+    @property
+    def is_plain_stream(self) -> bool:
+        """stdin sent as it is: the kernel may move it (splice/sendfile)."""
+        return not self.messages and not self.hex_input and not self.crlf and self.repeat == 1
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.messages or self.repeat > 1:
+            body = self.messages or (b"".join(self._stdin_chunks()),)
+            for round_ in range(self.repeat):
+                if round_ and self.interval:
+                    time.sleep(self.interval)
+                yield from body
+        else:
+            yield from self._stdin_chunks()
+
+    def _stdin_chunks(self) -> Iterator[bytes]:
+        if self.stdin_fd is None:
+            return
+        hex_decoder = HexDecoder() if self.hex_input else None
+        crlf = CrlfEncoder() if self.crlf else None
+        while True:
+            chunk = os.read(self.stdin_fd, CHUNK)
+            if not chunk:
+                break
+            if hex_decoder is not None:
+                chunk = hex_decoder.feed(chunk)
+            if crlf is not None:
+                chunk = crlf.feed(chunk)
+            if chunk:
+                yield chunk
+        if hex_decoder is not None:
+            hex_decoder.close()
+
+
+class RelayOptions(NamedTuple):
+    send: bool = True  # False with --recv-only: stdin is not read
+    receive: bool = True  # False with --send-only: stop once the payload is sent
+    half_close: bool = True  # --no-shutdown turns it off
+    output_fd: int | None = 1  # raw payload goes here; None when a view draws it
+    emit_data: bool = False  # Data events for a view or --json
+    idle_timeout: float | None = None
+    expect: re.Pattern[bytes] | None = None
+    expect_timeout: float | None = None
+    linger: float = 0.5  # see the module rules; 0 when stdin is a terminal
+
+
+class Connection:
+    """One relayed socket and its counters (each written by one thread only)."""
+
+    __slots__ = ("sock", "conn", "peer", "local", "inbound", "sent", "received", "started", "last_activity", "last_sent")
+
+    def __init__(self, sock: socket.socket, conn: int, peer: str, local: str = "", inbound: bool = False):
+        self.sock = sock
+        self.conn = conn
+        self.peer = peer
+        self.local = local
+        self.inbound = inbound
+        self.sent = 0
+        self.received = 0
+        self.started = self.last_activity = self.last_sent = time.monotonic()
+
+    def count_sent(self, n: int) -> None:
+        self.sent += n
+        self.last_activity = self.last_sent = time.monotonic()
+
+    def count_received(self, n: int) -> None:
+        self.received += n
+        self.last_activity = time.monotonic()
+
+    def connected_event(self) -> ev.Connected:
+        return ev.Connected(self.conn, self.peer, self.local, self.inbound)
+
+    def closed_event(self, reason: str) -> ev.Closed:
+        return ev.Closed(
+            self.conn, self.peer, reason, self.sent, self.received, time.monotonic() - self.started
+        )
+
+
+class Relay:
+    """Runs the two directions of one connection; `run` returns why it ended."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        payload: Payload,
+        options: RelayOptions,
+        sink: ev.Sink = ev.ignore,
+        output_lock: threading.Lock | None = None,
+    ):
+        self.conn = conn
+        self.payload = payload
+        self.options = options
+        self.sink = sink
+        self.output_lock = output_lock
+        self._send_error: BaseException | None = None
+        self.send_done = threading.Event()
+
+    # -- the whole relay ------------------------------------------------
+    def run(self) -> str:
+        opts = self.options
+        if opts.send and not opts.receive:
+            self._send()
+            self._raise_send_error()
+            return "sent everything"
+        if opts.send:
+            threading.Thread(target=self._send, name=f"send-{self.conn.conn}", daemon=True).start()
+        try:
+            reason = self._receive()
+        except OSError as exc:
+            self._raise_send_error()
+            raise self._receive_error(exc) from exc
+        if opts.send and reason == "closed by peer":
+            self._finish_sending()
+        self._raise_send_error()
+        return reason
+
+    def _finish_sending(self) -> None:
+        """The peer sent EOF: let stdin's data still flowing reach it (see the rules)."""
+        linger = self.options.linger
+        while not self.send_done.wait(min(0.05, linger) if linger else 0):
+            if time.monotonic() - self.conn.last_sent >= linger:
+                return
+
+    def _raise_send_error(self) -> None:
+        error = self._send_error
+        if error is not None:
+            raise error
+
+    # -- stdin → socket ---------------------------------------------------
+    def _send(self) -> None:
+        sock, conn = self.conn.sock, self.conn
+        try:
+            if not self._send_by_kernel():
+                for chunk in self.payload.chunks():
+                    sock.sendall(chunk)
+                    conn.count_sent(len(chunk))
+                    if self.options.emit_data:
+                        self.sink(ev.Data(conn.conn, conn.peer, ev.SENT, chunk))
+            if self.options.half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except ValueError as exc:  # bad --hex-input on stdin
+            self._send_error = UsageError("invalid stdin", str(exc))
+            self._wake_receiver()
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                self._send_error = NetworkError(f"cannot send to {conn.peer}", describe(exc))
+                self._wake_receiver()
+            # A reset or a closed peer is the receiver's to report.
+        finally:
+            self.send_done.set()
+
+    def _send_by_kernel(self) -> bool:
+        """Move stdin to the socket with splice/sendfile when nothing needs to see it."""
+        payload = self.payload
+        if not payload.is_plain_stream or payload.stdin_fd is None or self.options.emit_data:
+            return False
+        fd, sock_fd = payload.stdin_fd, self.conn.sock.fileno()
+        if is_pipe(fd):
+            widen_pipe(fd)
+            return splice_loop(fd, sock_fd, self.conn.count_sent)
+        return sendfile_loop(fd, sock_fd, self.conn.count_sent)
+
+    def _wake_receiver(self) -> None:
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- socket → stdout --------------------------------------------------
+    def _receive(self) -> str:
+        opts = self.options
+        if (
+            opts.output_fd is not None
+            and not opts.emit_data
+            and opts.expect is None
+            and opts.idle_timeout is None
+            and self.output_lock is None
+            and is_pipe(opts.output_fd)
+        ):
+            widen_pipe(opts.output_fd)
+            if splice_loop(self.conn.sock.fileno(), opts.output_fd, self.conn.count_received):
+                return "closed by peer"
+        return self._receive_loop()
+
+    def _receive_loop(self) -> str:
+        opts, conn, sock = self.options, self.conn, self.conn.sock
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        window = b""
+        expect_deadline = (
+            time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
+        )
+        poller = None
+        if opts.idle_timeout is not None or expect_deadline is not None:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+        while True:
+            if poller is not None:
+                wait = self._wait_seconds(expect_deadline)
+                if not poller.poll(max(0.0, wait) * 1000):
+                    if expect_deadline is not None and time.monotonic() >= expect_deadline:
+                        raise ExpectNotMet(
+                            f"no match for {self._pattern()}",
+                            f"nothing matched within {format_duration(opts.expect_timeout or 0)}",
+                        )
+                    if self._idle_expired():
+                        self.sink(ev.Notice(f"no traffic for {format_duration(opts.idle_timeout or 0)}; closing"))
+                        return "idle timeout"
+                    continue
+            n = sock.recv_into(buffer)
+            if not n:
+                if self._send_error is not None:
+                    return "send failed"
+                if opts.expect is not None:
+                    raise ExpectNotMet(f"no match for {self._pattern()}", "the peer closed the connection first")
+                return "closed by peer"
+            conn.count_received(n)
+            if opts.output_fd is not None:
+                if self.output_lock is None:
+                    write_all(opts.output_fd, view[:n])
+                else:
+                    with self.output_lock:
+                        write_all(opts.output_fd, view[:n])
+            if opts.emit_data:
+                self.sink(ev.Data(conn.conn, conn.peer, ev.RECEIVED, bytes(view[:n])))
+            if opts.expect is not None:
+                window = (window + bytes(view[:n]))[-EXPECT_WINDOW:]
+                if opts.expect.search(window):
+                    return "expected data received"
+
+    def _wait_seconds(self, expect_deadline: float | None) -> float:
+        now = time.monotonic()
+        waits = []
+        if expect_deadline is not None:
+            waits.append(expect_deadline - now)
+        if self.options.idle_timeout is not None:
+            waits.append(self.conn.last_activity + self.options.idle_timeout - now)
+        return min(waits)
+
+    def _idle_expired(self) -> bool:
+        idle = self.options.idle_timeout
+        return idle is not None and time.monotonic() - self.conn.last_activity >= idle
+
+    def _pattern(self) -> str:
+        assert self.options.expect is not None
+        return "/" + self.options.expect.pattern.decode(errors="replace") + "/"
+
+    def _receive_error(self, exc: OSError) -> SocktoolError:
+        if exc.errno == errno.ECONNRESET:
+            return PeerReset(
+                f"connection to {self.conn.peer} reset by peer",
+                f"after {self.conn.received} bytes received",
+            )
+        return NetworkError(f"receiving from {self.conn.peer} failed", describe(exc))
+
+
+__all__ = ["Connection", "OutputClosed", "Payload", "Relay", "RelayOptions"]

@@ -1,0 +1,218 @@
+"""Opening TCP and unix stream sockets: dialling out and listening.
+
+Every OSError from connect/bind/listen/accept becomes a NetworkError here,
+with the address it concerns and, where it helps, a hint.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from typing import NamedTuple
+
+from socktool.net import events as ev
+from socktool.net.address import Endpoint, format_hostport, resolve, sockaddr_text
+from socktool.net.errors import BindError, ConnectError, UsageError, describe
+from socktool.net.values import format_duration
+
+
+class SocketOptions(NamedTuple):
+    keepalive: bool = False
+    nodelay: bool = False
+
+    def apply(self, sock: socket.socket) -> None:
+        if sock.family == socket.AF_UNIX:
+            return
+        if self.keepalive:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if self.nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def connect(
+    endpoint: Endpoint,
+    *,
+    family: int = socket.AF_UNSPEC,
+    timeout: float | None = 10.0,
+    source: str | None = None,
+    source_port: int | None = None,
+    options: SocketOptions = SocketOptions(),
+    sink: ev.Sink = ev.ignore,
+) -> socket.socket:
+    """A connected blocking socket, trying each address the name resolves to."""
+    if endpoint.path is not None:
+        return _connect_unix(endpoint.path, timeout)
+    candidates = resolve(endpoint.host, endpoint.port, family=family)
+    last: OSError | None = None
+    for index, (fam, sockaddr) in enumerate(candidates):
+        sock = socket.socket(fam, socket.SOCK_STREAM)
+        try:
+            if source is not None or source_port is not None:
+                _bind_source(sock, fam, source, source_port)
+            options.apply(sock)
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+            sock.settimeout(None)
+            return sock
+        except BindError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            last = exc
+            if index + 1 < len(candidates):
+                sink(ev.Notice(f"{sockaddr_text(sockaddr)}: {describe(exc)}; trying the next address"))
+    assert last is not None
+    raise _connect_error(endpoint, last, timeout) from last
+
+
+def _connect_error(endpoint: Endpoint, exc: OSError, timeout: float | None) -> ConnectError:
+    what = f"cannot connect to {endpoint}"
+    if isinstance(exc, socket.timeout) or exc.errno == errno.ETIMEDOUT:
+        detail = f"timed out after {format_duration(timeout)}" if timeout else "timed out"
+        return ConnectError(what, detail, "the host did not answer; is a firewall dropping it?")
+    if exc.errno == errno.ECONNREFUSED:
+        return ConnectError(what, "connection refused", "nothing is listening there")
+    return ConnectError(what, describe(exc))
+
+
+def _bind_source(sock: socket.socket, family: int, source: str | None, port: int | None) -> None:
+    host = source if source is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    try:
+        addrs = resolve(host, port or 0, family=family, passive=True)
+    except Exception:
+        raise BindError(f"cannot use source address {source!r}", "not an address of this family") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addrs[0][1])
+    except OSError as exc:
+        raise BindError(f"cannot bind source {format_hostport(host, port or 0)}", describe(exc)) from exc
+
+
+def _connect_unix(path: str, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.settimeout(None)
+        return sock
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(f"cannot connect to unix:{path}", describe(exc)) from exc
+
+
+class Listener:
+    """A listening socket that knows its printable address and removes its unix file."""
+
+    def __init__(self, sock: socket.socket, path: str | None = None):
+        self.sock = sock
+        self.path = path
+        self.address = sockaddr_text(sock.getsockname()) if path is None else f"unix:{path}"
+        self.port = sock.getsockname()[1] if path is None else 0
+
+    def accept(self) -> tuple[socket.socket, str]:
+        conn, addr = self.sock.accept()
+        return conn, sockaddr_text(addr) if self.path is None else "unix:(client)"
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def listen(
+    endpoint: Endpoint,
+    *,
+    family: int = socket.AF_UNSPEC,
+    kind: int = socket.SOCK_STREAM,
+    backlog: int = 128,
+    reuse_addr: bool = True,
+) -> Listener:
+    """Bind (and for streams listen). No host: dual-stack `::` when IPv6 is there."""
+    if endpoint.path is not None:
+        return _listen_unix(endpoint.path, kind, backlog)
+    if endpoint.host is None:
+        if family in (socket.AF_UNSPEC, socket.AF_INET6) and socket.has_ipv6:
+            candidates = [(socket.AF_INET6, ("::", endpoint.port, 0, 0))]
+            if family == socket.AF_UNSPEC:
+                candidates.append((socket.AF_INET, ("0.0.0.0", endpoint.port)))
+        else:
+            candidates = [(socket.AF_INET, ("0.0.0.0", endpoint.port))]
+    else:
+        candidates = resolve(endpoint.host, endpoint.port, family=family, kind=kind, passive=True)
+    last: OSError | None = None
+    for fam, sockaddr in candidates:
+        sock = socket.socket(fam, kind)
+        try:
+            if reuse_addr:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6 and endpoint.host is None:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(family == socket.AF_INET6))
+            sock.bind(sockaddr)
+            if kind == socket.SOCK_STREAM:
+                sock.listen(backlog)
+            return Listener(sock)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                break  # the next family would hit the same port
+    assert last is not None
+    raise _bind_error(endpoint, last, kind) from last
+
+
+def _bind_error(endpoint: Endpoint, exc: OSError, kind: int) -> BindError:
+    proto = "tcp" if kind == socket.SOCK_STREAM else "udp"
+    what = f"cannot listen on {endpoint}" if endpoint.host else f"cannot listen on port {endpoint.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return BindError(what, "address already in use", f"another process holds {proto} port {endpoint.port}")
+    if exc.errno == errno.EACCES:
+        return BindError(what, "permission denied", "ports below 1024 need root")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return BindError(what, "not an address of this host")
+    return BindError(what, describe(exc))
+
+
+def _listen_unix(path: str, kind: int, backlog: int) -> Listener:
+    _remove_stale_socket(path, kind)
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.bind(path)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(f"cannot listen on unix:{path}", "the file already exists") from exc
+        raise BindError(f"cannot listen on unix:{path}", describe(exc)) from exc
+    return Listener(sock, path)
+
+
+def _remove_stale_socket(path: str, kind: int) -> None:
+    """A socket file nobody serves (left by a crash) is removed; a live one is an error."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise UsageError(f"cannot listen on unix:{path}", "the path exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, kind)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise BindError(f"cannot listen on unix:{path}", "address already in use", "another process serves it")

@@ -1,0 +1,107 @@
+"""Pure parsers and encoders for option values and payload bytes.
+
+No sockets here: these are tested with plain values (and hypothesis).
+Parsers raise ValueError with a message fit to follow "invalid value: ".
+"""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """'250ms' → 0.25, '2s' → 2.0, '1.5' → 1.5 (seconds), '1m' → 60.0."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        if text.strip().startswith("-"):
+            raise ValueError(f"duration must not be negative: {text!r}")
+        raise ValueError(f"not a duration: {text!r} (use e.g. 250ms, 2s, 1.5, 1m)")
+    return float(match["num"]) * _UNIT_SECONDS[match["unit"]]
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s".replace(".00s", "s")
+    return f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
+
+
+def format_size(count: float) -> str:
+    """Bytes as a person reads them: '512 B', '3.4 KiB', '12.0 MiB'."""
+    if count < 1024:
+        return f"{int(count)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        count /= 1024
+        if count < 1024 or unit == "TiB":
+            break
+    return f"{count:.1f} {unit}"
+
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_HEX_SPACE = frozenset(b" \t\r\n\v\f")
+
+
+class HexDecoder:
+    """Hex text → bytes, fed in chunks that may split a byte's two digits.
+
+    Whitespace between bytes is allowed, not inside one. A digit left without
+    its partner at the end, or any other character, raises ValueError.
+    """
+
+    def __init__(self) -> None:
+        self._odd = b""  # a first digit waiting for its partner
+        self._offset = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        digits = bytearray(self._odd)
+        for index, byte in enumerate(chunk):
+            if byte in _HEX_DIGITS:
+                digits.append(byte)
+            elif byte not in _HEX_SPACE:
+                raise ValueError(
+                    f"hex input: {chr(byte)!r} at offset {self._offset + index} is not a hex digit"
+                )
+            elif len(digits) % 2:
+                raise ValueError(
+                    f"hex input: odd number of hex digits before offset {self._offset + index}"
+                )
+        self._offset += len(chunk)
+        whole = len(digits) - len(digits) % 2
+        self._odd = bytes(digits[whole:])
+        return bytes.fromhex(digits[:whole].decode())
+
+    def close(self) -> None:
+        if self._odd:
+            raise ValueError("hex input: odd number of hex digits")
+
+
+def decode_hex(text: str | bytes) -> bytes:
+    data = text.encode() if isinstance(text, str) else text
+    decoder = HexDecoder()
+    out = decoder.feed(data)
+    decoder.close()
+    return out
+
+
+class CrlfEncoder:
+    """Translate bare LF to CRLF in a stream fed in chunks; CRLF stays CRLF."""
+
+    def __init__(self) -> None:
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return chunk
+        head, body = b"", chunk
+        if self._after_cr and body.startswith(b"\n"):
+            head, body = b"\n", body[1:]
+        self._after_cr = chunk.endswith(b"\r")
+        return head + body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def to_crlf(data: bytes) -> bytes:
+    return CrlfEncoder().feed(data)

@@ -1,0 +1,1 @@
+"""Sinks that turn engine events into output. The only layer that imports rich, lazily."""

@@ -1,0 +1,82 @@
+"""JSON Lines on stdout: one object per event, flushed as it happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from socktool.net import events as ev
+from socktool.view.render import text_or_none
+
+
+def event_record(event: ev.Event) -> dict[str, object] | None:
+    """The JSON object for an event, or None for events JSON does not carry."""
+    ts = round(time.time(), 6)
+    if isinstance(event, ev.Listening):
+        return {"event": "listening", "ts": ts, "address": event.address, "kind": event.kind}
+    if isinstance(event, ev.Connected):
+        return {"event": "connected", "ts": ts, "conn": event.conn, "peer": event.peer, "local": event.local}
+    if isinstance(event, ev.Rejected):
+        return {"event": "rejected", "ts": ts, "peer": event.peer, "reason": event.reason}
+    if isinstance(event, ev.Data):
+        return {
+            "event": "data",
+            "ts": ts,
+            "conn": event.conn,
+            "peer": event.peer,
+            "direction": event.direction,
+            "size": len(event.data),
+            "text": text_or_none(event.data),
+            "hex": event.data.hex(),
+        }
+    if isinstance(event, ev.Datagram):
+        return {
+            "ts": ts,
+            "direction": event.direction,
+            "from" if event.direction == ev.RECEIVED else "to": event.peer,
+            "size": len(event.data),
+            "text": text_or_none(event.data),
+            "hex": event.data.hex(),
+        }
+    if isinstance(event, ev.Closed):
+        return {
+            "event": "closed",
+            "ts": ts,
+            "conn": event.conn,
+            "peer": event.peer,
+            "reason": event.reason,
+            "sent": event.sent,
+            "received": event.received,
+            "duration": round(event.duration, 6),
+        }
+    if isinstance(event, ev.Stats):
+        return {
+            "event": "stats",
+            "ts": ts,
+            "sent": event.sent,
+            "received": event.received,
+            "duration": round(event.duration, 6),
+            "connections": event.connections,
+        }
+    if isinstance(event, ev.Notice):
+        return {"event": "notice", "ts": ts, "message": event.message}
+    return None
+
+
+class JsonLines:
+    def __init__(self, fd: int = 1):
+        self.fd = fd
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, object]) -> None:
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            while line:
+                line = line[os.write(self.fd, line) :]
+
+    def __call__(self, event: ev.Event) -> None:
+        record = event_record(event)
+        if record is not None:
+            self.write(record)

@@ -1,0 +1,31 @@
+"""Build the sink a command reports to, from its Terminal and mode.
+
+The one place that composes views: the payload view chosen by the
+Terminal (raw, rich, JSON) plus status lines on stderr.
+"""
+
+from __future__ import annotations
+
+from socktool.net import events as ev
+from socktool.view.status import StatusLines
+from socktool.view.terminal import Mode, Terminal
+
+
+def build_sink(terminal: Terminal, mode: Mode, *, hex: bool = False, numbered: bool = False) -> ev.Sink:
+    status = StatusLines(terminal, connections=mode is not Mode.VIEW, numbered=numbered)
+    if mode is Mode.RAW:
+        return status
+    if mode is Mode.JSON:
+        from socktool.view.jsonl import JsonLines
+
+        payload: ev.Sink = JsonLines(terminal.stdout_fd)
+    else:
+        from socktool.view.traffic import TrafficView
+
+        payload = TrafficView(terminal.console(), hex=hex, numbered=numbered)
+
+    def both(event: ev.Event) -> None:
+        payload(event)
+        status(event)
+
+    return both

@@ -1,0 +1,135 @@
+"""The terminal a command runs in, and the one place that decides the view.
+
+Rule: nothing else looks at isatty, NO_COLOR or -v/-q. Commands build one
+`Terminal` from their output options and ask it where things go.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+
+class Mode(Enum):
+    RAW = "raw"  # payload bytes to stdout untouched
+    VIEW = "view"  # rich traffic view on stdout
+    JSON = "json"  # one JSON object per line on stdout
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+class Terminal:
+    """Where output goes and what the user asked of it. Tests build their own."""
+
+    def __init__(
+        self,
+        *,
+        verbose: bool = False,
+        quiet: bool = False,
+        no_color: bool = False,
+        debug: bool = False,
+        stdin_isatty: bool = False,
+        stdout_isatty: bool = False,
+        stderr_isatty: bool = False,
+        stdin_fd: int = 0,
+        stdout_fd: int = 1,
+        stderr_fd: int = 2,
+    ):
+        self.verbose = verbose
+        self.quiet = quiet
+        self.no_color = no_color
+        self.debug = debug
+        self.stdin_isatty = stdin_isatty
+        self.stdout_isatty = stdout_isatty
+        self.stderr_isatty = stderr_isatty
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
+        self.stderr_fd = stderr_fd
+        # Writes to stderr come from several threads; lines must not interleave.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_options(
+        cls, *, verbose: bool = False, quiet: bool = False, no_color: bool = False, debug: bool = False
+    ) -> Terminal:
+        return cls(
+            verbose=verbose,
+            quiet=quiet,
+            no_color=no_color or "NO_COLOR" in os.environ,
+            debug=debug,
+            stdout_isatty=_isatty(1),
+            stderr_isatty=_isatty(2),
+            stdin_isatty=_isatty(0),
+        )
+
+    def mode(self, *, view: bool | None = None, json: bool = False) -> Mode:
+        """--json wins; then --view/--raw; then stdout being a TTY."""
+        if json:
+            return Mode.JSON
+        if view is None:
+            view = self.stdout_isatty
+        return Mode.VIEW if view else Mode.RAW
+
+    @property
+    def show_status(self) -> bool:
+        """Status lines: when stderr is a TTY or with -v; never with -q."""
+        return not self.quiet and (self.verbose or self.stderr_isatty)
+
+    @property
+    def color(self) -> bool:
+        return not self.no_color
+
+    # -- stderr ---------------------------------------------------------
+    def write_err(self, line: str) -> None:
+        data = (line + "\n").encode(errors="replace")
+        with self._lock:
+            try:
+                os.write(self.stderr_fd, data)
+            except OSError:
+                pass  # stderr gone: nothing left to tell
+
+    def status(self, message: str) -> None:
+        if self.show_status:
+            self.write_err(self._style(f"socktool: {message}", "2"))
+
+    def always(self, message: str) -> None:
+        """A status line shown unless -q (e.g. the port a listener got)."""
+        if not self.quiet:
+            self.write_err(self._style(f"socktool: {message}", "2"))
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self.write_err(self._style(f"socktool: warning: {message}", "33"))
+
+    def error(self, message: str) -> None:
+        self.write_err(self._style(f"socktool: error: {message}", "31"))
+
+    def _style(self, text: str, sgr: str) -> str:
+        if self.color and self.stderr_isatty:
+            return f"\x1b[{sgr}m{text}\x1b[0m"
+        return text
+
+    # -- rich consoles, created only when something is drawn --------------
+    def console(self, *, stderr: bool = False) -> Console:
+        from rich.console import Console
+
+        return Console(
+            file=sys.stderr if stderr else sys.stdout,
+            no_color=not self.color,
+            force_terminal=None,
+            highlight=False,
+            soft_wrap=False,
+            emoji=False,
+            markup=False,
+        )

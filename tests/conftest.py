@@ -1,0 +1,141 @@
+"""Shared helpers: run socktool as a user does (a subprocess of the installed
+command) and wait for events on its stderr instead of sleeping."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+_BIN = Path(sys.executable).with_name("socktool")
+SOCKTOOL = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "socktool"]
+
+LISTENING = re.compile(r"listening on (?P<address>\S+)")
+
+
+def command(*args: str) -> list[str]:
+    return [*SOCKTOOL, *map(str, args)]
+
+
+def run(*args: str, input: bytes | None = None, timeout: float = 20, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run socktool to completion; stdout and stderr captured as bytes."""
+    return subprocess.run(
+        command(*args),
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+class Proc:
+    """A running socktool whose stderr is collected line by line in the background."""
+
+    def __init__(self, *args: str, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env: dict | None = None, cwd=None):
+        self.args = command(*args)
+        self.popen = subprocess.Popen(self.args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, cwd=cwd)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.popen.stderr is not None
+        for raw in self.popen.stderr:
+            with self._changed:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        self._reader.join(timeout=5)
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float = 10) -> re.Match[str]:
+        """Block until a stderr line matches; fail with what stderr said so far."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.popen.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no stderr line matching {regex.pattern!r}; stderr:\n" + "\n".join(self.lines))
+                self._changed.wait(min(remaining, 0.2))
+
+    def wait_listening(self, timeout: float = 10) -> int:
+        """The port from the 'listening on HOST:PORT' line."""
+        address = self.wait_for(LISTENING, timeout)["address"]
+        return int(address.rsplit(":", 1)[1])
+
+    def wait(self, timeout: float = 20) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=5)
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def one_line_error(stderr: bytes | str) -> str:
+    """Assert stderr is exactly one `socktool: error:` line with no traceback; return it."""
+    text = stderr.decode() if isinstance(stderr, bytes) else stderr
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert "Traceback" not in text, text
+    assert len(lines) == 1, text
+    assert lines[0].startswith("socktool: error: "), text
+    return lines[0]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nothing listens on right now (for 'refused' cases)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def need(tool: str) -> None:
+    """Skip when a peer tool is missing, unless running in CI, where it must be there."""
+    if not have(tool):
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is not installed; .ci/run installs it")
+        pytest.skip(f"{tool} is not installed")
+
+
+@pytest.fixture
+def tmp_sock_dir():
+    """A short temp dir for unix sockets (paths are limited to ~100 bytes)."""
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="st-", dir="/tmp")
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)
