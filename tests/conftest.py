@@ -80,9 +80,9 @@ class Proc:
                 self._changed.wait(min(remaining, 0.2))
 
     def wait_listening(self, timeout: float = 10) -> int:
-        """The port from the 'listening on HOST:PORT' line."""
+        """The port from the 'listening on HOST:PORT' line (0 for unix sockets)."""
         address = self.wait_for(LISTENING, timeout)["address"]
-        return int(address.rsplit(":", 1)[1])
+        return 0 if address.startswith("unix:") else int(address.rsplit(":", 1)[1])
 
     def wait(self, timeout: float = 20) -> int:
         return self.popen.wait(timeout=timeout)

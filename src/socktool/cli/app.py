@@ -20,6 +20,8 @@ SUMMARY = "A socket toolkit: netcat's pipe, a TCP/UDP console, echo and time ser
 COMMANDS: dict[str, tuple[str, str]] = {
     "tcp-connect": ("socktool.cli.tcp", "tcp_connect"),
     "tcp-listen": ("socktool.cli.tcp", "tcp_listen"),
+    "echo": ("socktool.cli.services", "echo"),
+    "time-server": ("socktool.cli.services", "time_server"),
 }
 
 

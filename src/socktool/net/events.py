@@ -76,7 +76,24 @@ class Stats(NamedTuple):
     datagrams_out: int = 0
 
 
-Event = Union[Listening, Connected, Rejected, Data, Closed, Datagram, Notice, Stats]
+class Served(NamedTuple):
+    """A request one of the built-in servers answered: a datagram echoed, a time sent.
+
+    `count` numbers the requests of this kind (tcp/udp) served so far;
+    `request` is what was asked, when it means something to a person (the
+    time-server's format); `error` says why the reply is an error message.
+    """
+
+    kind: str  # "tcp" or "udp"
+    peer: str
+    received: int
+    sent: int
+    count: int
+    request: bytes | None = None
+    error: str = ""
+
+
+Event = Union[Listening, Connected, Rejected, Data, Closed, Datagram, Notice, Stats, Served]
 Sink = Callable[[Event], None]
 
 

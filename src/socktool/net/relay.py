@@ -6,10 +6,10 @@ Rules of the pipe (tcp-connect and tcp-listen alike):
 - at the end of what we send, the write side is shut down (half-close) and
   reading goes on until the peer closes, unless `half_close` is off;
 - when the peer closes, the relay ends even if stdin is still open: at once
-  when stdin is a terminal, else as soon as stdin goes `linger` seconds
-  without data (a peer that only half-closed still gets a file we are
-  sending, to the last byte; a peer that really closed makes the next send
-  fail, which ends the relay too);
+  when stdin is a terminal, else as soon as stdin has had nothing to read
+  for `linger` seconds (so a peer that only half-closed still gets a file we
+  are sending, to the last byte; a peer that really closed makes the next
+  send fail, which ends the relay too);
 - everything received before a failure has already been written out.
 """
 
@@ -91,7 +91,7 @@ class RelayOptions(NamedTuple):
 class Connection:
     """One relayed socket and its counters (each written by one thread only)."""
 
-    __slots__ = ("sock", "conn", "peer", "local", "inbound", "sent", "received", "started", "last_activity", "last_sent")
+    __slots__ = ("sock", "conn", "peer", "local", "inbound", "sent", "received", "started", "last_activity")
 
     def __init__(self, sock: socket.socket, conn: int, peer: str, local: str = "", inbound: bool = False):
         self.sock = sock
@@ -101,11 +101,11 @@ class Connection:
         self.inbound = inbound
         self.sent = 0
         self.received = 0
-        self.started = self.last_activity = self.last_sent = time.monotonic()
+        self.started = self.last_activity = time.monotonic()
 
     def count_sent(self, n: int) -> None:
         self.sent += n
-        self.last_activity = self.last_sent = time.monotonic()
+        self.last_activity = time.monotonic()
 
     def count_received(self, n: int) -> None:
         self.received += n
@@ -159,10 +159,27 @@ class Relay:
         return reason
 
     def _finish_sending(self) -> None:
-        """The peer sent EOF: let stdin's data still flowing reach it (see the rules)."""
-        linger = self.options.linger
-        while not self.send_done.wait(min(0.05, linger) if linger else 0):
-            if time.monotonic() - self.conn.last_sent >= linger:
+        """The peer sent EOF: let what stdin still delivers reach it (see the rules).
+
+        stdin counts as idle only while it has nothing to read *and* the
+        socket could take more: a peer slow to read is not an idle stdin.
+        """
+        linger, fd = self.options.linger, self.payload.stdin_fd
+        if fd is None or self.payload.messages:
+            self.send_done.wait()  # fixed messages end by themselves (or fail to send)
+            return
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(self.conn.sock, select.POLLOUT)
+        idle_since: float | None = None
+        while not self.send_done.wait(min(0.05, linger)):
+            ready = dict(poller.poll(0))
+            if ready.get(fd, 0) or not ready.get(self.conn.sock.fileno(), 0) & select.POLLOUT:
+                idle_since = None
+                continue
+            now = time.monotonic()
+            idle_since = idle_since or now
+            if now - idle_since >= linger:
                 return
 
     def _raise_send_error(self) -> None:

@@ -59,6 +59,20 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
             "received": event.received,
             "duration": round(event.duration, 6),
             "connections": event.connections,
+            "datagrams_in": event.datagrams_in,
+            "datagrams_out": event.datagrams_out,
+        }
+    if isinstance(event, ev.Served):
+        return {
+            "event": "served",
+            "ts": ts,
+            "kind": event.kind,
+            "peer": event.peer,
+            "count": event.count,
+            "received": event.received,
+            "sent": event.sent,
+            "request": None if event.request is None else text_or_none(event.request),
+            "error": event.error or None,
         }
     if isinstance(event, ev.Notice):
         return {"event": "notice", "ts": ts, "message": event.message}

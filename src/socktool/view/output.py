@@ -11,8 +11,10 @@ from socktool.view.status import StatusLines
 from socktool.view.terminal import Mode, Terminal
 
 
-def build_sink(terminal: Terminal, mode: Mode, *, hex: bool = False, numbered: bool = False) -> ev.Sink:
-    status = StatusLines(terminal, connections=mode is not Mode.VIEW, numbered=numbered)
+def build_sink(
+    terminal: Terminal, mode: Mode, *, hex: bool = False, numbered: bool = False, stats: bool = False
+) -> ev.Sink:
+    status = StatusLines(terminal, connections=mode is not Mode.VIEW, numbered=numbered, stats=stats)
     if mode is Mode.RAW:
         return status
     if mode is Mode.JSON:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from socktool.net import events as ev
 from socktool.net.values import format_duration, format_size
+from socktool.view.render import escape_text
 from socktool.view.terminal import Terminal
 
 
@@ -19,6 +20,23 @@ def summary(sent: int, received: int, duration: float) -> str:
     )
 
 
+def served_line(event: ev.Served) -> str:
+    line = f"{event.kind} #{event.count} {event.peer}: {event.received} B in, {event.sent} B out"
+    if event.request is not None:
+        request = event.request if len(event.request) <= 60 else event.request[:57] + b"..."
+        line += f", format '{escape_text(request)}'"
+    if event.error:
+        line += f" (error reply: {event.error})"
+    return line
+
+
+def stats_line(event: ev.Stats) -> str:
+    parts = [f"{event.connections} connection{'s' if event.connections != 1 else ''}"]
+    if event.datagrams_in or event.datagrams_out:
+        parts.append(f"{event.datagrams_in} datagrams in, {event.datagrams_out} out")
+    return "total: " + ", ".join(parts) + "; " + summary(event.sent, event.received, event.duration)
+
+
 class StatusLines:
     """Writes one plain line per event to stderr, when status lines are on.
 
@@ -26,10 +44,11 @@ class StatusLines:
     them itself, so a terminal does not see them twice.
     """
 
-    def __init__(self, terminal: Terminal, *, connections: bool = True, numbered: bool = False):
+    def __init__(self, terminal: Terminal, *, connections: bool = True, numbered: bool = False, stats: bool = False):
         self.terminal = terminal
         self.connections = connections
         self.numbered = numbered
+        self.stats = stats  # a totals line for ev.Stats (servers, whose closed lines are per client)
 
     def _who(self, conn: int, peer: str) -> str:
         return f"#{conn} {peer}" if self.numbered else peer
@@ -40,6 +59,11 @@ class StatusLines:
             t.always(f"listening on {event.address} ({event.kind})")
         elif isinstance(event, ev.Notice):
             t.warn(event.message) if event.warning else t.status(event.message)
+        elif isinstance(event, ev.Served):
+            t.status(served_line(event))
+        elif isinstance(event, ev.Stats):
+            if self.stats:
+                t.status(stats_line(event))
         elif not self.connections:
             return
         elif isinstance(event, ev.Rejected):

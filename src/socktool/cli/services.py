@@ -1,0 +1,119 @@
+"""echo and time-server: the small servers every network programmer writes once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from socktool.cli import options as opt
+from socktool.net import events as ev
+from socktool.net.address import Endpoint, parse_listen_endpoint
+from socktool.view.output import build_sink
+from socktool.view.terminal import Mode, Terminal
+
+ECHO_PORT = 9999
+TIME_PORT = 9000
+
+
+def _service_address(default_port: int) -> object:
+    return typer.Argument(
+        metavar="[[HOST:]PORT]",
+        parser=opt.value_parser(parse_listen_endpoint),
+        help=f"Where to listen: PORT, HOST:PORT, [IPV6]:PORT or unix:PATH (default: port {default_port} on all interfaces).",
+        show_default=False,
+    )
+
+
+TcpOnly = Annotated[bool, typer.Option("--tcp-only", help="Serve TCP only.", rich_help_panel=opt.CONNECTION)]
+UdpOnly = Annotated[bool, typer.Option("--udp-only", help="Serve UDP only.", rich_help_panel=opt.CONNECTION)]
+
+
+def _start(terminal: Terminal, json: bool, address: Endpoint, family: int, tcp_only: bool, udp_only: bool):
+    """Bind the service's sockets and announce them; returns (sink, tcp, udp)."""
+    from socktool.net.serving import bind_service, raise_open_file_limit
+
+    opt.exclusive(tcp_only=tcp_only, udp_only=udp_only)
+    sink = build_sink(terminal, Mode.JSON if json else Mode.RAW, numbered=True, stats=True)
+    raise_open_file_limit()
+    tcp, udp = bind_service(address, family=family, tcp=not udp_only, udp=not tcp_only)
+    for listener, kind in ((tcp, "tcp"), (udp, "udp")):
+        if listener is not None:
+            sink(ev.Listening(listener.address, kind))
+    return sink, tcp, udp
+
+
+def echo(
+    address: Annotated[Endpoint, _service_address(ECHO_PORT)] = Endpoint(port=ECHO_PORT),
+    tcp_only: TcpOnly = False,
+    udp_only: UdpOnly = False,
+    max_clients: Annotated[Optional[int], typer.Option("--max-clients", metavar="N", parser=opt.PositiveInt, help="Turn away TCP clients beyond N at once.", rich_help_panel=opt.CONNECTION)] = None,
+    idle_timeout: Annotated[Optional[float], typer.Option("-i", "--idle-timeout", metavar="DUR", parser=opt.PositiveDuration, help="Close a TCP client after DUR without traffic either way.", rich_help_panel=opt.CONNECTION)] = None,
+    ipv4: opt.IPv4 = False,
+    ipv6: opt.IPv6 = False,
+    json: opt.Json = False,
+    verbose: opt.Verbose = False,
+    quiet: opt.Quiet = False,
+    no_color: opt.NoColor = False,
+    debug: opt.Debug = False,
+) -> int:
+    """Echo server (RFC 862): send back whatever clients send, over TCP and UDP.
+
+    Serves TCP and UDP on the same port, any number of clients at once, until
+    interrupted. Status lines (stderr) show each client connecting and leaving,
+    with bytes and duration, and each datagram echoed.
+
+    Examples:
+
+      socktool echo
+
+      socktool echo -v --idle-timeout 30s 127.0.0.1:7
+
+      socktool echo --tcp-only --max-clients 100 --json 9999 > events.jsonl
+    """
+    from socktool.net.echo import EchoOptions, EchoServer
+
+    family = opt.family(ipv4, ipv6)
+    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
+    sink, tcp, udp = _start(terminal, json, address, family, tcp_only, udp_only)
+    EchoServer(tcp, udp, EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout), sink).serve()
+    return 0
+
+
+def time_server(
+    address: Annotated[Endpoint, _service_address(TIME_PORT)] = Endpoint(port=TIME_PORT),
+    rfc868: Annotated[bool, typer.Option("--rfc868", help="Serve RFC 868 time (4 bytes: seconds since 1900, big-endian) over TCP and UDP.", rich_help_panel=opt.CONNECTION)] = False,
+    utc: Annotated[bool, typer.Option("--utc", help="UTC instead of local time.", rich_help_panel=opt.CONNECTION)] = False,
+    tcp_only: TcpOnly = False,
+    udp_only: UdpOnly = False,
+    ipv4: opt.IPv4 = False,
+    ipv6: opt.IPv6 = False,
+    json: opt.Json = False,
+    verbose: opt.Verbose = False,
+    quiet: opt.Quiet = False,
+    no_color: opt.NoColor = False,
+    debug: opt.Debug = False,
+) -> int:
+    """Time server: strftime over UDP, RFC 867 daytime over TCP, or RFC 868 time.
+
+    UDP: the request is a strftime format and the reply is the time in it (an
+    empty request gets '%Y-%m-%d %X'; a trailing newline is kept). TCP: one
+    daytime line, then close. Replies are never more than 1024 bytes (1 KiB):
+    a format that would render longer, or is longer itself, gets a short
+    error reply, so the server cannot be used to amplify traffic.
+
+    Examples:
+
+      socktool time-server
+
+      socktool udp-send --wait 127.0.0.1:9000 '%H:%M'
+
+      socktool time-server --rfc868 --utc 127.0.0.1:3700
+    """
+    from socktool.net.timeserver import TimeOptions, TimeServer
+
+    family = opt.family(ipv4, ipv6)
+    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
+    sink, tcp, udp = _start(terminal, json, address, family, tcp_only, udp_only)
+    TimeServer(tcp, udp, TimeOptions(rfc868=rfc868, utc=utc), sink).serve()
+    return 0

@@ -1,0 +1,169 @@
+"""Port lists and service names: pure values, no sockets.
+
+Port lists are what `portscan` takes: `22`, `22,80,443`, `8000-8100`, `-`
+(every port), open-ended `-1024` / `60000-`, or any mix separated by commas.
+The parser names the part it cannot use, so a bad list is one clear line.
+
+Service names come from the system services database (/etc/services, read
+once), then a built-in table for the common ports a minimal system may not
+list, else nothing.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from socktool.net.address import MAX_PORT
+
+ALL_PORTS = f"1-{MAX_PORT}"
+
+# Names as the IANA registry (and so /etc/services) spells them, so output
+# does not depend on whether the system table is there.
+BUILTIN_SERVICES: dict[int, str] = {
+    20: "ftp-data",
+    21: "ftp",
+    22: "ssh",
+    23: "telnet",
+    25: "smtp",
+    53: "domain",
+    69: "tftp",
+    80: "http",
+    88: "kerberos",
+    110: "pop3",
+    111: "sunrpc",
+    119: "nntp",
+    123: "ntp",
+    135: "msrpc",
+    139: "netbios-ssn",
+    143: "imap",
+    161: "snmp",
+    179: "bgp",
+    389: "ldap",
+    443: "https",
+    445: "microsoft-ds",
+    465: "submissions",
+    514: "shell",
+    515: "printer",
+    587: "submission",
+    631: "ipp",
+    636: "ldaps",
+    873: "rsync",
+    993: "imaps",
+    995: "pop3s",
+    1080: "socks",
+    1433: "ms-sql-s",
+    1521: "oracle",
+    1883: "mqtt",
+    2049: "nfs",
+    2181: "zookeeper",
+    2375: "docker",
+    2376: "docker-s",
+    3000: "ppp",
+    3128: "squid",
+    3306: "mysql",
+    3389: "ms-wbt-server",
+    5000: "upnp",
+    5432: "postgresql",
+    5672: "amqp",
+    5900: "vnc",
+    5984: "couchdb",
+    6379: "redis",
+    6443: "kubernetes",
+    8000: "http-alt",
+    8080: "http-alt",
+    8443: "https-alt",
+    8883: "secure-mqtt",
+    9000: "cslistener",
+    9092: "kafka",
+    9200: "elasticsearch",
+    9418: "git",
+    11211: "memcache",
+    27017: "mongodb",
+}
+
+
+def _parse_one(text: str, part: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"{part!r} in the port list is not a port number")
+    port = int(text)
+    if not 1 <= port <= MAX_PORT:
+        raise ValueError(f"port {port} in the port list is out of range (1-{MAX_PORT})")
+    return port
+
+
+def _parse_part(part: str) -> range:
+    if part == "-":
+        return range(1, MAX_PORT + 1)
+    low, dash, high = part.partition("-")
+    if not dash:
+        port = _parse_one(low, part)
+        return range(port, port + 1)
+    first = _parse_one(low, part) if low else 1
+    last = _parse_one(high, part) if high else MAX_PORT
+    if first > last:
+        raise ValueError(f"port range {part!r} is reversed (did you mean {last}-{first}?)")
+    return range(first, last + 1)
+
+
+def parse_port_list(text: str) -> list[int]:
+    """'22,80,8000-8100' → the ports, ascending, each once. ValueError names the bad part."""
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip():
+        raise ValueError("empty port list")
+    if "" in parts:
+        raise ValueError(f"empty item in the port list {text!r}")
+    ranges = [_parse_part(part) for part in parts]
+    if len(ranges) == 1:
+        return list(ranges[0])
+    ports: set[int] = set()
+    for span in ranges:
+        ports.update(span)
+    return sorted(ports)
+
+
+def read_services(path: str = "/etc/services", proto: str = "tcp") -> dict[int, str] | None:
+    """port → name from a services(5) file; None when the file cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return None
+    names: dict[int, str] = {}
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        port, _slash, kind = fields[1].partition("/")
+        if kind == proto and port.isdigit():
+            names.setdefault(int(port), fields[0])  # the first entry wins, as getservbyport's
+    return names
+
+
+class ServiceNames:
+    """Service names for TCP ports: system database, then the built-in table.
+
+    The services file is read once (a scan may name 65535 ports, and
+    getservbyport re-reads the file on every call); where there is no file,
+    each port is asked of getservbyport instead, which also covers other
+    NSS sources.
+    """
+
+    def __init__(self, path: str = "/etc/services", builtin: dict[int, str] = BUILTIN_SERVICES):
+        self.path = path
+        self.builtin = builtin
+        self._system: dict[int, str] | None = None
+        self._loaded = False
+
+    def _from_system(self, port: int) -> str | None:
+        if not self._loaded:
+            self._system = read_services(self.path)
+            self._loaded = True
+        if self._system is not None:
+            return self._system.get(port)
+        try:
+            return socket.getservbyport(port, "tcp")
+        except (OSError, OverflowError):
+            return None
+
+    def __call__(self, port: int) -> str | None:
+        return self._from_system(port) or self.builtin.get(port)

@@ -1,0 +1,212 @@
+"""The time server: strftime over UDP, daytime (RFC 867) over TCP, or RFC 868 binary time.
+
+Rule: no reply is ever longer than MAX_REPLY bytes, whatever the request,
+so a spoofed request cannot make this server send much more than it got to
+someone else. A format longer than that is refused unread, and a format
+that renders longer gets a short error reply instead of the time.
+
+The replies are pure functions of (request, time, utc), tested without
+sockets; `TimeServer` only moves them.
+"""
+
+from __future__ import annotations
+
+import selectors
+import struct
+import time
+from typing import NamedTuple
+
+from socktool.net import events as ev
+from socktool.net.serving import Acceptor, close_quietly, peer_text
+from socktool.net.tcp import Listener
+
+MAX_REPLY = 1024
+DEFAULT_FORMAT = "%Y-%m-%d %X"
+# Seconds from 1900-01-01 (RFC 868's epoch) to 1970-01-01 (Unix's).
+RFC868_OFFSET = 2_208_988_800
+DATAGRAM_MAX = 65535
+DATAGRAM_BATCH = 64
+
+
+# -- the replies ---------------------------------------------------------------
+class TimeReply(NamedTuple):
+    data: bytes
+    format: bytes  # the format rendered (the default for an empty request)
+    error: str = ""  # set when `data` is an error message rather than the time
+
+
+def _moment(now: float, utc: bool) -> time.struct_time:
+    return time.gmtime(now) if utc else time.localtime(now)
+
+
+def _split_line_end(request: bytes) -> tuple[bytes, bytes]:
+    """A request typed into nc ends with a newline; the reply ends with the same one."""
+    for end in (b"\r\n", b"\n"):
+        if request.endswith(end):
+            return request[: -len(end)], end
+    return request, b""
+
+
+def _error_reply(fmt: bytes, error: str, end: bytes) -> TimeReply:
+    return TimeReply(f"error: {error}".encode() + end, fmt, error)
+
+
+def format_reply(request: bytes, now: float, *, utc: bool = False) -> TimeReply:
+    """The reply to a UDP request: the time `now` in the strftime format it carries."""
+    fmt, end = _split_line_end(request)
+    if len(request) > MAX_REPLY:
+        return _error_reply(b"", f"the format is longer than {MAX_REPLY} bytes", end)
+    if not fmt.strip():
+        fmt = DEFAULT_FORMAT.encode()
+    try:
+        text = fmt.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error_reply(fmt, "the format is not UTF-8 text", end)
+    try:
+        rendered = time.strftime(text, _moment(now, utc)).encode("utf-8", "surrogateescape")
+    except (ValueError, UnicodeError) as exc:
+        return _error_reply(fmt, f"cannot render the format: {exc}", end)
+    reply = rendered + end
+    if len(reply) > MAX_REPLY:
+        return _error_reply(fmt, f"the time in that format is {len(reply)} bytes, more than {MAX_REPLY}", end)
+    return TimeReply(reply, fmt)
+
+
+def daytime_line(now: float, *, utc: bool = False) -> bytes:
+    """RFC 867 daytime: 'Weekday, Month Day, Year HH:MM:SS-ZONE' and CRLF."""
+    moment = _moment(now, utc)
+    zone = "UTC" if utc else (moment.tm_zone or time.strftime("%z", moment))
+    return (time.strftime("%A, %B %d, %Y %H:%M:%S", moment) + f"-{zone}\r\n").encode()
+
+
+def rfc868_time(now: float) -> bytes:
+    """RFC 868: seconds since 1900-01-01 00:00 UTC, 32 bits big-endian (wraps in 2036)."""
+    return struct.pack("!I", (int(now) + RFC868_OFFSET) & 0xFFFFFFFF)
+
+
+def decode_rfc868(data: bytes) -> int:
+    """Unix time from an RFC 868 reply (for clients; assumes the era 1970-2106)."""
+    (seconds,) = struct.unpack("!I", data)
+    return seconds - RFC868_OFFSET if seconds >= RFC868_OFFSET else seconds + (1 << 32) - RFC868_OFFSET
+
+
+# -- the server ----------------------------------------------------------------
+class TimeOptions(NamedTuple):
+    rfc868: bool = False
+    utc: bool = False
+
+
+_ACCEPT = "accept"
+_DATAGRAMS = "datagrams"
+
+
+class TimeServer:
+    """Answers each TCP connection with one reply, then closes; each datagram with one."""
+
+    def __init__(
+        self,
+        tcp: Listener | None,
+        udp: Listener | None,
+        options: TimeOptions = TimeOptions(),
+        sink: ev.Sink = ev.ignore,
+    ):
+        self.tcp = tcp
+        self.udp = udp
+        self.options = options
+        self.sink = sink
+        self.selector = selectors.DefaultSelector()
+        self.acceptor = Acceptor(tcp, self.selector, _ACCEPT, sink) if tcp is not None else None
+        if udp is not None:
+            self.selector.register(udp.sock, selectors.EVENT_READ, _DATAGRAMS)
+        self.started = time.monotonic()
+        self.connections = 0
+        self.datagrams_in = 0
+        self.datagrams_out = 0
+        self.sent = 0
+        self.received = 0
+        self._buffer = bytearray(DATAGRAM_MAX)
+        self._closed = False
+
+    def serve(self) -> None:
+        try:
+            while True:
+                wait = None
+                if self.acceptor is not None and self.acceptor.paused_until is not None:
+                    wait = max(0.0, self.acceptor.paused_until - time.monotonic())
+                for key, _mask in self.selector.select(wait):
+                    if key.data is _ACCEPT:
+                        self._answer_connections()
+                    else:
+                        self._answer_datagrams()
+                if self.acceptor is not None:
+                    self.acceptor.tick(time.monotonic())
+        finally:
+            self.close()
+
+    def _answer_connections(self) -> None:
+        assert self.tcp is not None and self.acceptor is not None
+        for sock, addr in self.acceptor.accept(time.monotonic()):
+            self.connections += 1
+            reply = rfc868_time(time.time()) if self.options.rfc868 else daytime_line(time.time(), utc=self.options.utc)
+            sent = 0
+            try:
+                sock.setblocking(False)
+                # A fresh socket's send buffer is empty: a reply this small never waits.
+                sent = sock.send(reply)
+                sock.shutdown(2 if sent < len(reply) else 1)  # SHUT_RDWR / SHUT_WR
+                # What the client sent is thrown away (RFC 867); read it so that
+                # close() does not answer with a reset that could lose the reply.
+                for _ in range(16):
+                    if not sock.recv(4096):
+                        break
+            except OSError:
+                pass
+            finally:
+                close_quietly(sock)
+            self.sent += sent
+            self.sink(ev.Served("tcp", peer_text(self.tcp, addr), 0, sent, self.connections))
+            self.acceptor.client_left()
+
+    def _answer_datagrams(self) -> None:
+        assert self.udp is not None
+        sock = self.udp.sock
+        for _ in range(DATAGRAM_BATCH):
+            try:
+                size, addr = sock.recvfrom_into(self._buffer)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            self.datagrams_in += 1
+            self.received += size
+            if self.options.rfc868:
+                reply = TimeReply(rfc868_time(time.time()), b"")
+            else:
+                reply = format_reply(bytes(self._buffer[:size]), time.time(), utc=self.options.utc)
+            sent = 0
+            if addr:
+                try:
+                    sent = sock.sendto(reply.data, addr)
+                    self.datagrams_out += 1
+                    self.sent += sent
+                except OSError:
+                    pass
+            request = None if self.options.rfc868 else reply.format
+            self.sink(ev.Served("udp", peer_text(self.udp, addr), size, sent, self.datagrams_in, request, reply.error))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for listener in (self.tcp, self.udp):
+            if listener is not None:
+                listener.close()
+        self.selector.close()
+        self.sink(ev.Stats(self.sent, self.received, time.monotonic() - self.started, self.connections,
+                           self.datagrams_in, self.datagrams_out))
+
+
+__all__ = [
+    "DEFAULT_FORMAT", "MAX_REPLY", "TimeOptions", "TimeReply", "TimeServer",
+    "daytime_line", "decode_rfc868", "format_reply", "rfc868_time",
+]
