@@ -20,8 +20,12 @@ SUMMARY = "A socket toolkit: netcat's pipe, a TCP/UDP console, echo and time ser
 COMMANDS: dict[str, tuple[str, str]] = {
     "tcp-connect": ("socktool.cli.tcp", "tcp_connect"),
     "tcp-listen": ("socktool.cli.tcp", "tcp_listen"),
+    "udp-send": ("socktool.cli.udp", "udp_send"),
+    "udp-listen": ("socktool.cli.udp", "udp_listen"),
     "echo": ("socktool.cli.services", "echo"),
     "time-server": ("socktool.cli.services", "time_server"),
+    "portscan": ("socktool.cli.scan", "portscan"),
+    "wait": ("socktool.cli.scan", "wait"),
 }
 
 
@@ -53,7 +57,9 @@ def build_app(args: Sequence[str] = ()) -> typer.Typer:
     wanted = [args[0]] if args and args[0] in COMMANDS else list(COMMANDS)
     for name in wanted:
         module, function = COMMANDS[name]
-        app.command(name)(getattr(importlib.import_module(module), function))
+        command = getattr(importlib.import_module(module), function)
+        # A command may ask for more of app.command(), e.g. its own click class.
+        app.command(name, **getattr(command, "command_settings", {}))(command)
     return app
 
 

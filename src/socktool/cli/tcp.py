@@ -243,25 +243,26 @@ def tcp_listen(
     )
     sink = build_sink(terminal, mode, hex=hex, numbered=keep_open)
     listener = tcp.listen(address, family=family, reuse_addr=reuse_addr)
-    server = Server(
-        listener,
-        payload,
-        relay_options,
-        ServeOptions(
-            keep_open=keep_open,
-            max_clients=max_clients,
-            access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
-            exec_argv=exec_argv,
-            broker=broker,
-            socket_options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),
-            accept_timeout=None if keep_open else timeout,
-        ),
-        sink,
-    )
-    sink(ev.Listening(listener.address))
-    total = _stdin_size(terminal) if payload.stdin_fd is not None else None
-    with _progress(terminal, progress, server.totals, total):
-        server.serve()
+    with listener:  # closed (and a unix socket file removed) whatever happens next
+        server = Server(
+            listener,
+            payload,
+            relay_options,
+            ServeOptions(
+                keep_open=keep_open,
+                max_clients=max_clients,
+                access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
+                exec_argv=exec_argv,
+                broker=broker,
+                socket_options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),
+                accept_timeout=None if keep_open else timeout,
+            ),
+            sink,
+        )
+        sink(ev.Listening(listener.address))
+        total = _stdin_size(terminal) if payload.stdin_fd is not None else None
+        with _progress(terminal, progress, server.totals, total):
+            server.serve()
     return 0
 
 

@@ -107,6 +107,8 @@ def resolve(
     flags = socket.AI_PASSIVE if passive else 0
     try:
         infos = socket.getaddrinfo(host, port, family, kind, 0, flags)
+    except UnicodeError as exc:  # a label over 63 characters, an empty label
+        raise ResolveError(f"cannot resolve {host!r}", "not a valid host name") from exc
     except socket.gaierror as exc:
         name = host if host is not None else "*"
         if exc.errno == socket.EAI_ADDRFAMILY or exc.errno == socket.EAI_NODATA and family:

@@ -124,23 +124,26 @@ class EchoServer:
 
     # -- TCP ---------------------------------------------------------------
     def _accept(self, now: float) -> None:
-        assert self.tcp is not None and self.acceptor is not None
+        assert self.acceptor is not None
+        self.acceptor.accept(now, self._add_client)
+
+    def _add_client(self, sock: socket.socket, addr: object) -> None:
+        assert self.tcp is not None
+        peer = peer_text(self.tcp, addr)
         limit = self.options.max_clients
-        for sock, addr in self.acceptor.accept(now):
-            peer = peer_text(self.tcp, addr)
-            if limit is not None and len(self.clients) >= limit:
-                close_quietly(sock)
-                self.sink(ev.Rejected(peer, f"--max-clients {limit} reached"))
-                continue
-            sock.setblocking(False)
-            if self.tcp.path is None:
-                # Echoes are small replies; Nagle would hold one back waiting for an ACK.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.connections += 1
-            client = _Client(sock, self.connections, peer, now)
-            self.clients[sock.fileno()] = client
-            self.selector.register(sock, _READ, client)
-            self.sink(ev.Connected(client.conn, peer, self.tcp.address, True))
+        if limit is not None and len(self.clients) >= limit:
+            close_quietly(sock)
+            self.sink(ev.Rejected(peer, f"--max-clients {limit} reached"))
+            return
+        sock.setblocking(False)
+        if self.tcp.path is None:
+            # Echoes are small replies; Nagle would hold one back waiting for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connections += 1
+        client = _Client(sock, self.connections, peer, time.monotonic())
+        self.clients[sock.fileno()] = client
+        self.selector.register(sock, _READ, client)
+        self.sink(ev.Connected(client.conn, peer, self.tcp.address, True))
 
     def _echo(self, client: _Client, now: float) -> None:
         sock = client.sock

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 from typing import Callable
 
@@ -68,10 +69,22 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 Counter = Callable[[int], None]
 
 
-def splice_loop(src: int, dst: int, count: Counter) -> bool:
-    """Copy src → dst with splice until EOF. False if splice can't serve these fds."""
+def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = False) -> bool:
+    """Copy src → dst with splice until EOF. False if splice can't serve these fds.
+
+    A blocking splice from a socket holds the output pipe's lock while it
+    waits for data, which would stall the reader of that pipe on bytes
+    already in it; so with a socket source we wait for readability first
+    and the splice then returns with what is there.
+    """
+    waiter = None
+    if src_is_socket:
+        waiter = select.poll()
+        waiter.register(src, select.POLLIN)
     first = True
     while True:
+        if waiter is not None:
+            waiter.poll()
         try:
             moved = os.splice(src, dst, CHUNK)
         except OSError as exc:

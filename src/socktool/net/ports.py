@@ -1,7 +1,8 @@
 """Port lists and service names: pure values, no sockets.
 
 Port lists are what `portscan` takes: `22`, `22,80,443`, `8000-8100`, `-`
-(every port), open-ended `-1024` / `60000-`, or any mix separated by commas.
+(every port), open-ended `60000-` / `-1024` (the latter after `--` on a
+command line, where it looks like an option), or any mix, comma-separated.
 The parser names the part it cannot use, so a bad list is one clear line.
 
 Service names come from the system services database (/etc/services, read
@@ -11,7 +12,9 @@ list, else nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+from typing import NamedTuple
 
 from socktool.net.address import MAX_PORT
 
@@ -119,6 +122,35 @@ def parse_port_list(text: str) -> list[int]:
     for span in ranges:
         ports.update(span)
     return sorted(ports)
+
+
+class PortList(NamedTuple):
+    """A parsed port list and the text it came from (for messages)."""
+
+    text: str
+    ports: list[int]
+
+
+def parse_port_argument(text: str) -> PortList:
+    return PortList(text, parse_port_list(text))
+
+
+def parse_scan_host(text: str) -> str:
+    """portscan's HOST: a name or an address, IPv6 with or without brackets, no port."""
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ValueError("empty host")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            name, _, port = text.rpartition(":")
+            raise ValueError(
+                f"{text!r}: give the host and the ports apart, e.g. portscan {name} {port}"
+            ) from None
+    return host
 
 
 def read_services(path: str = "/etc/services", proto: str = "tcp") -> dict[int, str] | None:

@@ -239,7 +239,7 @@ class Relay:
             and is_pipe(opts.output_fd)
         ):
             widen_pipe(opts.output_fd)
-            if splice_loop(self.conn.sock.fileno(), opts.output_fd, self.conn.count_received):
+            if splice_loop(self.conn.sock.fileno(), opts.output_fd, self.conn.count_received, src_is_socket=True):
                 return "closed by peer"
         return self._receive_loop()
 

@@ -163,7 +163,7 @@ class Server:
                     receive=True,
                     half_close=False,
                     output_fd=self.relay_options.output_fd,
-                    emit_data=self.relay_options.emit_data,
+                    emit_data=self.relay_options.emit_data or self.options.broker,
                     idle_timeout=self.relay_options.idle_timeout,
                 )
                 relay = Relay(conn, Payload(stdin_fd=None), options, self._client_sink(conn), self._output_lock)
@@ -186,11 +186,14 @@ class Server:
     def _client_sink(self, conn: Connection) -> ev.Sink:
         if not self.options.broker:
             return self.sink
+        show_data = self.relay_options.emit_data
 
         def forward(event: ev.Event) -> None:
-            self.sink(event)
-            if isinstance(event, ev.Data) and event.direction == ev.RECEIVED:
+            if isinstance(event, ev.Data):
                 self._send_to_all(event.data, exclude=conn.conn)
+                if not show_data:
+                    return
+            self.sink(event)
 
         return forward
 

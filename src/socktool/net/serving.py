@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
+from typing import Callable
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
@@ -89,9 +90,9 @@ def peer_text(listener: Listener, addr: object) -> str:
 class Acceptor:
     """Accepts clients of a non-blocking listener registered in a selector.
 
-    `accept()` returns the sockets ready now (at most ACCEPT_BATCH); out of
-    descriptors, it warns once, stops watching the listener and returns what
-    it has. `client_left()` and `tick()` put the listener back.
+    `accept()` hands each client waiting now (at most ACCEPT_BATCH) to
+    `handle`; out of descriptors, it warns once and stops watching the
+    listener. `client_left()` and `tick()` put the listener back.
     """
 
     def __init__(self, listener: Listener, selector: selectors.BaseSelector, data: object, sink: ev.Sink):
@@ -103,22 +104,21 @@ class Acceptor:
         self._warned = False
         selector.register(listener.sock, selectors.EVENT_READ, data)
 
-    def accept(self, now: float) -> list[tuple[socket.socket, object]]:
-        accepted = []
+    def accept(self, now: float, handle: Callable[[socket.socket, object], None]) -> None:
         sock = self.listener.sock
         for _ in range(ACCEPT_BATCH):
             try:
-                accepted.append(sock.accept())
+                client, addr = sock.accept()
             except BlockingIOError:
-                break
+                return
             except OSError as exc:
                 if exc.errno in _OUT_OF_DESCRIPTORS:
                     self._pause(now, exc)
-                    break
+                    return
                 if exc.errno in _CLIENT_GONE:
                     continue
                 raise NetworkError(f"accept on {self.listener.address} failed", describe(exc)) from exc
-        return accepted
+            handle(client, addr)
 
     def _pause(self, now: float, exc: OSError) -> None:
         if self.paused_until is None:

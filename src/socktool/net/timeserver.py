@@ -12,6 +12,7 @@ sockets; `TimeServer` only moves them.
 from __future__ import annotations
 
 import selectors
+import socket
 import struct
 import time
 from typing import NamedTuple
@@ -144,28 +145,32 @@ class TimeServer:
             self.close()
 
     def _answer_connections(self) -> None:
+        assert self.acceptor is not None
+        self.acceptor.accept(time.monotonic(), self._answer_connection)
+
+    def _answer_connection(self, sock: socket.socket, addr: object) -> None:
         assert self.tcp is not None and self.acceptor is not None
-        for sock, addr in self.acceptor.accept(time.monotonic()):
-            self.connections += 1
-            reply = rfc868_time(time.time()) if self.options.rfc868 else daytime_line(time.time(), utc=self.options.utc)
-            sent = 0
-            try:
-                sock.setblocking(False)
-                # A fresh socket's send buffer is empty: a reply this small never waits.
-                sent = sock.send(reply)
-                sock.shutdown(2 if sent < len(reply) else 1)  # SHUT_RDWR / SHUT_WR
-                # What the client sent is thrown away (RFC 867); read it so that
-                # close() does not answer with a reset that could lose the reply.
-                for _ in range(16):
-                    if not sock.recv(4096):
-                        break
-            except OSError:
-                pass
-            finally:
-                close_quietly(sock)
-            self.sent += sent
-            self.sink(ev.Served("tcp", peer_text(self.tcp, addr), 0, sent, self.connections))
-            self.acceptor.client_left()
+        self.connections += 1
+        now = time.time()
+        reply = rfc868_time(now) if self.options.rfc868 else daytime_line(now, utc=self.options.utc)
+        sent = 0
+        try:
+            sock.setblocking(False)
+            # A fresh socket's send buffer is empty: a reply this small never waits.
+            sent = sock.send(reply)
+            sock.shutdown(socket.SHUT_WR if sent == len(reply) else socket.SHUT_RDWR)
+            # What the client sent is thrown away (RFC 867); read it so that
+            # close() does not answer with a reset that could lose the reply.
+            for _ in range(16):
+                if not sock.recv(4096):
+                    break
+        except OSError:
+            pass
+        finally:
+            close_quietly(sock)
+        self.sent += sent
+        self.sink(ev.Served("tcp", peer_text(self.tcp, addr), 0, sent, self.connections))
+        self.acceptor.client_left()
 
     def _answer_datagrams(self) -> None:
         assert self.udp is not None

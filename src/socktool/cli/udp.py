@@ -1,0 +1,191 @@
+"""udp-send and udp-listen: datagrams out, datagrams in."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from socktool.cli import options as opt
+from socktool.net import events as ev
+from socktool.view.output import build_sink
+from socktool.view.terminal import Mode, Terminal
+
+
+def _ttl(text: str) -> int:
+    number = opt.positive_int(text)
+    if number > 255:
+        raise ValueError(f"must be at most 255, got {number}")
+    return number
+
+
+def _group(text: str) -> str:
+    from socktool.net.multicast import parse_group
+
+    return parse_group(text)
+
+
+Interface = Annotated[
+    Optional[str],
+    typer.Option(
+        "--interface", metavar="IFACE",
+        help="Network interface for multicast: a name (eth0) or, for IPv4, its address. "
+        "Default: the loopback interface, so multicast leaves this host only when asked.",
+        rich_help_panel=opt.CONNECTION,
+    ),
+]
+
+
+def udp_send(
+    address: opt.ConnectAddress,
+    message: Annotated[Optional[str], typer.Argument(metavar="[MESSAGE]", help="Send exactly these bytes (no newline added; '' is an empty datagram). Default: stdin.", show_default=False)] = None,
+    lines: Annotated[bool, typer.Option("--lines", help="One datagram per line of stdin, without its line end.", rich_help_panel=opt.IO)] = False,
+    hex_input: Annotated[bool, typer.Option("--hex-input", help="MESSAGE / stdin is hex text (whitespace between bytes allowed).", rich_help_panel=opt.IO)] = False,
+    count: Annotated[int, typer.Option("--count", metavar="N", parser=opt.PositiveInt, help="Send the datagram(s) N times.", rich_help_panel=opt.IO)] = 1,
+    interval: Annotated[float, typer.Option("--interval", metavar="DUR", parser=opt.Duration, help="Pause between datagrams.", rich_help_panel=opt.IO)] = 0.0,
+    wait: Annotated[bool, typer.Option("--wait", help="After sending, show replies until --timeout; exit 1 if none came.", rich_help_panel=opt.IO)] = False,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="DUR", parser=opt.PositiveDuration, help="How long --wait waits after the last datagram [default: 2s] (implies --wait).", rich_help_panel=opt.IO, show_default=False)] = None,
+    broadcast: Annotated[bool, typer.Option("--broadcast", help="Allow sending to a broadcast address (SO_BROADCAST).", rich_help_panel=opt.CONNECTION)] = False,
+    ttl: Annotated[Optional[int], typer.Option("--ttl", metavar="N", parser=opt.value_parser(_ttl), help="IP TTL / hop limit (multicast or unicast), 1-255.", rich_help_panel=opt.CONNECTION)] = None,
+    interface: Interface = None,
+    source: Annotated[Optional[str], typer.Option("-s", "--source", metavar="ADDR", help="Local address to send from.", rich_help_panel=opt.CONNECTION)] = None,
+    source_port: Annotated[Optional[int], typer.Option("-p", "--source-port", metavar="PORT", parser=opt.value_parser(opt.port_number), help="Local port to send from.", rich_help_panel=opt.CONNECTION)] = None,
+    ipv4: opt.IPv4 = False,
+    ipv6: opt.IPv6 = False,
+    hex: opt.Hex = False,
+    json: opt.Json = False,
+    view: opt.View = None,
+    verbose: opt.Verbose = False,
+    quiet: opt.Quiet = False,
+    no_color: opt.NoColor = False,
+    debug: opt.Debug = False,
+) -> int:
+    """Send MESSAGE (or stdin) as one UDP datagram to HOST:PORT.
+
+    MESSAGE goes out exactly as given; without it, all of stdin is one
+    datagram (at most 65,507 bytes), or one per line with --lines. --wait
+    shows the replies.
+
+    Examples:
+
+      socktool udp-send 127.0.0.1:9999 'hello'
+
+      printf 'ping' | socktool udp-send localhost:7 --wait
+
+      socktool udp-send 239.1.2.3:5000 'hi all' --count 5 --interval 1s
+    """
+    from socktool.net import udpsend
+
+    family = opt.family(ipv4, ipv6)
+    if message is not None and lines:
+        raise typer.BadParameter("--lines splits stdin; it does not apply to MESSAGE", param_hint="'--lines'")
+    wait = wait or timeout is not None
+    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
+    mode = terminal.mode(view=view, json=json)
+    datagrams: tuple[bytes, ...] = ()
+    if message is not None:
+        datagrams = (_message_bytes(message, hex_input),)
+    sink = build_sink(terminal, mode, hex=hex, stats=mode is not Mode.VIEW)  # the view draws its own totals
+    target = udpsend.open_target(
+        address, family=family,
+        options=udpsend.SendOptions(
+            broadcast=broadcast, ttl=ttl, interface=interface, source=source,
+            source_port=source_port, replies=wait,
+        ),
+    )
+    try:
+        stdin_fd = terminal.stdin_fd
+        if message is None and terminal.stdin_isatty:
+            terminal.status(
+                "reading datagrams from the terminal: one per line, sent as you type" if lines
+                else "reading the datagram from the terminal: Ctrl-D sends it"
+            )
+        if message is None and not lines:
+            datagrams = (udpsend.read_datagram(stdin_fd, hex_input=hex_input),)
+        elif message is None and count > 1:
+            datagrams = tuple(udpsend.read_lines(stdin_fd, hex_input=hex_input))
+        streamed = message is None and lines and count == 1
+        outgoing = udpsend.Outgoing(
+            datagrams, stdin_fd if streamed else None, hex_input=hex_input, count=count, interval=interval,
+        )
+        udpsend.Sender(
+            target, outgoing, wait=(timeout or 2.0) if wait else None,
+            output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
+            emit=mode is not Mode.RAW, sink=sink,
+        ).run()
+    finally:
+        target.close()
+    return 0
+
+
+def _message_bytes(message: str, hex_input: bool) -> bytes:
+    from socktool.net.errors import UsageError
+    from socktool.net.udp import MAX_DATAGRAM
+    from socktool.net.udpsend import decode_hex_line
+
+    data = message.encode("utf-8", "surrogateescape")
+    if hex_input:
+        try:
+            data = decode_hex_line(data)
+        except UsageError as exc:
+            raise typer.BadParameter(exc.detail or exc.what, param_hint="'MESSAGE'") from None
+    if len(data) > MAX_DATAGRAM:
+        raise typer.BadParameter(
+            f"{len(data):,} bytes is more than one UDP datagram holds ({MAX_DATAGRAM:,} bytes)",
+            param_hint="'MESSAGE'",
+        )
+    return data
+
+
+def udp_listen(
+    address: opt.ListenAddress,
+    reply: Annotated[Optional[str], typer.Option("--reply", metavar="TEXT", help="Answer each datagram with TEXT.", rich_help_panel=opt.IO)] = None,
+    echo: Annotated[bool, typer.Option("--echo", help="Send each datagram back to its sender.", rich_help_panel=opt.IO)] = False,
+    count: Annotated[Optional[int], typer.Option("--count", metavar="N", parser=opt.PositiveInt, help="Exit 0 after N datagrams.", rich_help_panel=opt.IO)] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="DUR", parser=opt.PositiveDuration, help="Stop after DUR without a datagram: exit 1 if none came (or fewer than --count).", rich_help_panel=opt.IO)] = None,
+    group: Annotated[Optional[list[str]], typer.Option("--group", metavar="ADDR", parser=opt.value_parser(_group), help="Join multicast group ADDR, IPv4 or IPv6 (repeatable).", rich_help_panel=opt.CONNECTION)] = None,
+    interface: Interface = None,
+    ipv4: opt.IPv4 = False,
+    ipv6: opt.IPv6 = False,
+    hex: opt.Hex = False,
+    json: opt.Json = False,
+    view: opt.View = None,
+    verbose: opt.Verbose = False,
+    quiet: opt.Quiet = False,
+    no_color: opt.NoColor = False,
+    debug: opt.Debug = False,
+) -> int:
+    """Receive UDP datagrams on [HOST:]PORT from any number of peers.
+
+    A terminal shows each datagram with its time, source and size; a pipe
+    gets the payload bytes as they came; --json one object per datagram.
+
+    Examples:
+
+      socktool udp-listen 9999
+
+      socktool udp-listen 5000 --reply 'ok' --count 1 --timeout 5s
+
+      socktool udp-listen 5000 --group 239.1.2.3 --json
+    """
+    from socktool.net import udp
+
+    family = opt.family(ipv4, ipv6)
+    opt.exclusive(reply=reply, echo=echo)
+    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
+    mode = terminal.mode(view=view, json=json)
+    sink = build_sink(terminal, mode, hex=hex, stats=mode is not Mode.VIEW)  # the view draws its own totals
+    groups = tuple(dict.fromkeys(group or ()))
+    options = udp.ListenOptions(
+        reply=None if reply is None else reply.encode("utf-8", "surrogateescape"),
+        echo=echo, count=count, timeout=timeout,
+        output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
+        emit=mode is not Mode.RAW,
+    )
+    with udp.bind(address, family=family, groups=groups, interface=interface) as listener:
+        # From here an interrupt, however early, still closes it and removes a unix socket file.
+        sink(ev.Listening(listener.address, "unix datagram" if listener.path else "udp"))
+        for joined in groups:
+            sink(ev.Notice(f"joined multicast group {joined} on {interface or 'the loopback interface'}"))
+        udp.Receiver(listener, options, sink).serve()
+    return 0

@@ -1,0 +1,268 @@
+"""UDP and unix datagram sockets: what udp-send and udp-listen share, and udp-listen.
+
+Rules:
+- A datagram goes out exactly as given, never split and never cut: more than
+  MAX_DATAGRAM bytes is the caller's mistake (UsageError), found before any
+  byte of it is sent.
+- The receiving socket stays unconnected: it hears any number of peers, and a
+  reply goes to the address each datagram came from.
+- The raw receive loop (payload to a file descriptor, nothing else asked of
+  it) touches no Python object per datagram beyond a memoryview and two
+  counters.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+import time
+from typing import NamedTuple
+
+from socktool.net import events as ev
+from socktool.net.address import Endpoint, sockaddr_text
+from socktool.net.errors import NetworkError, TimedOut, UsageError, describe
+from socktool.net.fdio import OutputClosed, write_all
+from socktool.net.multicast import Interface, join_groups
+from socktool.net.tcp import Listener, listen
+from socktool.net.values import format_duration
+
+MAX_DATAGRAM = 65_507  # 65,535 less the IPv4 and UDP headers
+RECEIVE_BUFFER = 8 * 1024 * 1024  # the receive queue we ask for: bursts wait instead of being dropped
+INET_BUFFER = 65_536  # no UDP payload is larger
+UNIX_BUFFER = 256 * 1024  # unix datagrams may be larger, up to the sender's SO_SNDBUF
+
+_SO_RCVBUFFORCE = 33  # Linux; the socket module does not export it
+
+
+def buffer_for(sock: socket.socket) -> bytearray:
+    """A receive buffer no datagram on this socket can overflow."""
+    return bytearray(UNIX_BUFFER if sock.family == socket.AF_UNIX else INET_BUFFER)
+
+
+def check_size(data: bytes, what: str = "datagram") -> bytes:
+    if len(data) > MAX_DATAGRAM:
+        raise UsageError(
+            f"{what} too large",
+            f"{len(data):,} bytes; one UDP datagram holds at most {MAX_DATAGRAM:,}",
+            "split it, e.g. with --lines",
+        )
+    return data
+
+
+class LineSplitter:
+    """Bytes fed in chunks → lines without their line end (LF or CRLF)."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        lines = (self._rest + chunk).split(b"\n")
+        self._rest = lines.pop()
+        return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+    def close(self) -> list[bytes]:
+        rest, self._rest = self._rest, b""
+        return [rest] if rest else []
+
+
+def peer_text(addr: object) -> str:
+    """sockaddr_text, plus Linux's abstract unix names (b'\\0name' → 'unix:@name')."""
+    if isinstance(addr, bytes) and addr.startswith(b"\0"):
+        return "unix:@" + addr[1:].decode(errors="replace")
+    return sockaddr_text(addr)
+
+
+def widen_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
+    """Ask for a deep receive queue so a burst waits instead of being dropped. Best effort."""
+    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE passes rmem_max, for root
+        if option == _SO_RCVBUFFORCE and sys.platform != "linux":
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return
+        except OSError:
+            continue
+
+
+# -- udp-listen ------------------------------------------------------------------------
+def bind(
+    endpoint: Endpoint,
+    *,
+    family: int = socket.AF_UNSPEC,
+    groups: tuple[str, ...] = (),
+    interface: str | None = None,
+) -> Listener:
+    """The receiving socket: bound, joined to its groups, with a deep receive queue.
+
+    SO_REUSEADDR is set only with groups (several receivers of one group on a
+    host is normal); otherwise a port another process holds is an error, as
+    it would not be for UDP if both set it.
+    """
+    if endpoint.is_unix:
+        if groups:
+            raise UsageError("--group needs a UDP address, not unix:")
+        listener = listen(endpoint, kind=socket.SOCK_DGRAM)
+    else:
+        if groups:
+            family = _group_family(endpoint, family, groups)
+        listener = listen(endpoint, family=family, kind=socket.SOCK_DGRAM, reuse_addr=bool(groups))
+    try:
+        widen_receive_buffer(listener.sock)
+        if groups:
+            join_groups(listener.sock, groups, Interface.find(interface))
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def _group_family(endpoint: Endpoint, family: int, groups: tuple[str, ...]) -> int:
+    """The family to bind for these groups; multicast reaches only a wildcard (or group) bind."""
+    host = endpoint.host
+    if host is not None and host not in ("0.0.0.0", "::") and host not in groups:
+        raise UsageError(
+            f"--group with {endpoint}",
+            "a socket bound to a unicast address does not receive multicast",
+            f"listen on the port alone, e.g. {endpoint.port}",
+        )
+    versions = {ipaddress.ip_address(group).version for group in groups}
+    if family == socket.AF_INET and 6 in versions:
+        raise UsageError("-4 with an IPv6 --group")
+    if family == socket.AF_INET6 and 4 in versions:
+        raise UsageError("-6 with an IPv4 --group")
+    if host is None and family == socket.AF_UNSPEC and len(versions) == 1:
+        family = socket.AF_INET if versions == {4} else socket.AF_INET6
+    return family
+
+
+class ListenOptions(NamedTuple):
+    reply: bytes | None = None  # --reply: sent to each sender
+    echo: bool = False  # --echo: each datagram sent back
+    count: int | None = None  # stop after this many datagrams
+    timeout: float | None = None  # stop after this long without one
+    output_fd: int | None = 1  # raw payload goes here; None when a view draws it
+    emit: bool = False  # Datagram events, for a view or --json
+
+
+class Receiver:
+    """Receives datagrams on a bound socket until the count, the timeout or an interrupt.
+
+    The caller owns the listener and closes it (a `with` block), so that an
+    interrupt at any moment still removes a unix socket file.
+    """
+
+    def __init__(self, listener: Listener, options: ListenOptions, sink: ev.Sink = ev.ignore):
+        self.listener = listener
+        self.sock = listener.sock
+        self.options = options
+        self.sink = sink
+        self.datagrams_in = self.bytes_in = 0
+        self.datagrams_out = self.bytes_out = 0
+        self.started = time.monotonic()
+        self._warned: set[str] = set()
+        self._buffer = buffer_for(self.sock)
+
+    def serve(self) -> None:
+        """Raises TimedOut when --timeout passes with nothing (or less than --count) received."""
+        opts = self.options
+        try:
+            if (
+                opts.output_fd is not None and not opts.emit and opts.reply is None and not opts.echo
+                and opts.count is None and opts.timeout is None
+            ):
+                self._raw_loop(opts.output_fd)
+            else:
+                self._loop()
+        finally:
+            self.sink(self.stats())
+
+    def stats(self) -> ev.Stats:
+        return ev.Stats(
+            sent=self.bytes_out, received=self.bytes_in, duration=time.monotonic() - self.started,
+            datagrams_in=self.datagrams_in, datagrams_out=self.datagrams_out,
+        )
+
+    def _raw_loop(self, fd: int) -> None:
+        """The pipe path: one recv and one write per datagram, counters in locals."""
+        recv_into, write = self.sock.recv_into, os.write
+        buffer = self._buffer
+        view = memoryview(buffer)
+        count = total = 0
+        try:
+            while True:
+                n = recv_into(buffer)
+                if n:
+                    written = write(fd, view[:n])
+                    if written != n:  # rare: a signal in the middle of a write
+                        write_all(fd, view[written:n])
+                count += 1
+                total += n
+        except BrokenPipeError as exc:
+            raise OutputClosed from exc
+        except OSError as exc:
+            raise NetworkError(f"receiving on {self.listener.address} failed", describe(exc)) from exc
+        finally:
+            self.datagrams_in += count
+            self.bytes_in += total
+
+    def _loop(self) -> None:
+        opts, sock = self.options, self.sock
+        view = memoryview(self._buffer)
+        deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
+        while opts.count is None or self.datagrams_in < opts.count:
+            if deadline is not None:
+                sock.settimeout(max(0.0, deadline - time.monotonic()))
+            try:
+                n, addr = sock.recvfrom_into(self._buffer)
+            except socket.timeout:
+                self._timed_out()
+                return
+            except OSError as exc:
+                raise NetworkError(f"receiving on {self.listener.address} failed", describe(exc)) from exc
+            self.datagrams_in += 1
+            self.bytes_in += n
+            if deadline is not None:
+                deadline = time.monotonic() + opts.timeout  # type: ignore[operator]
+            if opts.output_fd is not None and n:
+                write_all(opts.output_fd, view[:n])
+            data = bytes(view[:n]) if opts.emit or opts.echo else b""
+            peer = peer_text(addr) if opts.emit or opts.reply is not None or opts.echo else ""
+            if opts.emit:
+                self.sink(ev.Datagram(peer, ev.RECEIVED, data))
+            if opts.echo:
+                self._answer(addr, peer, data)
+            elif opts.reply is not None:
+                self._answer(addr, peer, opts.reply)
+
+    def _timed_out(self) -> None:
+        opts = self.options
+        waited = format_duration(opts.timeout or 0)
+        if self.datagrams_in == 0:
+            raise TimedOut(f"no datagram arrived on {self.listener.address} within {waited}")
+        if opts.count is not None:
+            raise TimedOut(
+                f"only {self.datagrams_in} of {opts.count} datagrams arrived on {self.listener.address}",
+                f"nothing more within {waited}",
+            )
+        self.sink(ev.Notice(f"nothing for {waited}; stopping"))
+
+    def _answer(self, addr: object, peer: str, data: bytes) -> None:
+        if not addr:
+            self._warn_once("unnamed", f"cannot answer {peer}: an unbound unix socket has no address to reply to")
+            return
+        try:
+            self.sock.sendto(data, addr)  # type: ignore[arg-type]
+        except OSError as exc:
+            self._warn_once(f"{peer} {exc.errno}", f"cannot answer {peer}: {describe(exc)}")
+            return
+        self.datagrams_out += 1
+        self.bytes_out += len(data)
+        if self.options.emit:
+            self.sink(ev.Datagram(peer, ev.SENT, data))
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.sink(ev.Notice(message, warning=True))

@@ -1,0 +1,361 @@
+"""udp-send's engine: datagrams out, paced, and the replies that come back.
+
+Rules:
+- Every datagram is checked against MAX_DATAGRAM before it is sent; stdin is
+  read whole (one datagram) or line by line (--lines), never cut.
+- The socket stays unconnected, so a reply is shown whoever sends it (a
+  server may answer from another port); with --wait on Linux, IP_RECVERR
+  still reports an ICMP "port unreachable" so a closed port fails at once.
+- Sending and receiving share one poll loop: replies show up while stdin
+  lines are still being sent.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import sys
+import time
+from collections import deque
+from typing import Iterable, Iterator, NamedTuple
+
+from socktool.net import events as ev
+from socktool.net.address import Endpoint, resolve, sockaddr_text
+from socktool.net.errors import BindError, NetworkError, TimedOut, UsageError, describe
+from socktool.net.fdio import CHUNK, write_all
+from socktool.net.multicast import is_multicast, set_sending_interface
+from socktool.net.udp import LineSplitter, buffer_for, check_size, peer_text, widen_receive_buffer
+from socktool.net.values import HexDecoder, format_duration
+
+_IP_RECVERR = 11  # Linux values the socket module does not export
+_IPV6_RECVERR = 25
+
+
+class SendOptions(NamedTuple):
+    broadcast: bool = False
+    ttl: int | None = None
+    interface: str | None = None  # for multicast; default loopback
+    source: str | None = None
+    source_port: int | None = None
+    replies: bool = False  # --wait: make sure replies can reach us
+
+
+class Target:
+    """An open socket and where its datagrams go."""
+
+    def __init__(self, sock: socket.socket, sockaddr: object, peer: str, temp_dir: str | None = None):
+        self.sock = sock
+        self.sockaddr = sockaddr
+        self.peer = peer
+        self.temp_dir = temp_dir
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.temp_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def open_target(endpoint: Endpoint, *, family: int = socket.AF_UNSPEC, options: SendOptions | None = None) -> Target:
+    """A socket ready to send to `endpoint`, configured by `options`; nothing is sent yet."""
+    options = options or SendOptions()
+    if endpoint.path is not None:
+        return _open_unix_target(endpoint.path, options.replies)
+    candidates = resolve(endpoint.host, endpoint.port, family=family, kind=socket.SOCK_DGRAM)
+    fam, sockaddr = next(
+        ((f, a) for f, a in candidates[:-1] if _routable(f, a)), candidates[-1]
+    )  # like a connect, try address by address: a name may have an address we cannot reach
+    sock = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        _configure(sock, fam, sockaddr[0], options)
+    except BaseException:
+        sock.close()
+        raise
+    return Target(sock, sockaddr, sockaddr_text(sockaddr))
+
+
+def _routable(family: int, sockaddr: tuple) -> bool:
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.connect(sockaddr)  # a UDP connect sends nothing: it only finds a route
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _configure(sock: socket.socket, family: int, host: str, options: SendOptions) -> None:
+    v6 = family == socket.AF_INET6
+    multicast = is_multicast(host)
+    try:
+        if options.broadcast:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        if multicast:
+            set_sending_interface(sock, options.interface)
+        if options.ttl is not None:
+            if v6:
+                name = socket.IPV6_MULTICAST_HOPS if multicast else socket.IPV6_UNICAST_HOPS
+                sock.setsockopt(socket.IPPROTO_IPV6, name, options.ttl)
+            else:
+                name = socket.IP_MULTICAST_TTL if multicast else socket.IP_TTL
+                sock.setsockopt(socket.IPPROTO_IP, name, options.ttl)
+        if options.replies:
+            widen_receive_buffer(sock)  # replies wait in the queue while a burst is sent
+        if options.replies and not multicast and sys.platform == "linux":
+            # ICMP "port unreachable" then fails our receive at once, instead of a silent wait.
+            level, name = (socket.IPPROTO_IPV6, _IPV6_RECVERR) if v6 else (socket.IPPROTO_IP, _IP_RECVERR)
+            sock.setsockopt(level, name, 1)
+    except OSError as exc:
+        raise NetworkError("cannot set socket options", describe(exc)) from exc
+    if options.source is not None or options.source_port is not None:
+        _bind_source(sock, family, options.source, options.source_port)
+
+
+def _bind_source(sock: socket.socket, family: int, source: str | None, port: int | None) -> None:
+    host = source if source is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    try:
+        addrs = resolve(host, port or 0, family=family, kind=socket.SOCK_DGRAM, passive=True)
+    except NetworkError:
+        raise BindError(f"cannot use source address {source!r}", "not an address of the target's family") from None
+    try:
+        sock.bind(addrs[0][1])
+    except OSError as exc:
+        what = f"cannot bind source {sockaddr_text(addrs[0][1])}"
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(what, "address already in use", f"another process holds udp port {port}") from exc
+        raise BindError(what, describe(exc)) from exc
+
+
+def _open_unix_target(path: str, replies: bool) -> Target:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    temp_dir = None
+    if replies:  # an unbound unix datagram socket has no address a reply could go to
+        try:
+            if sys.platform != "linux":
+                raise OSError(errno.EINVAL, "no autobind")
+            sock.bind("")  # Linux autobind: a unique abstract name, no file to clean up
+        except OSError:
+            import tempfile
+
+            temp_dir = tempfile.mkdtemp(prefix="socktool-")
+            sock.bind(os.path.join(temp_dir, "reply.sock"))
+    return Target(sock, path, f"unix:{path}", temp_dir)
+
+
+class Outgoing(NamedTuple):
+    """The datagrams to send: fixed ones, or stdin read as it comes (--lines)."""
+
+    datagrams: tuple[bytes, ...] = ()
+    stdin_fd: int | None = None  # streamed one line per datagram
+    hex_input: bool = False
+    count: int = 1  # rounds of `datagrams`
+    interval: float = 0.0  # pause between datagrams
+
+
+def read_datagram(fd: int, *, hex_input: bool = False) -> bytes:
+    """All of stdin as one datagram; more than MAX_DATAGRAM bytes is a UsageError."""
+    decoder = HexDecoder() if hex_input else None
+    data = bytearray()
+    while True:
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            break
+        if decoder is not None:
+            chunk = _decode(decoder, chunk)
+        data += chunk
+        check_size(data, "stdin")
+    if decoder is not None:
+        _close(decoder)
+    return bytes(data)
+
+
+def read_lines(fd: int, *, hex_input: bool = False) -> list[bytes]:
+    splitter = LineSplitter()
+    lines: list[bytes] = []
+    while True:
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            break
+        lines += splitter.feed(chunk)
+    return [line_datagram(line, hex_input) for line in lines + splitter.close()]
+
+
+def line_datagram(line: bytes, hex_input: bool) -> bytes:
+    return check_size(decode_hex_line(line) if hex_input else line, "line")
+
+
+def decode_hex_line(line: bytes) -> bytes:
+    decoder = HexDecoder()
+    data = _decode(decoder, line)
+    _close(decoder)
+    return data
+
+
+def _decode(decoder: HexDecoder, chunk: bytes) -> bytes:
+    try:
+        return decoder.feed(chunk)
+    except ValueError as exc:
+        raise UsageError("invalid stdin", str(exc)) from None
+
+
+def _close(decoder: HexDecoder) -> None:
+    try:
+        decoder.close()
+    except ValueError as exc:
+        raise UsageError("invalid stdin", str(exc)) from None
+
+
+class Sender:
+    """Sends the outgoing datagrams, paced; with `wait`, shows replies as they come."""
+
+    def __init__(
+        self,
+        target: Target,
+        outgoing: Outgoing,
+        *,
+        wait: float | None = None,
+        output_fd: int | None = 1,
+        emit: bool = False,
+        sink: ev.Sink = ev.ignore,
+    ):
+        self.target = target
+        self.outgoing = outgoing
+        self.wait = wait
+        self.output_fd = output_fd
+        self.emit = emit
+        self.sink = sink
+        self.datagrams_in = self.bytes_in = 0
+        self.datagrams_out = self.bytes_out = 0
+        self.started = time.monotonic()
+        self._buffer = buffer_for(target.sock)
+
+    def stats(self) -> ev.Stats:
+        return ev.Stats(
+            sent=self.bytes_out, received=self.bytes_in, duration=time.monotonic() - self.started,
+            datagrams_in=self.datagrams_in, datagrams_out=self.datagrams_out,
+        )
+
+    def run(self) -> None:
+        """Raises TimedOut when waiting for replies and none came. The caller closes the target."""
+        try:
+            self._run()
+        finally:
+            self.sink(self.stats())
+
+    def _run(self) -> None:
+        out = self.outgoing
+        poller = select.poll()
+        sock_fd = self.target.sock.fileno()
+        if self.wait is not None:
+            poller.register(sock_fd, select.POLLIN)
+        pending = _Queue(out.datagrams, out.count)
+        splitter = None
+        if out.stdin_fd is not None:
+            splitter = LineSplitter()
+            poller.register(out.stdin_fd, select.POLLIN)
+        next_send = time.monotonic()
+        deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            while pending and now >= next_send:
+                self._send(pending.pop())
+                now = time.monotonic()
+                next_send = now + out.interval
+            if not pending and splitter is None:
+                if self.wait is None:
+                    return
+                if deadline is None:
+                    deadline = now + self.wait
+                if now >= deadline:
+                    break
+            waits = [deadline - now] if deadline is not None else []
+            if pending:
+                waits.append(next_send - now)
+            timeout_ms = None if not waits else max(0, int(min(waits) * 1000) + 1)
+            for fd, _mask in poller.poll(timeout_ms):
+                if fd == sock_fd:
+                    self._receive()
+                elif splitter is not None:
+                    chunk = os.read(fd, CHUNK)
+                    lines = splitter.feed(chunk) if chunk else splitter.close()
+                    pending.extend(line_datagram(line, out.hex_input) for line in lines)
+                    if not chunk:
+                        poller.unregister(fd)
+                        splitter = None
+        if self.datagrams_in == 0:
+            raise TimedOut(f"no reply from {self.target.peer} within {format_duration(self.wait or 0)}")
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sendto(data)
+        except ConnectionRefusedError:
+            # With --wait, an ICMP error about an earlier datagram is reported on
+            # the next call, which then sent nothing.
+            if not self.datagrams_in:
+                raise self._unreachable() from None
+            self._sendto(data)  # replies came, so the error was stale: send again
+        self.datagrams_out += 1
+        self.bytes_out += len(data)
+        if self.emit:
+            self.sink(ev.Datagram(self.target.peer, ev.SENT, data))
+
+    def _sendto(self, data: bytes) -> None:
+        try:
+            self.target.sock.sendto(data, self.target.sockaddr)  # type: ignore[arg-type]
+        except ConnectionRefusedError:
+            raise
+        except OSError as exc:
+            raise self._send_error(exc) from exc
+
+    def _receive(self) -> None:
+        try:
+            n, addr = self.target.sock.recvfrom_into(self._buffer)
+        except ConnectionRefusedError:
+            if self.datagrams_in:
+                return  # a late ICMP error after replies: nothing to tell
+            raise self._unreachable() from None
+        except OSError as exc:
+            raise NetworkError(f"receiving from {self.target.peer} failed", describe(exc)) from exc
+        self.datagrams_in += 1
+        self.bytes_in += n
+        view = memoryview(self._buffer)[:n]
+        if self.output_fd is not None and n:
+            write_all(self.output_fd, view)
+        if self.emit:
+            self.sink(ev.Datagram(peer_text(addr), ev.RECEIVED, bytes(view)))
+
+    def _unreachable(self) -> NetworkError:
+        return NetworkError(f"no reply from {self.target.peer}", "port unreachable", "nothing listens there")
+
+    def _send_error(self, exc: OSError) -> NetworkError:
+        what = f"cannot send to {self.target.peer}"
+        if exc.errno == errno.EACCES:
+            return NetworkError(what, "permission denied", "a broadcast address needs --broadcast")
+        if exc.errno == errno.EMSGSIZE:
+            return NetworkError(what, "message too long for this socket")
+        return NetworkError(what, describe(exc))
+
+
+class _Queue:
+    """Datagrams still to send: `rounds` passes over a fixed tuple, then whatever is added."""
+
+    def __init__(self, datagrams: tuple[bytes, ...], rounds: int):
+        self._items: Iterator[bytes] = (d for _ in range(rounds) for d in datagrams)
+        self._extra: deque[bytes] = deque()
+        self._next: bytes | None = next(self._items, None)
+
+    def __bool__(self) -> bool:
+        return self._next is not None or bool(self._extra)
+
+    def pop(self) -> bytes:
+        if self._next is not None:
+            item, self._next = self._next, next(self._items, None)
+            return item
+        return self._extra.popleft()
+
+    def extend(self, items: Iterable[bytes]) -> None:
+        self._extra.extend(items)

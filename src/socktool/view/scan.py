@@ -1,0 +1,200 @@
+"""portscan's output: a table on a terminal, `PORT/tcp STATE SERVICE` lines in a
+pipe, JSON Lines with --json; a progress bar on stderr while a big scan runs.
+
+Rule: results are written after the scan, by port, open ports only unless
+--all; the summary says what was left out. rich is imported only to draw
+the table or the bar.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+
+from socktool.net.fdio import write_all
+from socktool.net.ports import ServiceNames
+from socktool.net.scan import (
+    CLOSED,
+    ERROR,
+    FILTERED,
+    OPEN,
+    ScanResult,
+    Target,
+    count_states,
+)
+from socktool.net.values import format_duration
+from socktool.view.terminal import Mode, Terminal
+
+PROGRESS_MIN_PORTS = 300  # smaller scans are over before a bar is worth drawing
+STATE_STYLES = {OPEN: "bold green", CLOSED: "dim", FILTERED: "yellow", ERROR: "red"}
+_QUIET_DETAILS = ("", "refused", "no answer")  # the usual reason for a state: not worth a note
+
+
+def latency_ms(result: ScanResult) -> float | None:
+    return None if result.latency is None else round(result.latency * 1000, 3)
+
+
+def latency_text(result: ScanResult) -> str:
+    ms = latency_ms(result)
+    if ms is None:
+        return "-"
+    return f"{ms:.3f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def port_record(target: Target, result: ScanResult, service: str | None) -> dict[str, object]:
+    return {
+        "host": target.address,
+        "port": result.port,
+        "state": result.state,
+        "service": service,
+        "latency_ms": latency_ms(result),
+    }
+
+
+def plain_line(result: ScanResult, service: str | None) -> str:
+    return f"{result.port}/tcp {result.state} {service or 'unknown'}"
+
+
+def summary_line(target: Target, counts: dict[str, int], *, show_all: bool, elapsed: float) -> str:
+    total = sum(counts.values())
+    name = target.address if target.host == target.address else f"{target.host} ({target.address})"
+    shown = [f"{counts[OPEN]} open"]
+    hidden = []
+    for state in (CLOSED, FILTERED, ERROR):
+        if counts[state]:
+            (shown if show_all else hidden).append(f"{counts[state]} {state}")
+    text = f"{name}: {total} port{'s' if total != 1 else ''} scanned in {format_duration(elapsed)}: " + ", ".join(shown)
+    if hidden:
+        text += "; not shown: " + ", ".join(hidden)
+    return text
+
+
+def summary_record(target: Target, counts: dict[str, int], elapsed: float) -> dict[str, object]:
+    record: dict[str, object] = {"event": "summary", "host": target.address, "name": target.host}
+    record["ports"] = sum(counts.values())
+    record.update(counts)
+    record["elapsed_ms"] = round(elapsed * 1000, 3)
+    return record
+
+
+class ScanReport:
+    """Shows a finished scan in the output mode the Terminal chose."""
+
+    def __init__(self, terminal: Terminal, mode: Mode, target: Target, *, show_all: bool = False,
+                 services: Callable[[int], str | None] | None = None):
+        self.terminal = terminal
+        self.mode = mode
+        self.target = target
+        self.show_all = show_all
+        self.services = services or ServiceNames()
+
+    def show(self, results: list[ScanResult], elapsed: float) -> None:
+        shown = results if self.show_all else [r for r in results if r.state == OPEN]
+        counts = count_states(results)
+        if self.mode is Mode.JSON:
+            records = [port_record(self.target, r, self.services(r.port)) for r in shown]
+            records.append(summary_record(self.target, counts, elapsed))
+            self._write(json.dumps(record, separators=(",", ":")) for record in records)
+            return
+        if self.mode is Mode.VIEW:
+            if shown:
+                self._table(shown)
+        else:
+            self._write(plain_line(r, self.services(r.port)) for r in shown)
+        self.terminal.status(summary_line(self.target, counts, show_all=self.show_all, elapsed=elapsed))
+
+    def _write(self, lines) -> None:
+        """Lines to stdout in a few large writes (a full scan with --all is 65535 of them)."""
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line) + 1
+            if size >= 1 << 16:
+                write_all(self.terminal.stdout_fd, ("\n".join(chunk) + "\n").encode())
+                chunk, size = [], 0
+        if chunk:
+            write_all(self.terminal.stdout_fd, ("\n".join(chunk) + "\n").encode())
+
+    def _table(self, shown: list[ScanResult]) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        notes = any(r.detail not in _QUIET_DETAILS for r in shown)
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("PORT", justify="right")
+        table.add_column("STATE")
+        table.add_column("SERVICE")
+        table.add_column("LATENCY", justify="right")
+        if notes:
+            table.add_column("NOTE", style="dim")
+        for r in shown:
+            row = [f"{r.port}/tcp", Text(r.state, style=STATE_STYLES[r.state]), self.services(r.port) or "unknown", latency_text(r)]
+            if notes:
+                row.append("" if r.detail in _QUIET_DETAILS else r.detail)
+            table.add_row(*row)
+        self.terminal.console().print(table)
+
+
+class ScanProgress:
+    """A transient bar on stderr, fed by a ticker thread that reads the scanner's counter.
+
+    The scan loop itself pays nothing for the bar. Off unless stderr is a
+    terminal, -q is not given and the scan is big enough; and drawn only
+    once the scan has run for DELAY, so a quick one does not flash a bar.
+    """
+
+    DELAY = 0.2
+
+    def __init__(self, terminal: Terminal, label: str, total: int, done: Callable[[], int]):
+        self.terminal = terminal
+        self.label = label
+        self.total = total
+        self.done = done
+        self.enabled = terminal.stderr_isatty and not terminal.quiet and total >= PROGRESS_MIN_PORTS
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._progress = None
+
+    def __enter__(self) -> ScanProgress:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._tick, name="scan-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def _start(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.terminal.console(stderr=True),
+            transient=True,
+        )
+        self._task = progress.add_task(f"scanning {self.label}", total=self.total, completed=self.done())
+        progress.start()
+        self._progress = progress
+
+    def _tick(self) -> None:
+        if self._stop.wait(self.DELAY):
+            return
+        self._start()
+        while not self._stop.wait(0.1):
+            self._progress.update(self._task, completed=self.done())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.done())
+            self._progress.stop()

@@ -1,0 +1,69 @@
+"""wait's output: a line on stderr per endpoint as it gets there, and a spinner
+on a terminal while it waits. Silent with -q; rich only for the spinner."""
+
+from __future__ import annotations
+
+import threading
+
+from socktool.net.values import format_duration
+from socktool.net.wait import Ready
+from socktool.view.terminal import Terminal
+
+
+def ready_line(ready: Ready, *, invert: bool) -> str:
+    after = format_duration(ready.elapsed)
+    if invert:
+        return f"{ready.endpoint} is down ({ready.detail}, after {after})"
+    return f"{ready.endpoint} is up (after {after})"
+
+
+class WaitView:
+    def __init__(self, terminal: Terminal, waiting_for: list[str], *, invert: bool = False):
+        self.terminal = terminal
+        self.invert = invert
+        self.pending = list(waiting_for)
+        self.spinner = terminal.stderr_isatty and not terminal.quiet
+        self._lock = threading.Lock()
+        self._progress = None
+
+    def _description(self) -> str:
+        goal = "to stop accepting" if self.invert else ""
+        return " ".join(filter(None, ["waiting for", ", ".join(self.pending), goal]))
+
+    def __enter__(self) -> WaitView:
+        if self.spinner:
+            from rich.progress import (
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=self.terminal.console(stderr=True),
+                transient=True,
+            )
+            self._task = self._progress.add_task(self._description(), total=None)
+            self._progress.start()
+        return self
+
+    def __call__(self, ready: Ready) -> None:
+        """An endpoint got there (called from a watcher thread)."""
+        line = ready_line(ready, invert=self.invert)
+        with self._lock:
+            text = str(ready.endpoint)
+            if text in self.pending:
+                self.pending.remove(text)
+            if self._progress is not None:
+                # Printed through the live display, so the spinner redraws below it.
+                self._progress.console.print(f"socktool: {line}", style="green", highlight=False)
+                self._progress.update(self._task, description=self._description())
+            else:
+                self.terminal.always(line)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
