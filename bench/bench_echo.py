@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue
 import resource
 import select
 import shutil
@@ -114,11 +115,16 @@ def ping_pong(socks: list[socket.socket], first_conn: int, rounds: int, size: in
     for index, sock in enumerate(socks):
         conn = first_conn + index
         expected = message(pool, conn, round_base, size)
-        sock.send(expected)
         state[sock.fileno()] = [sock, conn, 0, expected, bytearray()]
-        epoll.register(sock.fileno(), select.EPOLLIN)
     active = len(socks)
     errors = 0
+    for sock in socks:
+        try:
+            sock.send(state[sock.fileno()][3])
+            epoll.register(sock.fileno(), select.EPOLLIN)
+        except OSError:
+            errors += 1
+            active -= 1
     while active:
         for fd, _events in epoll.poll():
             entry = state[fd]
@@ -147,7 +153,12 @@ def ping_pong(socks: list[socket.socket], first_conn: int, rounds: int, size: in
                 active -= 1
                 continue
             entry[3] = message(pool, entry[1], round_base + entry[2], size)
-            sock.send(entry[3])
+            try:
+                sock.send(entry[3])
+            except OSError:
+                errors += 1
+                epoll.unregister(fd)
+                active -= 1
     epoll.close()
     return errors
 
@@ -155,14 +166,14 @@ def ping_pong(socks: list[socket.socket], first_conn: int, rounds: int, size: in
 def client_worker(port, first_conn, count, rounds, size, barrier, results) -> None:
     pool = os.urandom(1 << 16)
     socks = open_clients(port, count)
-    errors = ping_pong(socks, first_conn, 1, size, pool, 10_000)  # warm-up, untimed
+    warmup_errors = ping_pong(socks, first_conn, 1, size, pool, 10_000)  # untimed
     barrier.wait()
     started = time.monotonic()
-    errors += ping_pong(socks, first_conn, rounds, size, pool, 0)
+    errors = ping_pong(socks, first_conn, rounds, size, pool, 0)
     finished = time.monotonic()
     for sock in socks:
         sock.close()
-    results.put((started, finished, errors))
+    results.put((started, finished, errors, warmup_errors))
 
 
 def run_load(port: int, clients: int, rounds: int, size: int, procs: int) -> tuple[float, float, int]:
@@ -181,12 +192,18 @@ def run_load(port: int, clients: int, rounds: int, size: int, procs: int) -> tup
         first += count
     barrier.wait(timeout=120)
     setup = time.monotonic() - setup_started
-    outcomes = [results.get(timeout=300) for _ in workers]
+    outcomes = []
+    while len(outcomes) < len(workers):
+        try:
+            outcomes.append(results.get(timeout=1))
+        except queue.Empty:
+            if not any(w.is_alive() for w in workers) and results.empty():
+                raise SystemExit("a client process failed")
     for worker in workers:
         worker.join(timeout=30)
     start = min(o[0] for o in outcomes)
     end = max(o[1] for o in outcomes)
-    return setup, end - start, sum(o[2] for o in outcomes)
+    return setup, end - start, sum(o[2] + o[3] for o in outcomes)
 
 
 def rss_kib(pid: int) -> int:

@@ -19,7 +19,8 @@ range, so every tool has the same open ports to find.
                        --max-rtt-timeout 1s  (as close to socktool's "1s, no retry" as nmap goes)
 
 Wall time of each command, process start included; runs alternate between
-the tools, in a different order each round; medians and ratios reported.
+the tools, in a different order each round; medians reported, and socktool's
+median divided by each tool's (below 1: socktool is faster).
 Each run's open set is checked against the listeners this script started
 and against the others' (nc -z reports self-connects as open: those show up
 as its extra ports).
@@ -141,7 +142,7 @@ def verdict(found: list[set[int]], expected: set[int], unstable: set[int]) -> st
 
 
 def report_case(title, tools, runs, baseline, expected, unstable, filtered=None) -> list[str]:
-    head = "| tool | command | median s | min s | × socktool | open ports found |"
+    head = "| tool | command | median s | min s | socktool ÷ tool | open ports found |"
     rule = "|---|---|---:|---:|---:|---|"
     if filtered is not None:
         head += " filtered ports found |"
@@ -154,7 +155,7 @@ def report_case(title, tools, runs, baseline, expected, unstable, filtered=None)
         command_text = " ".join(["socktool", *argv[len(socktool_command()):]]) if name.startswith("socktool") else " ".join(argv)
         row = (
             f"| {name} | `{command_text}` | {median(times):.3f} | {min(times):.3f} | "
-            f"{median(times) / ours:.2f} | {verdict(found, expected, unstable) if found[0] is not None else 'n/a (prints nothing)'} |"
+            f"{ours / median(times):.2f} | {verdict(found, expected, unstable) if found[0] is not None else 'n/a (prints nothing)'} |"
         )
         if filtered is not None:
             counts = [filtered_in(name, out, err) for _t, out, err in runs[name]]

@@ -469,3 +469,41 @@ def test_json_report_of_many_ports_is_one_whole_object_per_line(tmp_path):
 def test_plain_lines_are_port_state_service():
     assert plain_line(ScanResult(22, OPEN, 0.001), "ssh") == "22/tcp open ssh"
     assert plain_line(ScanResult(40000, FILTERED, None, "no answer"), None) == "40000/tcp filtered unknown"
+
+
+def test_a_big_scan_shared_among_workers_reports_every_port_once_and_exactly():
+    with open_ports(2) as opened, filtered_ports(2) as filtered:
+        closed = set(range(21000, 27000)) - set(opened) - set(filtered)
+        ports = f"21000-26999,{port_list(*opened, *filtered)}"
+        records, summary = scan_json("127.0.0.1", ports, "--all", "-w", "500ms")
+    states = {r["port"]: r["state"] for r in records}
+    assert len(records) == len(states) == summary["ports"] == len(closed) + 4
+    assert {port for port, state in states.items() if state == "filtered"} == set(filtered)
+    assert set(opened) <= {port for port, state in states.items() if state == "open"}
+    # Ports 21000-26999 may hold listeners of other programs; none of ours is there.
+    assert all(states[port] in ("closed", "open") for port in closed)
+
+
+def test_progress_counter_only_grows_and_ends_at_the_number_of_ports():
+    import threading
+
+    with filtered_ports(1) as filtered:  # holds the scan open long enough to watch it
+        scanner = Scanner(resolve_target("127.0.0.1"), sorted({*range(30000, 40000), filtered[0]}), timeout=0.3)
+        samples: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.005):
+                samples.append(scanner.done)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            results = scanner.run()
+        finally:
+            stop.set()
+            watcher.join()
+    total = len(scanner.ports)
+    assert len(results) == scanner.done == total
+    assert samples == sorted(samples) and all(0 <= n <= total for n in samples)
+    assert any(0 < n < total for n in samples) or samples[-1:] == [total]

@@ -20,7 +20,9 @@ Speed on Linux: a loopback refusal is already known when connect() returns,
 so a second connect() on the same socket reports it at once and leaves the
 socket ready to be used for the next port. Only ports without an answer yet
 go to the selector and hold a descriptor; so a closed port costs two system
-calls, and an open or slow one a socket of its own.
+calls, and an open or slow one a socket of its own. Then the kernel's work
+is most of a scan's cost, so big scans are shared among forked workers, one
+per CPU, each running this same loop on every n-th port.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import socket
 import struct
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -223,7 +226,12 @@ class Scanner:
         try:
             for share in shares[1:]:
                 read_fd, write_fd = os.pipe()
-                pid = os.fork()
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns about forking with threads running (a
+                    # progress bar's, say): the child runs only this loop and
+                    # leaves by os._exit, touching no lock another thread holds.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
                 if pid == 0:  # pragma: no cover - the child: measured by the CLI tests
                     os.close(read_fd)
                     self._child(share, share_limit, write_fd)

@@ -127,6 +127,7 @@ class Terminal:
         return Console(
             file=sys.stderr if stderr else sys.stdout,
             no_color=not self.color,
+            color_system="auto" if self.color else None,  # NO_COLOR: no styling at all
             force_terminal=None,
             highlight=False,
             soft_wrap=False,

@@ -67,7 +67,8 @@ class TrafficView:
             line = self._head(time.time(), None, event.peer)
             line.append(f"  ⊘ rejected: {event.reason}", style="bold red")
             self._print(line)
-        elif isinstance(event, ev.Stats):
+        elif isinstance(event, ev.Stats) and (event.connections != 1 or event.datagrams_in or event.datagrams_out):
+            # one connection: its closed line already carries the totals
             text = f"{event.datagrams_in} datagrams in, {event.datagrams_out} out; " if (
                 event.datagrams_in or event.datagrams_out
             ) else ""
