@@ -157,9 +157,9 @@ def test_scan_host_takes_ipv6_with_or_without_brackets():
 
 
 def test_unresolvable_host_is_exit_1():
-    result = run("portscan", "no-such-host.invalid", "22")
+    result = run("portscan", "no-such-host!.invalid", "22")
     assert result.returncode == 1
-    assert "cannot resolve 'no-such-host.invalid'" in one_line_error(result.stderr)
+    assert "cannot resolve 'no-such-host!.invalid'" in one_line_error(result.stderr)
 
 
 # -- service names -------------------------------------------------------------

@@ -15,6 +15,7 @@ import stat
 from typing import Callable
 
 CHUNK = 256 * 1024
+SPLICE_CHUNK = 1024 * 1024
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1024 * 1024
 
@@ -86,7 +87,7 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
         if waiter is not None:
             waiter.poll()
         try:
-            moved = os.splice(src, dst, CHUNK)
+            moved = os.splice(src, dst, SPLICE_CHUNK)
         except OSError as exc:
             if first and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
                 return False
