@@ -363,3 +363,19 @@ def test_importing_the_cli_does_not_import_rich():
     code = "import sys, socktool.cli; print('rich' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert result.stdout.strip() == "False"
+
+
+def test_slow_steady_stdin_after_peer_half_closed_is_sent_to_the_end(tmp_path):
+    """The listener's stdin is empty, so it half-closes at once; a producer that
+    trickles data (gaps shorter than the linger) must still get every byte through."""
+    out = tmp_path / "out.bin"
+    with open(out, "wb") as sink, Proc("tcp-listen", "127.0.0.1:0", stdout=sink) as listener:
+        port = listener.wait_listening()
+        producer = "import os,time\nfor i in range(25):\n    os.write(1, bytes([65 + i]) * 1000); time.sleep(0.1)\n"
+        pipeline = subprocess.run(
+            ["bash", "-c", f"{sys.executable} -c '{producer}' | {' '.join(command('tcp-connect', f'127.0.0.1:{port}'))}"],
+            capture_output=True, timeout=30,
+        )
+        assert pipeline.returncode == 0, pipeline.stderr
+        assert listener.wait() == 0
+    assert out.read_bytes() == b"".join(bytes([65 + i]) * 1000 for i in range(25))

@@ -161,8 +161,9 @@ class Relay:
     def _finish_sending(self) -> None:
         """The peer sent EOF: let what stdin still delivers reach it (see the rules).
 
-        stdin counts as idle only while it has nothing to read *and* the
-        socket could take more: a peer slow to read is not an idle stdin.
+        stdin counts as idle only while no byte went out, it has nothing to
+        read *and* the socket could take more: a slow producer or a peer slow
+        to read is not an idle stdin.
         """
         linger, fd = self.options.linger, self.payload.stdin_fd
         if fd is None or self.payload.messages:
@@ -172,9 +173,11 @@ class Relay:
         poller.register(fd, select.POLLIN)
         poller.register(self.conn.sock, select.POLLOUT)
         idle_since: float | None = None
+        sent = self.conn.sent
         while not self.send_done.wait(min(0.05, linger)):
             ready = dict(poller.poll(0))
-            if ready.get(fd, 0) or not ready.get(self.conn.sock.fileno(), 0) & select.POLLOUT:
+            moving, sent = self.conn.sent != sent, self.conn.sent
+            if moving or ready.get(fd, 0) or not ready.get(self.conn.sock.fileno(), 0) & select.POLLOUT:
                 idle_since = None
                 continue
             now = time.monotonic()
