@@ -4,7 +4,6 @@ Values are parsed here by the one parser for each kind (address, duration,
 CIDR, ...): a bad value is Typer's usage error, exit 2.
 """
 
-from __future__ import annotations
 
 import socket
 from typing import Annotated, Callable, Optional, TypeVar

@@ -1,6 +1,5 @@
 """tcp-connect and tcp-listen: netcat's pipe, client and server side."""
 
-from __future__ import annotations
 
 import contextlib
 import re

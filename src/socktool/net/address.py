@@ -106,7 +106,9 @@ def resolve(
     """(family, sockaddr) pairs for host:port, in the order to try them."""
     flags = socket.AI_PASSIVE if passive else 0
     try:
-        infos = socket.getaddrinfo(host, port, family, kind, 0, flags)
+        # ASCII names go as bytes: a str is IDNA-encoded first, which costs an import.
+        name = host.encode("ascii") if host is not None and host.isascii() else host
+        infos = socket.getaddrinfo(name, port, family, kind, 0, flags)
     except UnicodeError as exc:  # a label over 63 characters, an empty label
         raise ResolveError(f"cannot resolve {host!r}", "not a valid host name") from exc
     except socket.gaierror as exc:
