@@ -44,6 +44,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Clients connected at once during set-up: below each server's accept queue
+# (ncat's is 10 and cannot be set), or the kernel drops SYNs and each costs a
+# retry after a second or more.
+CONNECTS_IN_FLIGHT = {"socktool": 250, "socat": 250, "ncat": 8}
+
+
 def server_command(name: str, port: int) -> list[str]:
     if name == "socktool":
         exe = [str(SOCKTOOL)] if SOCKTOOL.exists() else [sys.executable, "-m", "socktool"]
@@ -63,7 +69,7 @@ def wait_accepting(port: int, timeout: float = 10.0) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise SystemExit(f"nothing accepted connections on port {port}")
+                raise SystemExit(f"nothing accepted connections on port {port}") from None
             time.sleep(0.02)
 
 
@@ -73,20 +79,15 @@ def message(pool: bytes, conn: int, round_: int, size: int) -> bytes:
     return pool[start : start + size]
 
 
-def open_clients(port: int, count: int, in_flight: int = 256) -> list[socket.socket]:
-    """`count` connected non-blocking sockets, connecting up to `in_flight` at a time.
-
-    Connecting in parallel matters for a server with a short accept queue
-    (ncat's is 10): a dropped SYN is retried after a second, and those
-    seconds overlap instead of adding up.
-    """
+def open_clients(port: int, count: int) -> list[socket.socket]:
+    """`count` connected non-blocking sockets, connected in parallel."""
     done: list[socket.socket] = []
     pending: dict[int, socket.socket] = {}
     epoll = select.epoll()
     deadline = time.monotonic() + 120
     started = 0
     while len(done) < count:
-        while started < count and len(pending) < in_flight:
+        while started < count:
             sock = socket.socket()
             sock.setblocking(False)
             sock.connect_ex((HOST, port))
@@ -163,10 +164,17 @@ def ping_pong(socks: list[socket.socket], first_conn: int, rounds: int, size: in
     return errors
 
 
-def client_worker(port, first_conn, count, rounds, size, barrier, results) -> None:
+def client_worker(port, first_conn, count, rounds, size, in_flight, barrier, results) -> None:
     pool = os.urandom(1 << 16)
-    socks = open_clients(port, count)
-    warmup_errors = ping_pong(socks, first_conn, 1, size, pool, 10_000)  # untimed
+    # Connect in batches, each one warmed up (one round trip, untimed) before
+    # the next: the round trip proves the server took the batch off its
+    # accept queue, so that queue never overflows.
+    socks: list[socket.socket] = []
+    warmup_errors = 0
+    while len(socks) < count:
+        batch = open_clients(port, min(in_flight, count - len(socks)))
+        warmup_errors += ping_pong(batch, first_conn + len(socks), 1, size, pool, 10_000)
+        socks += batch
     barrier.wait()
     started = time.monotonic()
     errors = ping_pong(socks, first_conn, rounds, size, pool, 0)
@@ -176,7 +184,7 @@ def client_worker(port, first_conn, count, rounds, size, barrier, results) -> No
     results.put((started, finished, errors, warmup_errors))
 
 
-def run_load(port: int, clients: int, rounds: int, size: int, procs: int) -> tuple[float, float, int]:
+def run_load(port: int, clients: int, rounds: int, size: int, procs: int, in_flight: int) -> tuple[float, float, int]:
     """(setup seconds, timed seconds, errors)."""
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(procs + 1)
@@ -186,7 +194,9 @@ def run_load(port: int, clients: int, rounds: int, size: int, procs: int) -> tup
     first = 0
     setup_started = time.monotonic()
     for count in share:
-        worker = ctx.Process(target=client_worker, args=(port, first, count, rounds, size, barrier, results))
+        worker = ctx.Process(
+            target=client_worker, args=(port, first, count, rounds, size, in_flight // procs or 1, barrier, results)
+        )
         worker.start()
         workers.append(worker)
         first += count
@@ -198,7 +208,7 @@ def run_load(port: int, clients: int, rounds: int, size: int, procs: int) -> tup
             outcomes.append(results.get(timeout=1))
         except queue.Empty:
             if not any(w.is_alive() for w in workers) and results.empty():
-                raise SystemExit("a client process failed")
+                raise SystemExit("a client process failed") from None
     for worker in workers:
         worker.join(timeout=30)
     start = min(o[0] for o in outcomes)
@@ -218,11 +228,18 @@ def rss_kib(pid: int) -> int:
 
 def bench_server(name: str, args: argparse.Namespace) -> dict:
     port = free_port()
-    server = subprocess.Popen(server_command(name, port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        server_command(name, port),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_accepting(port)
-        setup, seconds, errors = run_load(port, args.clients, args.rounds, args.size, args.procs)
+        setup, seconds, errors = run_load(
+            port, args.clients, args.rounds, args.size, args.procs, CONNECTS_IN_FLIGHT[name]
+        )
         rss = rss_kib(server.pid)
     finally:
         try:
@@ -251,8 +268,10 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     names = [n for n in args.servers.split(",") if n == "socktool" or shutil.which(n)]
-    print(f"# {args.clients} clients x {args.rounds} round trips of {args.size} B, "
-          f"{args.procs} client process(es), best of {args.repeat}; {os.cpu_count()} CPUs")
+    print(
+        f"# {args.clients} clients x {args.rounds} round trips of {args.size} B, "
+        f"{args.procs} client process(es), best of {args.repeat}; {os.cpu_count()} CPUs"
+    )
     best: dict[str, dict] = {}
     for _ in range(args.repeat):
         for name in names:  # interleaved, so a slow moment of the machine hits them all
@@ -267,7 +286,9 @@ def main() -> int:
         r = best[name]
         ratio = f"{r['rate'] / base:.2f}x" if base else "-"
         rss = f"{r['rss'] / 1024:.0f} MiB" + (" (parent only)" if name != "socktool" else "")
-        print(f"| {name} | {r['rate']:,.0f} | {ratio} | {r['seconds']:.2f}s | {r['setup']:.2f}s | {r['errors']} | {rss} |")
+        print(
+            f"| {name} | {r['rate']:,.0f} | {ratio} | {r['seconds']:.2f}s | {r['setup']:.2f}s | {r['errors']} | {rss} |"
+        )
     return 1 if any(r["errors"] for r in best.values()) else 0
 
 

@@ -117,7 +117,7 @@ def run_case(tools: dict[str, tuple[list[str], object]], rounds: int) -> dict[st
     runs: dict[str, list[tuple[float, str, str]]] = {name: [] for name in tools}
     names = list(tools)
     for round_ in range(rounds):
-        order = names[round_ % len(names):] + names[: round_ % len(names)]
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in order:
             runs[name].append(timed(tools[name][0]))
     return runs
@@ -152,7 +152,9 @@ def report_case(title, tools, runs, baseline, expected, unstable, filtered=None)
     for name, (argv, parse) in tools.items():
         times = [r[0] for r in runs[name]]
         found = [parse(out, err) for _t, out, err in runs[name]]
-        command_text = " ".join(["socktool", *argv[len(socktool_command()):]]) if name.startswith("socktool") else " ".join(argv)
+        command_text = (
+            " ".join(["socktool", *argv[len(socktool_command()) :]]) if name.startswith("socktool") else " ".join(argv)
+        )
         row = (
             f"| {name} | `{command_text}` | {median(times):.3f} | {min(times):.3f} | "
             f"{ours / median(times):.2f} | {verdict(found, expected, unstable) if found[0] is not None else 'n/a (prints nothing)'} |"
@@ -188,7 +190,10 @@ def listening_now(low: int = 2025, high: int = 65535) -> set[int]:
                 continue
             if local_ok is not None and address not in local_ok:
                 continue
-            if local_ok is None and address not in ("00000000000000000000000000000000", "0000000000000000FFFF00000100007F"):
+            if local_ok is None and address not in (
+                "00000000000000000000000000000000",
+                "0000000000000000FFFF00000100007F",
+            ):
                 continue
             found.add(port)
     return found
@@ -236,12 +241,31 @@ def main() -> int:
             timeout = args.timeout
             nmap = ["nmap", "-sT", "-n", "-Pn"]
             cases = {
-                f"socktool portscan -w {timeout}": ([*st, "portscan", TARGET, RANGE, "-w", timeout, "--all"], socktool_open),
-                f"nmap -sT --max-rtt-timeout {timeout}": ([*nmap, "--max-rtt-timeout", timeout, f"-p{RANGE}", "-oG", "-", TARGET], nmap_open),
+                f"socktool portscan -w {timeout}": (
+                    [*st, "portscan", TARGET, RANGE, "-w", timeout, "--all"],
+                    socktool_open,
+                ),
+                f"nmap -sT --max-rtt-timeout {timeout}": (
+                    [*nmap, "--max-rtt-timeout", timeout, f"-p{RANGE}", "-oG", "-", TARGET],
+                    nmap_open,
+                ),
                 "nmap -sT (defaults)": ([*nmap, f"-p{RANGE}", "-oG", "-", TARGET], nmap_open),
                 f"nmap -sT --max-retries 0, rtt {timeout}": (
-                    [*nmap, "--max-retries", "0", "--initial-rtt-timeout", timeout, "--min-rtt-timeout", timeout,
-                     "--max-rtt-timeout", timeout, f"-p{RANGE}", "-oG", "-", TARGET],
+                    [
+                        *nmap,
+                        "--max-retries",
+                        "0",
+                        "--initial-rtt-timeout",
+                        timeout,
+                        "--min-rtt-timeout",
+                        timeout,
+                        "--max-rtt-timeout",
+                        timeout,
+                        f"-p{RANGE}",
+                        "-oG",
+                        "-",
+                        TARGET,
+                    ],
                     nmap_open,
                 ),
             }
@@ -249,7 +273,12 @@ def main() -> int:
             unstable |= expected ^ listening_now()
             report += report_case(
                 f"{args.filtered} filtered ports ({sorted(filtered_ports)}) in the range, {timeout} to answer",
-                cases, runs, f"socktool portscan -w {timeout}", expected, unstable, filtered_ports,
+                cases,
+                runs,
+                f"socktool portscan -w {timeout}",
+                expected,
+                unstable,
+                filtered_ports,
             )
         finally:
             for sock in blocked:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -67,14 +66,19 @@ def transfer(tool: str, size: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         count_file, rss_file = Path(tmp, "count"), Path(tmp, "rss")
         listener = subprocess.Popen(
-            ["bash", "-c", f"/usr/bin/time -f %M -o {rss_file} {TOOLS[tool]['listen'].format(port=port)} | wc -c > {count_file}"],
+            [
+                "bash",
+                "-c",
+                f"/usr/bin/time -f %M -o {rss_file} {TOOLS[tool]['listen'].format(port=port)} | wc -c > {count_file}",
+            ],
             stdin=subprocess.DEVNULL,
         )
         wait_listening(port)
         start = time.perf_counter()
         subprocess.run(
             ["bash", "-c", f"head -c {size} /dev/zero | {TOOLS[tool]['connect'].format(port=port)}"],
-            check=True, timeout=600,
+            check=True,
+            timeout=600,
         )
         listener.wait(timeout=600)
         elapsed = time.perf_counter() - start
@@ -88,9 +92,20 @@ def startup(port: int) -> dict:
         return {}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
-            ["hyperfine", "-N", "--warmup", "5", "--runs", "60", "--export-json", out.name,
-             f"{SOCKTOOL} tcp-connect -z 127.0.0.1:{port}", f"{sys.executable} -c 'import typer'"],
-            check=True, capture_output=True,
+            [
+                "hyperfine",
+                "-N",
+                "--warmup",
+                "5",
+                "--runs",
+                "60",
+                "--export-json",
+                out.name,
+                f"{SOCKTOOL} tcp-connect -z 127.0.0.1:{port}",
+                f"{sys.executable} -c 'import typer'",
+            ],
+            check=True,
+            capture_output=True,
         )
         results = json.load(open(out.name))["results"]
     return {"socktool_ms": results[0]["median"] * 1000, "typer_ms": results[1]["median"] * 1000}
@@ -107,12 +122,15 @@ def main() -> None:
     tools = [t for t in args.tools.split(",") if t == "socktool" or shutil.which(t)]
     runs: dict[str, list[dict]] = {t: [] for t in tools}
     for round_ in range(args.rounds):
-        order = tools[round_ % len(tools):] + tools[: round_ % len(tools)]
+        order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
         for tool in order:
             result = transfer(tool, size)
             runs[tool].append(result)
-            print(f"round {round_ + 1} {tool:8} {result['mib_s']:8.0f} MiB/s  complete={result['complete']}  "
-                  f"listener RSS {result['rss_mb']:.1f} MB", flush=True)
+            print(
+                f"round {round_ + 1} {tool:8} {result['mib_s']:8.0f} MiB/s  complete={result['complete']}  "
+                f"listener RSS {result['rss_mb']:.1f} MB",
+                flush=True,
+            )
     print(f"\n{args.size} per transfer, {args.rounds} rounds, median MiB/s:")
     base = statistics.median(r["mib_s"] for r in runs["nc"]) if "nc" in runs else None
     print("| tool | MiB/s (median) | vs nc | every byte | listener peak RSS |")
@@ -125,7 +143,11 @@ def main() -> None:
         print(f"| {tool} | {rate:.0f} | {ratio} | {'yes' if complete else 'NO'} | {rss:.1f} MB |")
     if not args.skip_startup:
         port = free_port()
-        server = subprocess.Popen([SOCKTOOL, "tcp-listen", "-k", "-q", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [SOCKTOOL, "tcp-listen", "-k", "-q", f"127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             wait_listening(port)
             times = startup(port)
@@ -134,8 +156,10 @@ def main() -> None:
             server.wait()
         if times:
             ratio = times["socktool_ms"] / times["typer_ms"]
-            print(f"\nstart-up (hyperfine medians): socktool tcp-connect -z {times['socktool_ms']:.1f} ms, "
-                  f"python -c 'import typer' {times['typer_ms']:.1f} ms, ratio {ratio:.2f}×")
+            print(
+                f"\nstart-up (hyperfine medians): socktool tcp-connect -z {times['socktool_ms']:.1f} ms, "
+                f"python -c 'import typer' {times['typer_ms']:.1f} ms, ratio {ratio:.2f}×"
+            )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,10 @@ def receivers(port: int, *, with_buffer_variant: bool) -> dict[str, list[str]]:
     if with_buffer_variant:
         # socktool asks for an 8 MiB receive queue; this shows socat given a deep one too.
         tools["socat -u UDP-RECV,rcvbuf=8M"] = [
-            "socat", "-u", f"UDP-RECV:{port},bind=127.0.0.1,rcvbuf=8388608", "STDOUT",
+            "socat",
+            "-u",
+            f"UDP-RECV:{port},bind=127.0.0.1,rcvbuf=8388608",
+            "STDOUT",
         ]
     return tools
 
@@ -182,7 +185,9 @@ def verify(argv_for, args: argparse.Namespace) -> list[str]:
         size = path.stat().st_size
         path.unlink()
         ok = size == received * len(PAYLOAD)
-        notes.append(f"{name}: kernel says {received} received, output has {size // len(PAYLOAD)} ({'ok' if ok else 'MISMATCH'})")
+        notes.append(
+            f"{name}: kernel says {received} received, output has {size // len(PAYLOAD)} ({'ok' if ok else 'MISMATCH'})"
+        )
         if not ok:
             raise SystemExit("verification failed: " + notes[-1])
     return notes
@@ -194,8 +199,12 @@ def main() -> None:
     parser.add_argument("--flood-count", type=int, default=500_000)
     parser.add_argument("--paced-rate", type=int, default=50_000)
     parser.add_argument("--paced-seconds", type=float, default=3.0)
-    parser.add_argument("--no-socat-rcvbuf", dest="socat_rcvbuf", action="store_false",
-                        help="skip the extra socat run with an 8 MiB receive buffer")
+    parser.add_argument(
+        "--no-socat-rcvbuf",
+        dest="socat_rcvbuf",
+        action="store_false",
+        help="skip the extra socat run with an 8 MiB receive buffer",
+    )
     args = parser.parse_args()
     if shutil.which("socat") is None:
         raise SystemExit("socat is not installed")

@@ -25,7 +25,9 @@ def command(*args: str) -> list[str]:
     return [*SOCKTOOL, *map(str, args)]
 
 
-def run(*args: str, input: bytes | None = None, timeout: float = 20, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str, input: bytes | None = None, timeout: float = 20, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run socktool to completion; stdout and stderr captured as bytes."""
     return subprocess.run(
         command(*args),
@@ -76,7 +78,9 @@ class Proc:
                 seen = len(self.lines)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self.popen.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no stderr line matching {regex.pattern!r}; stderr:\n" + "\n".join(self.lines))
+                    raise AssertionError(
+                        f"no stderr line matching {regex.pattern!r}; stderr:\n" + "\n".join(self.lines)
+                    )
                 self._changed.wait(min(remaining, 0.2))
 
     def wait_listening(self, timeout: float = 10) -> int:

@@ -153,7 +153,9 @@ class LimitedProc(Proc):
         self.args = command(*args)
         self.popen = subprocess.Popen(
             ["prlimit", f"--nofile={limit}:{limit}", *self.args],  # prlimit execs: same pid
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         self.lines = []
         self._changed = threading.Condition()
@@ -197,8 +199,9 @@ def test_nc_gets_5mb_of_random_bytes_back_intact(echo_server, tmp_path):
     source = tmp_path / "in.bin"
     source.write_bytes(payload)
     with open(source, "rb") as stdin:
-        result = subprocess.run(["nc", "-N", "127.0.0.1", str(echo_server.port)], stdin=stdin,
-                                capture_output=True, timeout=30)
+        result = subprocess.run(
+            ["nc", "-N", "127.0.0.1", str(echo_server.port)], stdin=stdin, capture_output=True, timeout=30
+        )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout) == len(payload)
     assert result.stdout == payload
@@ -215,7 +218,7 @@ def test_python_peer_that_half_closes_gets_everything_back(echo_server):
             _, writable, _ = select.select([sock], [sock], [], 5)
             if writable:
                 try:
-                    view = view[sock.send(view[:65536]):]
+                    view = view[sock.send(view[:65536]) :]
                 except BlockingIOError:
                     pass
             try:

@@ -14,8 +14,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import command, free_port, need, one_line_error, run
 
+from conftest import command, free_port, need, one_line_error, run
 from socktool.net.ports import (
     BUILTIN_SERVICES,
     ServiceNames,
@@ -176,8 +176,20 @@ def test_service_names_come_from_the_services_file_then_the_builtin_table(tmp_pa
 
 
 def test_builtin_table_has_the_common_services():
-    expected = {20: "ftp-data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "domain",
-                69: "tftp", 80: "http", 443: "https", 3306: "mysql", 5432: "postgresql", 6379: "redis"}
+    expected = {
+        20: "ftp-data",
+        21: "ftp",
+        22: "ssh",
+        23: "telnet",
+        25: "smtp",
+        53: "domain",
+        69: "tftp",
+        80: "http",
+        443: "https",
+        3306: "mysql",
+        5432: "postgresql",
+        6379: "redis",
+    }
     assert {port: BUILTIN_SERVICES[port] for port in expected} == expected
 
 
@@ -203,7 +215,11 @@ def test_plain_lines_name_the_service():
 def test_every_state_on_a_block_of_loopback_ports_is_exact():
     with open_ports(3) as opened, filtered_ports(2) as filtered:
         closed = closed_ports(3)
-        wanted = {**dict.fromkeys(opened, "open"), **dict.fromkeys(closed, "closed"), **dict.fromkeys(filtered, "filtered")}
+        wanted = {
+            **dict.fromkeys(opened, "open"),
+            **dict.fromkeys(closed, "closed"),
+            **dict.fromkeys(filtered, "filtered"),
+        }
         records, summary = scan_json("127.0.0.1", port_list(*wanted), "--all", "-w", "500ms")
     assert {r["port"]: r["state"] for r in records} == wanted
     assert [r["port"] for r in records] == sorted(wanted)  # by port
@@ -214,7 +230,13 @@ def test_every_state_on_a_block_of_loopback_ports_is_exact():
             assert record["latency_ms"] is None
         else:
             assert 0 <= record["latency_ms"] < 500
-    assert (summary["ports"], summary["open"], summary["closed"], summary["filtered"], summary["error"]) == (8, 3, 3, 2, 0)
+    assert (summary["ports"], summary["open"], summary["closed"], summary["filtered"], summary["error"]) == (
+        8,
+        3,
+        3,
+        2,
+        0,
+    )
 
 
 def test_without_all_only_open_ports_are_listed_as_plain_lines():
@@ -232,7 +254,9 @@ def test_summary_on_stderr_says_what_was_not_shown():
         closed = closed_ports(2)
         result = run("portscan", "127.0.0.1", port_list(*opened, *closed, *filtered), "-w", "300ms", "-v")
     assert result.returncode == 0
-    assert re.search(r"127\.0\.0\.1: 4 ports scanned in \S+: 1 open; not shown: 2 closed, 1 filtered", result.stderr.decode())
+    assert re.search(
+        r"127\.0\.0\.1: 4 ports scanned in \S+: 1 open; not shown: 2 closed, 1 filtered", result.stderr.decode()
+    )
 
 
 def test_filtered_port_is_retried_then_reported_filtered():
@@ -286,7 +310,10 @@ def test_require_open_exits_1_naming_the_ports_not_open():
 def nmap_open_ports(ports: str) -> set[int]:
     out = subprocess.run(
         ["nmap", "-sT", "-n", "-Pn", f"-p{ports}", "-oG", "-", "127.0.0.1"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     return {int(port) for port in re.findall(r"(\d+)/open/tcp", out)}
 
@@ -377,7 +404,10 @@ def test_a_tiny_descriptor_limit_slows_the_scan_but_never_breaks_it():
         ports = port_list(*opened, *filtered, *closed_ports(20))
         result = subprocess.run(
             command("portscan", "127.0.0.1", ports, "--json", "--all", "-w", "300ms"),
-            capture_output=True, timeout=30, preexec_fn=tiny_limit, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            preexec_fn=tiny_limit,
+            stdin=subprocess.DEVNULL,
         )
     assert result.returncode == 0, result.stderr.decode()
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]

@@ -98,10 +98,15 @@ def test_peer_reset_mid_stream_keeps_what_arrived():
         conn.close()  # RST
 
     threading.Thread(target=serve, daemon=True).start()
-    with server, subprocess.Popen(
-        command("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}"),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    ) as client:
+    with (
+        server,
+        subprocess.Popen(
+            command("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as client,
+    ):
         received = b""
         while len(received) < len(sent):
             chunk = client.stdout.read1(65536)
@@ -129,8 +134,13 @@ def test_stdout_closed_early_is_a_quiet_exit():
     threading.Thread(target=serve, daemon=True).start()
     with server:
         pipeline = subprocess.run(
-            ["bash", "-c", f"set -o pipefail; {' '.join(command('tcp-connect', f'127.0.0.1:{server.getsockname()[1]}'))} </dev/null | head -c 10"],
-            capture_output=True, timeout=20,
+            [
+                "bash",
+                "-c",
+                f"set -o pipefail; {' '.join(command('tcp-connect', f'127.0.0.1:{server.getsockname()[1]}'))} </dev/null | head -c 10",
+            ],
+            capture_output=True,
+            timeout=20,
         )
     assert pipeline.stdout == b"x" * 10
     assert pipeline.returncode == 0, pipeline.stderr

@@ -53,7 +53,9 @@ def test_random_bytes_arrive_intact_connect_to_listen(payload, tmp_path):
     with open(out, "wb") as sink, Proc("tcp-listen", "127.0.0.1:0", stdout=sink) as listener:
         port = listener.wait_listening()
         with open(source, "rb") as stdin:
-            sender = subprocess.run(command("tcp-connect", f"127.0.0.1:{port}"), stdin=stdin, capture_output=True, timeout=60)
+            sender = subprocess.run(
+                command("tcp-connect", f"127.0.0.1:{port}"), stdin=stdin, capture_output=True, timeout=60
+            )
         assert listener.wait() == 0
     assert sender.returncode == 0, sender.stderr
     assert sha(out.read_bytes()) == sha(payload)
@@ -81,7 +83,10 @@ def test_both_directions_at_once_through_pipes(payload):
     with Proc("tcp-listen", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
         port = listener.wait_listening()
         client = subprocess.Popen(
-            command("tcp-connect", f"127.0.0.1:{port}"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            command("tcp-connect", f"127.0.0.1:{port}"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         results: dict[str, bytes] = {}
 
@@ -118,7 +123,9 @@ def test_nc_to_listen_and_connect_to_nc_l(payload, tmp_path):
     with open(received, "wb") as sink, Proc("tcp-listen", "127.0.0.1:0", stdout=sink) as listener:
         port = listener.wait_listening()
         with open(source, "rb") as stdin:
-            subprocess.run(["nc", "-N", "127.0.0.1", str(port)], stdin=stdin, timeout=60, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["nc", "-N", "127.0.0.1", str(port)], stdin=stdin, timeout=60, check=True, stdout=subprocess.DEVNULL
+            )
         assert listener.wait() == 0
     assert sha(received.read_bytes()) == sha(payload)
     # socktool tcp-connect → nc -l
@@ -129,7 +136,9 @@ def test_nc_to_listen_and_connect_to_nc_l(payload, tmp_path):
         try:
             _wait_port(port)
             with open(source, "rb") as stdin:
-                sender = subprocess.run(command("tcp-connect", f"127.0.0.1:{port}"), stdin=stdin, capture_output=True, timeout=60)
+                sender = subprocess.run(
+                    command("tcp-connect", f"127.0.0.1:{port}"), stdin=stdin, capture_output=True, timeout=60
+                )
             assert sender.returncode == 0, sender.stderr
             nc.wait(timeout=30)
         finally:
@@ -158,6 +167,7 @@ def _wait_port(port: int, timeout: float = 10) -> None:
 
 def test_http_request_gets_whole_response_and_exits_by_itself(tmp_path):
     (tmp_path / "index.html").write_text("hello from http.server\n" * 1000)
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, directory=str(tmp_path), **kwargs)
@@ -195,7 +205,12 @@ def test_connect_exits_on_peer_close_while_stdin_is_still_open():
     reader, writer = os.pipe()  # we keep the write end open for the whole test
     try:
         with server:
-            client = subprocess.Popen(command("tcp-connect", f"127.0.0.1:{port}"), stdin=reader, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            client = subprocess.Popen(
+                command("tcp-connect", f"127.0.0.1:{port}"),
+                stdin=reader,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             out, err = client.communicate(timeout=10)
         assert client.returncode == 0, err
         assert out == b"bye\n"
@@ -226,7 +241,7 @@ def test_no_shutdown_keeps_write_side_open():
             while chunk := conn.recv(100):
                 data += chunk
             got_eof.set()
-        except socket.timeout:
+        except TimeoutError:
             pass
         conn.sendall(b"still open:" + data)
 
@@ -240,7 +255,19 @@ def test_no_shutdown_keeps_write_side_open():
 def test_send_repeat_interval_crlf_and_hex_input():
     server, port = python_server(lambda conn: conn.sendall(recv_all(conn)))
     with server:
-        result = run("tcp-connect", f"127.0.0.1:{port}", "--send", "a\n", "--send", "b\n", "--crlf", "--repeat", "3", "--interval", "10ms")
+        result = run(
+            "tcp-connect",
+            f"127.0.0.1:{port}",
+            "--send",
+            "a\n",
+            "--send",
+            "b\n",
+            "--crlf",
+            "--repeat",
+            "3",
+            "--interval",
+            "10ms",
+        )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"a\r\nb\r\n" * 3
     server, port = python_server(lambda conn: conn.sendall(recv_all(conn)))
@@ -373,8 +400,13 @@ def test_slow_steady_stdin_after_peer_half_closed_is_sent_to_the_end(tmp_path):
         port = listener.wait_listening()
         producer = "import os,time\nfor i in range(25):\n    os.write(1, bytes([65 + i]) * 1000); time.sleep(0.1)\n"
         pipeline = subprocess.run(
-            ["bash", "-c", f"{sys.executable} -c '{producer}' | {' '.join(command('tcp-connect', f'127.0.0.1:{port}'))}"],
-            capture_output=True, timeout=30,
+            [
+                "bash",
+                "-c",
+                f"{sys.executable} -c '{producer}' | {' '.join(command('tcp-connect', f'127.0.0.1:{port}'))}",
+            ],
+            capture_output=True,
+            timeout=30,
         )
         assert pipeline.returncode == 0, pipeline.stderr
         assert listener.wait() == 0

@@ -144,8 +144,9 @@ def test_udp_requests_get_date_time_year_and_hours_minutes(time_server):
 
 def test_nc_on_the_tcp_port_gets_a_daytime_line(time_server):
     need("nc")
-    result = subprocess.run(["nc", "127.0.0.1", str(time_server.port)], stdin=subprocess.DEVNULL,
-                            capture_output=True, timeout=10)
+    result = subprocess.run(
+        ["nc", "127.0.0.1", str(time_server.port)], stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+    )
     assert result.returncode == 0, result.stderr
     line = result.stdout.decode()
     assert line.endswith("\r\n") and line.count("\n") == 1

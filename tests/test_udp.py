@@ -178,12 +178,15 @@ def test_send_hex_input_from_message_and_stdin():
         assert [peer.recvfrom(100)[0] for _ in range(2)] == [b"\x01\x02", b"\x03"]
 
 
-@pytest.mark.parametrize("args, stdin", [
-    (["abc", "--hex-input"], None),
-    (["zz", "--hex-input"], None),
-    (["--hex-input"], b"0g"),
-    (["--hex-input"], b"abc"),
-])
+@pytest.mark.parametrize(
+    "args, stdin",
+    [
+        (["abc", "--hex-input"], None),
+        (["zz", "--hex-input"], None),
+        (["--hex-input"], b"0g"),
+        (["--hex-input"], b"abc"),
+    ],
+)
 def test_send_bad_hex_is_usage_error(args, stdin):
     with udp_socket() as peer:
         result = run("udp-send", f"127.0.0.1:{peer.getsockname()[1]}", *args, input=stdin)
@@ -220,7 +223,8 @@ def test_wait_prints_the_reply_of_a_python_server():
     with udp_socket() as server:
         proc = subprocess.Popen(
             command("udp-send", f"127.0.0.1:{server.getsockname()[1]}", "hello", "--wait", "--timeout", "1s"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         data, client = server.recvfrom(100)
         assert data == b"hello"
@@ -235,7 +239,8 @@ def test_wait_shows_replies_as_json_from_their_source():
         server_address = f"127.0.0.1:{server.getsockname()[1]}"
         proc = subprocess.Popen(
             command("udp-send", server_address, "q", "--json", "--timeout", "500ms"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         _, client = server.recvfrom(100)
         server.sendto(b"\xff\x00", client)
@@ -267,7 +272,9 @@ def test_wait_with_lines_sends_and_shows_replies_interleaved():
     with udp_socket() as server:
         proc = subprocess.Popen(
             command("udp-send", f"127.0.0.1:{server.getsockname()[1]}", "--lines", "--timeout", "500ms"),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         assert proc.stdin is not None
         for word in (b"one", b"two"):
@@ -297,7 +304,11 @@ def test_ttl_is_set_on_the_datagram():
         peer.setsockopt(socket.IPPROTO_IP, _IP_RECVTTL, 1)
         assert run("udp-send", f"127.0.0.1:{peer.getsockname()[1]}", "t", "--ttl", "7").returncode == 0
         data, ancillary, _flags, _addr = peer.recvmsg(100, socket.CMSG_SPACE(4))
-    ttls = [struct.unpack("i", cdata)[0] for level, kind, cdata in ancillary if (level, kind) == (socket.IPPROTO_IP, _IP_TTL)]
+    ttls = [
+        struct.unpack("i", cdata)[0]
+        for level, kind, cdata in ancillary
+        if (level, kind) == (socket.IPPROTO_IP, _IP_TTL)
+    ]
     assert (data, ttls) == (b"t", [7])
 
 
@@ -320,14 +331,17 @@ def test_ipv6_and_family_flags():
     assert "IPv6" in one_line_error(result.stderr)
 
 
-@pytest.mark.parametrize("address, code", [
-    ("127.0.0.1:0", 2),
-    ("127.0.0.1:65536", 2),
-    ("127.0.0.1", 2),
-    # A name glibc rejects without asking DNS (no query leaves the machine),
-    # failing as 'nonexistent.invalid' would.
-    ("nonexistent!.invalid:9", 1),
-])
+@pytest.mark.parametrize(
+    "address, code",
+    [
+        ("127.0.0.1:0", 2),
+        ("127.0.0.1:65536", 2),
+        ("127.0.0.1", 2),
+        # A name glibc rejects without asking DNS (no query leaves the machine),
+        # failing as 'nonexistent.invalid' would.
+        ("nonexistent!.invalid:9", 1),
+    ],
+)
 def test_send_bad_address(address, code):
     result = run("udp-send", address, "x")
     assert result.returncode == code
@@ -483,7 +497,9 @@ def test_listen_port_in_use_is_one_line_with_hint():
     assert "another process holds udp port" in one_line_error(result.stderr)
 
 
-@pytest.mark.parametrize("args", [["65536"], ["127.0.0.1:x"], ["0", "--reply", "a", "--echo"], ["0", "--group", "10.1.1.1"]])
+@pytest.mark.parametrize(
+    "args", [["65536"], ["127.0.0.1:x"], ["0", "--reply", "a", "--echo"], ["0", "--group", "10.1.1.1"]]
+)
 def test_listen_bad_usage_exits_2(args):
     result = run("udp-listen", *args)
     assert result.returncode == 2
@@ -552,7 +568,8 @@ def test_unix_send_to_nothing_is_one_line(tmp_sock_dir):
 
 # -- multicast, on the loopback interface only ---------------------------------------------
 def test_multicast_ipv4_group_on_loopback():
-    group = "239.255.%d.%d" % tuple(uuid.uuid4().bytes[:2])
+    high, low = uuid.uuid4().bytes[:2]
+    group = f"239.255.{high}.{low}"
     proc, port = listen("0", "--group", group, "--count", "1", "--json")
     with proc:
         result = run("udp-send", f"{group}:{port}", "to the group", "--ttl", "1")
@@ -567,11 +584,15 @@ def test_multicast_ipv4_group_on_loopback():
 def _ipv6_multicast_on_loopback(group: str) -> bool:
     """Whether a datagram to `group` via lo is delivered; a probe with Python sockets."""
     index = socket.if_nametoindex("lo")
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver, \
-            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
+    with (
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender,
+    ):
         receiver.bind(("::", 0))
         receiver.setsockopt(
-            socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", index)
+            socket.IPPROTO_IPV6,
+            socket.IPV6_JOIN_GROUP,
+            socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", index),
         )
         sender.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
         try:
@@ -620,7 +641,8 @@ def test_multicast_ipv6_group_on_loopback(ipv6_loopback_group):
 
 
 def test_multicast_on_a_named_interface():
-    group = "239.255.%d.%d" % tuple(uuid.uuid4().bytes[:2])
+    high, low = uuid.uuid4().bytes[:2]
+    group = f"239.255.{high}.{low}"
     proc, port = listen("0", "--group", group, "--interface", "lo", "--count", "1")
     with proc:
         result = run("udp-send", f"{group}:{port}", "via lo", "--interface", "127.0.0.1")
@@ -645,7 +667,9 @@ def test_nc_sends_to_udp_listen_and_gets_the_reply():
     need("nc")
     proc, port = listen("127.0.0.1:0", "--reply", "hi", "--count", "1")
     with proc:
-        nc = subprocess.run(["nc", "-u", "-w1", "127.0.0.1", str(port)], input=b"hello\n", capture_output=True, timeout=10)
+        nc = subprocess.run(
+            ["nc", "-u", "-w1", "127.0.0.1", str(port)], input=b"hello\n", capture_output=True, timeout=10
+        )
         code, out = finish(proc)
         assert code == 0
         assert out == b"hello\n"
@@ -655,7 +679,12 @@ def test_nc_sends_to_udp_listen_and_gets_the_reply():
 def test_udp_send_to_nc_listener_and_its_answer():
     need("nc")
     port = unused_udp_port()
-    nc = subprocess.Popen(["nc", "-u", "-l", "127.0.0.1", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    nc = subprocess.Popen(
+        ["nc", "-u", "-l", "127.0.0.1", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert nc.stdin is not None and nc.stdout is not None
         nc.stdin.write(b"hi\n")  # nc sends it once a peer has written
@@ -677,7 +706,9 @@ def test_socat_client_gets_udp_listen_reply():
     need("socat")
     proc, port = listen("127.0.0.1:0", "--reply", "hi", "--count", "1")
     with proc:
-        socat = subprocess.run(["socat", "-t", "1", "-", f"UDP:127.0.0.1:{port}"], input=b"hello", capture_output=True, timeout=10)
+        socat = subprocess.run(
+            ["socat", "-t", "1", "-", f"UDP:127.0.0.1:{port}"], input=b"hello", capture_output=True, timeout=10
+        )
         code, out = finish(proc)
         assert code == 0
         assert out == b"hello"
@@ -689,7 +720,8 @@ def test_udp_send_to_socat_server_and_its_answer():
     port = unused_udp_port()
     socat = subprocess.Popen(
         ["socat", f"UDP-RECVFROM:{port},bind=127.0.0.1", "SYSTEM:cat >&2; printf hi"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_bound(port, socat)
@@ -709,7 +741,8 @@ def test_socat_receives_largest_datagram_from_udp_send():
     payload = os.urandom(MAX)
     socat = subprocess.Popen(
         ["socat", "-u", "-b", "70000", f"UDP-RECV:{port},bind=127.0.0.1", "STDOUT"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_bound(port, socat)
@@ -741,8 +774,10 @@ def test_receiver_engine_reports_events_to_its_sink():
         assert client.recvfrom(10)[0] == b"ok"
         source = f"127.0.0.1:{client.getsockname()[1]}"
     assert [(e.direction, e.peer, e.data) for e in events if isinstance(e, ev.Datagram)] == [
-        (ev.RECEIVED, source, b"a"), (ev.SENT, source, b"ok"),
-        (ev.RECEIVED, source, b"bc"), (ev.SENT, source, b"ok"),
+        (ev.RECEIVED, source, b"a"),
+        (ev.SENT, source, b"ok"),
+        (ev.RECEIVED, source, b"bc"),
+        (ev.SENT, source, b"ok"),
     ]
     stats = events[-1]
     assert (stats.datagrams_in, stats.received, stats.datagrams_out, stats.sent) == (2, 3, 2, 4)

@@ -16,7 +16,9 @@ from conftest import command
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def run_in_pty(args: list[str], *, stdin=subprocess.DEVNULL, timeout: float = 15, env: dict | None = None) -> tuple[int, str]:
+def run_in_pty(
+    args: list[str], *, stdin=subprocess.DEVNULL, timeout: float = 15, env: dict | None = None
+) -> tuple[int, str]:
     """Run socktool with stdout and stderr on a pty; return (exit code, screen text)."""
     master, slave = pty.openpty()
     environment = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color", **(env or {})}
@@ -87,7 +89,9 @@ def test_pipe_gets_raw_bytes_but_view_flag_forces_the_view():
     result = subprocess.run(command("tcp-connect", f"127.0.0.1:{port}", "--send", ""), capture_output=True, timeout=15)
     assert result.stdout == b"raw\x00bytes"
     port = serve_once(b"raw\x00bytes")
-    result = subprocess.run(command("tcp-connect", "--view", f"127.0.0.1:{port}", "--send", ""), capture_output=True, timeout=15)
+    result = subprocess.run(
+        command("tcp-connect", "--view", f"127.0.0.1:{port}", "--send", ""), capture_output=True, timeout=15
+    )
     assert b"raw\\0bytes" in result.stdout
 
 
@@ -109,7 +113,9 @@ def test_no_color_leaves_no_escape_sequences():
 def test_keep_open_view_labels_each_client():
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "120"}
-    proc = subprocess.Popen(command("tcp-listen", "-k", "127.0.0.1:0"), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    proc = subprocess.Popen(
+        command("tcp-listen", "-k", "127.0.0.1:0"), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env
+    )
     os.close(slave)
     screen = b""
     try:

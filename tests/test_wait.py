@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from conftest import Proc, free_port, one_line_error, run
 from test_portscan import run_in_pty
 

@@ -8,7 +8,8 @@ shell completion get them all.
 from __future__ import annotations
 
 import importlib
-from typing import Annotated, Optional, Sequence
+from collections.abc import Sequence
+from typing import Annotated
 
 import typer
 
@@ -37,7 +38,7 @@ def _show_version(value: bool) -> None:
 
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
     ] = None,
 ) -> None:
@@ -61,6 +62,3 @@ def build_app(args: Sequence[str] = ()) -> typer.Typer:
         # A command may ask for more of app.command(), e.g. its own click class.
         app.command(name, **getattr(command, "command_settings", {}))(command)
     return app
-
-
-

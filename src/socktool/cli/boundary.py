@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from socktool.net.errors import SocktoolError, Terminated
 from socktool.net.fdio import OutputClosed

@@ -4,9 +4,9 @@ Values are parsed here by the one parser for each kind (address, duration,
 CIDR, ...): a bad value is Typer's usage error, exit 2.
 """
 
-
 import socket
-from typing import Annotated, Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -81,12 +81,19 @@ PositiveInt = value_parser(positive_int)
 Cidr = value_parser(parse_cidr)
 
 # -- output options every command takes -------------------------------------
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Status lines on stderr even when it is not a terminal.", rich_help_panel=OUTPUT)]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "-v", "--verbose", help="Status lines on stderr even when it is not a terminal.", rich_help_panel=OUTPUT
+    ),
+]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors.", rich_help_panel=OUTPUT)]
-NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR set in the environment).", rich_help_panel=OUTPUT)]
+NoColor = Annotated[
+    bool, typer.Option("--no-color", help="No colour (also: NO_COLOR set in the environment).", rich_help_panel=OUTPUT)
+]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback with errors.", rich_help_panel=OUTPUT)]
 View = Annotated[
-    Optional[bool],
+    bool | None,
     typer.Option(
         "--view/--raw",
         help="Draw the traffic view, or write raw payload. Default: view when stdout is a terminal.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperCommand
@@ -28,17 +28,77 @@ def non_negative_int(text: str) -> int:
 
 
 def portscan(
-    host: Annotated[str, typer.Argument(metavar="HOST", parser=opt.value_parser(parse_scan_host), help="Name or address to scan (IPv6 with or without brackets).", show_default=False)],
-    ports: Annotated[PortList, typer.Argument(metavar="[PORTS]", parser=opt.value_parser(parse_port_argument), help=f"Ports: 22 · 22,80,443 · 8000-8100 · - (all, {ALL_PORTS}) · a mix.", show_default=False)] = "1-1024",  # type: ignore[assignment]
-    concurrency: Annotated[int, typer.Option("-c", "--concurrency", metavar="N", parser=opt.PositiveInt, help="Connects in flight at once (capped by the open-file limit).", rich_help_panel=opt.CONNECTION)] = 1000,
-    timeout: Annotated[float, typer.Option("-w", "--timeout", metavar="DUR", parser=opt.PositiveDuration, help="A port with no answer within DUR is filtered.", rich_help_panel=opt.CONNECTION)] = "1s",  # type: ignore[assignment]  # parsed like a given value,
-    retries: Annotated[int, typer.Option("--retries", metavar="N", parser=opt.value_parser(non_negative_int), help="Try a filtered port N more times.", rich_help_panel=opt.CONNECTION)] = 0,
+    host: Annotated[
+        str,
+        typer.Argument(
+            metavar="HOST",
+            parser=opt.value_parser(parse_scan_host),
+            help="Name or address to scan (IPv6 with or without brackets).",
+            show_default=False,
+        ),
+    ],
+    ports: Annotated[
+        PortList,
+        typer.Argument(
+            metavar="[PORTS]",
+            parser=opt.value_parser(parse_port_argument),
+            help=f"Ports: 22 · 22,80,443 · 8000-8100 · - (all, {ALL_PORTS}) · a mix.",
+            show_default=False,
+        ),
+    ] = "1-1024",  # type: ignore[assignment]
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "-c",
+            "--concurrency",
+            metavar="N",
+            parser=opt.PositiveInt,
+            help="Connects in flight at once (capped by the open-file limit).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = 1000,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "-w",
+            "--timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="A port with no answer within DUR is filtered.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = "1s",  # type: ignore[assignment]  # parsed like a given value,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            metavar="N",
+            parser=opt.value_parser(non_negative_int),
+            help="Try a filtered port N more times.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = 0,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
-    all_: Annotated[bool, typer.Option("--all", help="List every port, not only the open ones.", rich_help_panel=opt.OUTPUT)] = False,
-    require_open: Annotated[bool, typer.Option("--require-open", help="Exit 1 unless every port scanned is open (a CI check).", rich_help_panel=opt.OUTPUT)] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="List every port, not only the open ones.", rich_help_panel=opt.OUTPUT)
+    ] = False,
+    require_open: Annotated[
+        bool,
+        typer.Option(
+            "--require-open", help="Exit 1 unless every port scanned is open (a CI check).", rich_help_panel=opt.OUTPUT
+        ),
+    ] = False,
     json: opt.Json = False,
-    view: Annotated[Optional[bool], typer.Option("--view/--raw", help="A table, or PORT/tcp STATE SERVICE lines. Default: table when stdout is a terminal.", rich_help_panel=opt.OUTPUT, show_default=False)] = None,
+    view: Annotated[
+        bool | None,
+        typer.Option(
+            "--view/--raw",
+            help="A table, or PORT/tcp STATE SERVICE lines. Default: table when stdout is a terminal.",
+            rich_help_panel=opt.OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
     verbose: opt.Verbose = False,
     quiet: opt.Quiet = False,
     no_color: opt.NoColor = False,
@@ -101,10 +161,41 @@ class CommandAfterDashes(TyperCommand):
 
 def wait(
     ctx: typer.Context,
-    endpoints: Annotated[list[str], typer.Argument(metavar="HOST:PORT...", help="Endpoints to wait for: HOST:PORT, [IPV6]:PORT or unix:PATH.", show_default=False)],
-    interval: Annotated[float, typer.Option("--interval", metavar="DUR", parser=opt.PositiveDuration, help="Time between tries.", rich_help_panel=opt.CONNECTION)] = "250ms",  # type: ignore[assignment],
-    timeout: Annotated[float, typer.Option("-w", "--timeout", metavar="DUR", parser=opt.PositiveDuration, help="Give up (exit 1) after DUR.", rich_help_panel=opt.CONNECTION)] = "30s",  # type: ignore[assignment],
-    invert: Annotated[bool, typer.Option("--invert", help="Wait until every endpoint stops accepting connections.", rich_help_panel=opt.CONNECTION)] = False,
+    endpoints: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="HOST:PORT...",
+            help="Endpoints to wait for: HOST:PORT, [IPV6]:PORT or unix:PATH.",
+            show_default=False,
+        ),
+    ],
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Time between tries.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = "250ms",  # type: ignore[assignment],
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "-w",
+            "--timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Give up (exit 1) after DUR.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = "30s",  # type: ignore[assignment],
+    invert: Annotated[
+        bool,
+        typer.Option(
+            "--invert", help="Wait until every endpoint stops accepting connections.", rich_help_panel=opt.CONNECTION
+        ),
+    ] = False,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
     verbose: opt.Verbose = False,

@@ -1,8 +1,6 @@
 """echo and time-server: the small servers every network programmer writes once."""
 
-from __future__ import annotations
-
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -47,8 +45,27 @@ def echo(
     address: Annotated[Endpoint, _service_address(ECHO_PORT)] = Endpoint(port=ECHO_PORT),
     tcp_only: TcpOnly = False,
     udp_only: UdpOnly = False,
-    max_clients: Annotated[Optional[int], typer.Option("--max-clients", metavar="N", parser=opt.PositiveInt, help="Turn away TCP clients beyond N at once.", rich_help_panel=opt.CONNECTION)] = None,
-    idle_timeout: Annotated[Optional[float], typer.Option("-i", "--idle-timeout", metavar="DUR", parser=opt.PositiveDuration, help="Close a TCP client after DUR without traffic either way.", rich_help_panel=opt.CONNECTION)] = None,
+    max_clients: Annotated[
+        int | None,
+        typer.Option(
+            "--max-clients",
+            metavar="N",
+            parser=opt.PositiveInt,
+            help="Turn away TCP clients beyond N at once.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "-i",
+            "--idle-timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Close a TCP client after DUR without traffic either way.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
     json: opt.Json = False,
@@ -82,8 +99,17 @@ def echo(
 
 def time_server(
     address: Annotated[Endpoint, _service_address(TIME_PORT)] = Endpoint(port=TIME_PORT),
-    rfc868: Annotated[bool, typer.Option("--rfc868", help="Serve RFC 868 time (4 bytes: seconds since 1900, big-endian) over TCP and UDP.", rich_help_panel=opt.CONNECTION)] = False,
-    utc: Annotated[bool, typer.Option("--utc", help="UTC instead of local time.", rich_help_panel=opt.CONNECTION)] = False,
+    rfc868: Annotated[
+        bool,
+        typer.Option(
+            "--rfc868",
+            help="Serve RFC 868 time (4 bytes: seconds since 1900, big-endian) over TCP and UDP.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = False,
+    utc: Annotated[
+        bool, typer.Option("--utc", help="UTC instead of local time.", rich_help_panel=opt.CONNECTION)
+    ] = False,
     tcp_only: TcpOnly = False,
     udp_only: UdpOnly = False,
     ipv4: opt.IPv4 = False,

@@ -1,13 +1,12 @@
 """tcp-connect and tcp-listen: netcat's pipe, client and server side."""
 
-
 import contextlib
 import re
 import shlex
 import shutil
 import socket
 import time
-from typing import Annotated, Optional, cast
+from typing import Annotated, cast
 
 import typer
 
@@ -21,22 +20,74 @@ from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 
 # -- options the two commands share ----------------------------------------------
-Send = Annotated[Optional[list[str]], typer.Option("--send", metavar="TEXT", help="Send TEXT instead of stdin (repeatable).", rich_help_panel=opt.IO)]
-HexInput = Annotated[bool, typer.Option("--hex-input", help="stdin / --send is hex text (whitespace between bytes allowed).", rich_help_panel=opt.IO)]
+Send = Annotated[
+    list[str] | None,
+    typer.Option("--send", metavar="TEXT", help="Send TEXT instead of stdin (repeatable).", rich_help_panel=opt.IO),
+]
+HexInput = Annotated[
+    bool,
+    typer.Option(
+        "--hex-input", help="stdin / --send is hex text (whitespace between bytes allowed).", rich_help_panel=opt.IO
+    ),
+]
 Crlf = Annotated[bool, typer.Option("--crlf", help="Send line ends as CRLF.", rich_help_panel=opt.IO)]
-NoShutdown = Annotated[bool, typer.Option("--no-shutdown", help="Do not half-close the socket at the end of stdin.", rich_help_panel=opt.IO)]
-SendOnly = Annotated[bool, typer.Option("--send-only", help="Only send; stop when the payload is sent.", rich_help_panel=opt.IO)]
+NoShutdown = Annotated[
+    bool,
+    typer.Option("--no-shutdown", help="Do not half-close the socket at the end of stdin.", rich_help_panel=opt.IO),
+]
+SendOnly = Annotated[
+    bool, typer.Option("--send-only", help="Only send; stop when the payload is sent.", rich_help_panel=opt.IO)
+]
 RecvOnly = Annotated[bool, typer.Option("--recv-only", help="Only receive; stdin is not read.", rich_help_panel=opt.IO)]
-Repeat = Annotated[int, typer.Option("--repeat", metavar="N", parser=opt.PositiveInt, help="Send the payload N times.", rich_help_panel=opt.IO)]
-Interval = Annotated[float, typer.Option("--interval", metavar="DUR", parser=opt.Duration, help="Pause between repeats.", rich_help_panel=opt.IO)]
-Expect = Annotated[Optional[str], typer.Option("--expect", metavar="REGEX", help="Exit 0 as soon as received data matches; 1 if the peer closes or --timeout passes first.", rich_help_panel=opt.IO)]
-IdleTimeout = Annotated[Optional[float], typer.Option("-i", "--idle-timeout", metavar="DUR", parser=opt.PositiveDuration, help="Close after DUR without traffic either way.", rich_help_panel=opt.CONNECTION)]
+Repeat = Annotated[
+    int,
+    typer.Option(
+        "--repeat", metavar="N", parser=opt.PositiveInt, help="Send the payload N times.", rich_help_panel=opt.IO
+    ),
+]
+Interval = Annotated[
+    float,
+    typer.Option(
+        "--interval", metavar="DUR", parser=opt.Duration, help="Pause between repeats.", rich_help_panel=opt.IO
+    ),
+]
+Expect = Annotated[
+    str | None,
+    typer.Option(
+        "--expect",
+        metavar="REGEX",
+        help="Exit 0 as soon as received data matches; 1 if the peer closes or --timeout passes first.",
+        rich_help_panel=opt.IO,
+    ),
+]
+IdleTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "-i",
+        "--idle-timeout",
+        metavar="DUR",
+        parser=opt.PositiveDuration,
+        help="Close after DUR without traffic either way.",
+        rich_help_panel=opt.CONNECTION,
+    ),
+]
 Keepalive = Annotated[bool, typer.Option("--keepalive", help="Enable TCP keepalive.", rich_help_panel=opt.CONNECTION)]
-Nodelay = Annotated[bool, typer.Option("--nodelay", help="Disable Nagle's algorithm (TCP_NODELAY).", rich_help_panel=opt.CONNECTION)]
-Progress = Annotated[bool, typer.Option("--progress", help="A transfer bar on stderr: bytes, rate, percent of a file on stdin.", rich_help_panel=opt.OUTPUT)]
+Nodelay = Annotated[
+    bool, typer.Option("--nodelay", help="Disable Nagle's algorithm (TCP_NODELAY).", rich_help_panel=opt.CONNECTION)
+]
+Progress = Annotated[
+    bool,
+    typer.Option(
+        "--progress",
+        help="A transfer bar on stderr: bytes, rate, percent of a file on stdin.",
+        rich_help_panel=opt.OUTPUT,
+    ),
+]
 
 
-def _payload(terminal: Terminal, send: list[str] | None, hex_input: bool, crlf: bool, repeat: int, interval: float) -> Payload:
+def _payload(
+    terminal: Terminal, send: list[str] | None, hex_input: bool, crlf: bool, repeat: int, interval: float
+) -> Payload:
     messages: list[bytes] = []
     for text in send or ():
         data = text.encode("utf-8", "surrogateescape")
@@ -66,8 +117,15 @@ def _expect_pattern(expect: str | None) -> re.Pattern[bytes] | None:
 
 
 def _relay_options(
-    mode: Mode, *, send_only: bool, recv_only: bool, no_shutdown: bool, idle_timeout: float | None,
-    expect: str | None, timeout: float | None, terminal: Terminal,
+    mode: Mode,
+    *,
+    send_only: bool,
+    recv_only: bool,
+    no_shutdown: bool,
+    idle_timeout: float | None,
+    expect: str | None,
+    timeout: float | None,
+    terminal: Terminal,
 ) -> RelayOptions:
     opt.exclusive(send_only=send_only, recv_only=recv_only)
     return RelayOptions(
@@ -93,11 +151,39 @@ def _progress(terminal: Terminal, enabled: bool, counters, total: int | None):
 
 def tcp_connect(
     address: opt.ConnectAddress,
-    zero: Annotated[bool, typer.Option("-z", "--zero", help="Connect, close, exit 0 if it connected.", rich_help_panel=opt.CONNECTION)] = False,
-    timeout: Annotated[float, typer.Option("-w", "--timeout", metavar="DUR", parser=opt.PositiveDuration, help="Connect timeout; with --expect, also how long to wait for a match.", rich_help_panel=opt.CONNECTION)] = 10.0,
+    zero: Annotated[
+        bool,
+        typer.Option("-z", "--zero", help="Connect, close, exit 0 if it connected.", rich_help_panel=opt.CONNECTION),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "-w",
+            "--timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Connect timeout; with --expect, also how long to wait for a match.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = 10.0,
     idle_timeout: IdleTimeout = None,
-    source: Annotated[Optional[str], typer.Option("-s", "--source", metavar="ADDR", help="Local address to connect from.", rich_help_panel=opt.CONNECTION)] = None,
-    source_port: Annotated[Optional[int], typer.Option("-p", "--source-port", metavar="PORT", parser=opt.value_parser(opt.port_number), help="Local port to connect from.", rich_help_panel=opt.CONNECTION)] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "-s", "--source", metavar="ADDR", help="Local address to connect from.", rich_help_panel=opt.CONNECTION
+        ),
+    ] = None,
+    source_port: Annotated[
+        int | None,
+        typer.Option(
+            "-p",
+            "--source-port",
+            metavar="PORT",
+            parser=opt.value_parser(opt.port_number),
+            help="Local port to connect from.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
     keepalive: Keepalive = False,
     nodelay: Nodelay = False,
     ipv4: opt.IPv4 = False,
@@ -140,13 +226,24 @@ def tcp_connect(
     mode = terminal.mode(view=view, json=json)
     payload = _payload(terminal, send, hex_input, crlf, repeat, interval)
     relay_options = _relay_options(
-        mode, send_only=send_only, recv_only=recv_only, no_shutdown=no_shutdown,
-        idle_timeout=idle_timeout, expect=expect, timeout=timeout, terminal=terminal,
+        mode,
+        send_only=send_only,
+        recv_only=recv_only,
+        no_shutdown=no_shutdown,
+        idle_timeout=idle_timeout,
+        expect=expect,
+        timeout=timeout,
+        terminal=terminal,
     )
     sink = build_sink(terminal, mode, hex=hex)
     sock = tcp.connect(
-        address, family=family, timeout=timeout, source=source, source_port=source_port,
-        options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay), sink=sink,
+        address,
+        family=family,
+        timeout=timeout,
+        source=source,
+        source_port=source_port,
+        options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),
+        sink=sink,
     )
     conn = Connection(sock, 1, _peer_text(sock, address), _local_text(sock))
     sink(conn.connected_event())
@@ -181,14 +278,73 @@ def _local_text(sock: socket.socket) -> str:
 
 def tcp_listen(
     address: opt.ListenAddress,
-    keep_open: Annotated[bool, typer.Option("-k", "--keep-open", help="Serve clients concurrently until interrupted.", rich_help_panel=opt.CONNECTION)] = False,
-    max_clients: Annotated[Optional[int], typer.Option("--max-clients", metavar="N", parser=opt.PositiveInt, help="With -k: turn away clients beyond N at once.", rich_help_panel=opt.CONNECTION)] = None,
-    allow: Annotated[Optional[list[str]], typer.Option("--allow", metavar="CIDR", parser=opt.Cidr, help="Only clients in CIDR (repeatable).", rich_help_panel=opt.CONNECTION)] = None,
-    deny: Annotated[Optional[list[str]], typer.Option("--deny", metavar="CIDR", parser=opt.Cidr, help="Turn away clients in CIDR (repeatable).", rich_help_panel=opt.CONNECTION)] = None,
-    exec_: Annotated[Optional[str], typer.Option("--exec", metavar="CMD", help="Wire each connection to a new process's stdin/stdout (no shell unless CMD runs one).", rich_help_panel=opt.CONNECTION)] = None,
-    broker: Annotated[bool, typer.Option("--broker", help="Relay each client's data to every other client (implies -k).", rich_help_panel=opt.CONNECTION)] = False,
-    reuse_addr: Annotated[bool, typer.Option("--reuse-addr/--no-reuse-addr", help="SO_REUSEADDR.", rich_help_panel=opt.CONNECTION)] = True,
-    timeout: Annotated[Optional[float], typer.Option("-w", "--timeout", metavar="DUR", parser=opt.PositiveDuration, help="Give up if no client connects within DUR; with --expect, how long to wait for a match.", rich_help_panel=opt.CONNECTION)] = None,
+    keep_open: Annotated[
+        bool,
+        typer.Option(
+            "-k", "--keep-open", help="Serve clients concurrently until interrupted.", rich_help_panel=opt.CONNECTION
+        ),
+    ] = False,
+    max_clients: Annotated[
+        int | None,
+        typer.Option(
+            "--max-clients",
+            metavar="N",
+            parser=opt.PositiveInt,
+            help="With -k: turn away clients beyond N at once.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            metavar="CIDR",
+            parser=opt.Cidr,
+            help="Only clients in CIDR (repeatable).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    deny: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deny",
+            metavar="CIDR",
+            parser=opt.Cidr,
+            help="Turn away clients in CIDR (repeatable).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    exec_: Annotated[
+        str | None,
+        typer.Option(
+            "--exec",
+            metavar="CMD",
+            help="Wire each connection to a new process's stdin/stdout (no shell unless CMD runs one).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    broker: Annotated[
+        bool,
+        typer.Option(
+            "--broker",
+            help="Relay each client's data to every other client (implies -k).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = False,
+    reuse_addr: Annotated[
+        bool, typer.Option("--reuse-addr/--no-reuse-addr", help="SO_REUSEADDR.", rich_help_panel=opt.CONNECTION)
+    ] = True,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "-w",
+            "--timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Give up if no client connects within DUR; with --expect, how long to wait for a match.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
     idle_timeout: IdleTimeout = None,
     keepalive: Keepalive = False,
     nodelay: Nodelay = False,
@@ -227,7 +383,7 @@ def tcp_listen(
       socktool tcp-listen -k --exec 'cat' 7000
     """
     from socktool.net import tcp
-    from socktool.net.server import Server, ServeOptions
+    from socktool.net.server import ServeOptions, Server
 
     family = opt.family(ipv4, ipv6)
     keep_open = keep_open or broker
@@ -237,8 +393,14 @@ def tcp_listen(
     mode = terminal.mode(view=view, json=json)
     payload = _payload(terminal, send, hex_input, crlf, repeat, interval)
     relay_options = _relay_options(
-        mode, send_only=send_only, recv_only=recv_only, no_shutdown=no_shutdown,
-        idle_timeout=idle_timeout, expect=expect, timeout=timeout, terminal=terminal,
+        mode,
+        send_only=send_only,
+        recv_only=recv_only,
+        no_shutdown=no_shutdown,
+        idle_timeout=idle_timeout,
+        expect=expect,
+        timeout=timeout,
+        terminal=terminal,
     )
     sink = build_sink(terminal, mode, hex=hex, numbered=keep_open)
     listener = tcp.listen(address, family=family, reuse_addr=reuse_addr)
@@ -250,7 +412,9 @@ def tcp_listen(
             ServeOptions(
                 keep_open=keep_open,
                 max_clients=max_clients,
-                access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
+                access=AccessPolicy(
+                    tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))
+                ),
                 exec_argv=exec_argv,
                 broker=broker,
                 socket_options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,9 +26,10 @@ def _group(text: str) -> str:
 
 
 Interface = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
-        "--interface", metavar="IFACE",
+        "--interface",
+        metavar="IFACE",
         help="Network interface for multicast: a name (eth0) or, for IPv4, its address. "
         "Default: the loopback interface, so multicast leaves this host only when asked.",
         rich_help_panel=opt.CONNECTION,
@@ -38,18 +39,89 @@ Interface = Annotated[
 
 def udp_send(
     address: opt.ConnectAddress,
-    message: Annotated[Optional[str], typer.Argument(metavar="[MESSAGE]", help="Send exactly these bytes (no newline added; '' is an empty datagram). Default: stdin.", show_default=False)] = None,
-    lines: Annotated[bool, typer.Option("--lines", help="One datagram per line of stdin, without its line end.", rich_help_panel=opt.IO)] = False,
-    hex_input: Annotated[bool, typer.Option("--hex-input", help="MESSAGE / stdin is hex text (whitespace between bytes allowed).", rich_help_panel=opt.IO)] = False,
-    count: Annotated[int, typer.Option("--count", metavar="N", parser=opt.PositiveInt, help="Send the datagram(s) N times.", rich_help_panel=opt.IO)] = 1,
-    interval: Annotated[float, typer.Option("--interval", metavar="DUR", parser=opt.Duration, help="Pause between datagrams.", rich_help_panel=opt.IO)] = 0.0,
-    wait: Annotated[bool, typer.Option("--wait", help="After sending, show replies until --timeout; exit 1 if none came.", rich_help_panel=opt.IO)] = False,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="DUR", parser=opt.PositiveDuration, help="How long --wait waits after the last datagram [default: 2s] (implies --wait).", rich_help_panel=opt.IO, show_default=False)] = None,
-    broadcast: Annotated[bool, typer.Option("--broadcast", help="Allow sending to a broadcast address (SO_BROADCAST).", rich_help_panel=opt.CONNECTION)] = False,
-    ttl: Annotated[Optional[int], typer.Option("--ttl", metavar="N", parser=opt.value_parser(_ttl), help="IP TTL / hop limit (multicast or unicast), 1-255.", rich_help_panel=opt.CONNECTION)] = None,
+    message: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[MESSAGE]",
+            help="Send exactly these bytes (no newline added; '' is an empty datagram). Default: stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    lines: Annotated[
+        bool,
+        typer.Option("--lines", help="One datagram per line of stdin, without its line end.", rich_help_panel=opt.IO),
+    ] = False,
+    hex_input: Annotated[
+        bool,
+        typer.Option(
+            "--hex-input",
+            help="MESSAGE / stdin is hex text (whitespace between bytes allowed).",
+            rich_help_panel=opt.IO,
+        ),
+    ] = False,
+    count: Annotated[
+        int,
+        typer.Option(
+            "--count", metavar="N", parser=opt.PositiveInt, help="Send the datagram(s) N times.", rich_help_panel=opt.IO
+        ),
+    ] = 1,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", metavar="DUR", parser=opt.Duration, help="Pause between datagrams.", rich_help_panel=opt.IO
+        ),
+    ] = 0.0,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="After sending, show replies until --timeout; exit 1 if none came.", rich_help_panel=opt.IO
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="How long --wait waits after the last datagram [default: 2s] (implies --wait).",
+            rich_help_panel=opt.IO,
+            show_default=False,
+        ),
+    ] = None,
+    broadcast: Annotated[
+        bool,
+        typer.Option(
+            "--broadcast", help="Allow sending to a broadcast address (SO_BROADCAST).", rich_help_panel=opt.CONNECTION
+        ),
+    ] = False,
+    ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--ttl",
+            metavar="N",
+            parser=opt.value_parser(_ttl),
+            help="IP TTL / hop limit (multicast or unicast), 1-255.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
     interface: Interface = None,
-    source: Annotated[Optional[str], typer.Option("-s", "--source", metavar="ADDR", help="Local address to send from.", rich_help_panel=opt.CONNECTION)] = None,
-    source_port: Annotated[Optional[int], typer.Option("-p", "--source-port", metavar="PORT", parser=opt.value_parser(opt.port_number), help="Local port to send from.", rich_help_panel=opt.CONNECTION)] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "-s", "--source", metavar="ADDR", help="Local address to send from.", rich_help_panel=opt.CONNECTION
+        ),
+    ] = None,
+    source_port: Annotated[
+        int | None,
+        typer.Option(
+            "-p",
+            "--source-port",
+            metavar="PORT",
+            parser=opt.value_parser(opt.port_number),
+            help="Local port to send from.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
     hex: opt.Hex = False,
@@ -87,17 +159,23 @@ def udp_send(
         datagrams = (_message_bytes(message, hex_input),)
     sink = build_sink(terminal, mode, hex=hex, stats=mode is not Mode.VIEW)  # the view draws its own totals
     target = udpsend.open_target(
-        address, family=family,
+        address,
+        family=family,
         options=udpsend.SendOptions(
-            broadcast=broadcast, ttl=ttl, interface=interface, source=source,
-            source_port=source_port, replies=wait,
+            broadcast=broadcast,
+            ttl=ttl,
+            interface=interface,
+            source=source,
+            source_port=source_port,
+            replies=wait,
         ),
     )
     try:
         stdin_fd = terminal.stdin_fd
         if message is None and terminal.stdin_isatty:
             terminal.status(
-                "reading datagrams from the terminal: one per line, sent as you type" if lines
+                "reading datagrams from the terminal: one per line, sent as you type"
+                if lines
                 else "reading the datagram from the terminal: Ctrl-D sends it"
             )
         if message is None and not lines:
@@ -106,12 +184,19 @@ def udp_send(
             datagrams = tuple(udpsend.read_lines(stdin_fd, hex_input=hex_input))
         streamed = message is None and lines and count == 1
         outgoing = udpsend.Outgoing(
-            datagrams, stdin_fd if streamed else None, hex_input=hex_input, count=count, interval=interval,
+            datagrams,
+            stdin_fd if streamed else None,
+            hex_input=hex_input,
+            count=count,
+            interval=interval,
         )
         udpsend.Sender(
-            target, outgoing, wait=(timeout or 2.0) if wait else None,
+            target,
+            outgoing,
+            wait=(timeout or 2.0) if wait else None,
             output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
-            emit=mode is not Mode.RAW, sink=sink,
+            emit=mode is not Mode.RAW,
+            sink=sink,
         ).run()
     finally:
         target.close()
@@ -139,11 +224,39 @@ def _message_bytes(message: str, hex_input: bool) -> bytes:
 
 def udp_listen(
     address: opt.ListenAddress,
-    reply: Annotated[Optional[str], typer.Option("--reply", metavar="TEXT", help="Answer each datagram with TEXT.", rich_help_panel=opt.IO)] = None,
-    echo: Annotated[bool, typer.Option("--echo", help="Send each datagram back to its sender.", rich_help_panel=opt.IO)] = False,
-    count: Annotated[Optional[int], typer.Option("--count", metavar="N", parser=opt.PositiveInt, help="Exit 0 after N datagrams.", rich_help_panel=opt.IO)] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="DUR", parser=opt.PositiveDuration, help="Stop after DUR without a datagram: exit 1 if none came (or fewer than --count).", rich_help_panel=opt.IO)] = None,
-    group: Annotated[Optional[list[str]], typer.Option("--group", metavar="ADDR", parser=opt.value_parser(_group), help="Join multicast group ADDR, IPv4 or IPv6 (repeatable).", rich_help_panel=opt.CONNECTION)] = None,
+    reply: Annotated[
+        str | None,
+        typer.Option("--reply", metavar="TEXT", help="Answer each datagram with TEXT.", rich_help_panel=opt.IO),
+    ] = None,
+    echo: Annotated[
+        bool, typer.Option("--echo", help="Send each datagram back to its sender.", rich_help_panel=opt.IO)
+    ] = False,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count", metavar="N", parser=opt.PositiveInt, help="Exit 0 after N datagrams.", rich_help_panel=opt.IO
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Stop after DUR without a datagram: exit 1 if none came (or fewer than --count).",
+            rich_help_panel=opt.IO,
+        ),
+    ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            metavar="ADDR",
+            parser=opt.value_parser(_group),
+            help="Join multicast group ADDR, IPv4 or IPv6 (repeatable).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
     interface: Interface = None,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
@@ -178,7 +291,9 @@ def udp_listen(
     groups = tuple(dict.fromkeys(group or ()))
     options = udp.ListenOptions(
         reply=None if reply is None else reply.encode("utf-8", "surrogateescape"),
-        echo=echo, count=count, timeout=timeout,
+        echo=echo,
+        count=count,
+        timeout=timeout,
         output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
         emit=mode is not Mode.RAW,
     )

@@ -201,8 +201,9 @@ class EchoServer:
         close_quietly(sock)
         self.sent += client.sent
         self.received += client.received
-        self.sink(ev.Closed(client.conn, client.peer, reason, client.sent, client.received,
-                            time.monotonic() - client.started))
+        self.sink(
+            ev.Closed(client.conn, client.peer, reason, client.sent, client.received, time.monotonic() - client.started)
+        )
         if self.acceptor is not None:
             self.acceptor.client_left()
 
@@ -234,8 +235,9 @@ class EchoServer:
     def totals(self) -> ev.Stats:
         sent = self.sent + sum(c.sent for c in self.clients.values())
         received = self.received + sum(c.received for c in self.clients.values())
-        return ev.Stats(sent, received, time.monotonic() - self.started, self.connections,
-                        self.datagrams_in, self.datagrams_out)
+        return ev.Stats(
+            sent, received, time.monotonic() - self.started, self.connections, self.datagrams_in, self.datagrams_out
+        )
 
     def close(self) -> None:
         """Close every client and the listeners (idempotent); report the totals."""

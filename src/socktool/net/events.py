@@ -11,7 +11,8 @@ and start-up time is a feature.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import NamedTuple
 
 SENT = "sent"
 RECEIVED = "received"
@@ -93,7 +94,7 @@ class Served(NamedTuple):
     error: str = ""
 
 
-Event = Union[Listening, Connected, Rejected, Data, Closed, Datagram, Notice, Stats, Served]
+Event = Listening | Connected | Rejected | Data | Closed | Datagram | Notice | Stats | Served
 Sink = Callable[[Event], None]
 
 

@@ -12,7 +12,7 @@ import errno
 import os
 import select
 import stat
-from typing import Callable
+from collections.abc import Callable
 
 CHUNK = 256 * 1024
 SPLICE_CHUNK = 1024 * 1024

@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from socktool.net.errors import NetworkError, UsageError, describe
 

@@ -147,9 +147,7 @@ def parse_scan_host(text: str) -> str:
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
             name, _, port = text.rpartition(":")
-            raise ValueError(
-                f"{text!r}: give the host and the ports apart, e.g. portscan {name} {port}"
-            ) from None
+            raise ValueError(f"{text!r}: give the host and the ports apart, e.g. portscan {name} {port}") from None
     return host
 
 

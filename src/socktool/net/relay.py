@@ -22,7 +22,8 @@ import select
 import socket
 import threading
 import time
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
@@ -115,9 +116,7 @@ class Connection:
         return ev.Connected(self.conn, self.peer, self.local, self.inbound)
 
     def closed_event(self, reason: str) -> ev.Closed:
-        return ev.Closed(
-            self.conn, self.peer, reason, self.sent, self.received, time.monotonic() - self.started
-        )
+        return ev.Closed(self.conn, self.peer, reason, self.sent, self.received, time.monotonic() - self.started)
 
 
 class Relay:
@@ -251,9 +250,7 @@ class Relay:
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
         window = b""
-        expect_deadline = (
-            time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
-        )
+        expect_deadline = time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
         poller = None
         if opts.idle_timeout is not None or expect_deadline is not None:
             poller = select.poll()

@@ -17,9 +17,9 @@ from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy
+from socktool.net.address import sockaddr_text
 from socktool.net.errors import NetworkError, SocktoolError, TimedOut, describe
 from socktool.net.fdio import OutputClosed
-from socktool.net.address import sockaddr_text
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
 from socktool.net.tcp import Listener, SocketOptions
 from socktool.net.values import format_duration
@@ -69,7 +69,7 @@ class Server:
         """Accept one client; None if it was turned away."""
         try:
             sock, addr = self.listener.sock.accept()
-        except socket.timeout:
+        except TimeoutError:
             raise TimedOut(
                 f"no client connected to {self.listener.address}",
                 f"within {format_duration(self.options.accept_timeout or 0)}",
@@ -129,8 +129,11 @@ class Server:
         finally:
             conn.sock.close()
             self.sink(conn.closed_event(reason))
-            self.sink(ev.Stats(sent=conn.sent, received=conn.received,
-                               duration=time.monotonic() - conn.started, connections=1))
+            self.sink(
+                ev.Stats(
+                    sent=conn.sent, received=conn.received, duration=time.monotonic() - conn.started, connections=1
+                )
+            )
 
     def _serve_many(self) -> str:
         if self.payload.stdin_fd is not None and self.relay_options.send and self.options.exec_argv is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
@@ -29,9 +29,21 @@ ACCEPT_BATCH = 128  # accepts per wake-up, so a flood of clients cannot starve t
 RETRY_PAUSED = 1.0  # seconds before trying accept again when no client has left
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # Failures that concern only the connection being accepted (it left already).
-_CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.ENETDOWN,
-                          errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH,
-                          errno.EOPNOTSUPP, errno.ENETUNREACH})
+_CLIENT_GONE = frozenset(
+    {
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.EPERM,
+        errno.EINTR,
+        errno.ENETDOWN,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+    }
+)
 
 
 def raise_open_file_limit() -> int:
@@ -50,9 +62,7 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def bind_service(
-    endpoint: Endpoint, *, family: int, tcp: bool, udp: bool
-) -> tuple[Listener | None, Listener | None]:
+def bind_service(endpoint: Endpoint, *, family: int, tcp: bool, udp: bool) -> tuple[Listener | None, Listener | None]:
     """Bind the TCP listener and the UDP socket of a service on one port, non-blocking.
 
     With port 0 the UDP socket takes the port TCP got (trying again with a new
@@ -126,11 +136,13 @@ class Acceptor:
         self.paused_until = now + RETRY_PAUSED
         if not self._warned:
             self._warned = True
-            self.sink(ev.Notice(
-                f"cannot accept more clients on {self.listener.address}: {describe(exc)}; "
-                "new clients wait until one leaves (raise 'ulimit -n' to serve more)",
-                warning=True,
-            ))
+            self.sink(
+                ev.Notice(
+                    f"cannot accept more clients on {self.listener.address}: {describe(exc)}; "
+                    "new clients wait until one leaves (raise 'ulimit -n' to serve more)",
+                    warning=True,
+                )
+            )
 
     def client_left(self) -> None:
         if self.paused_until is not None:

@@ -207,11 +207,26 @@ class TimeServer:
             if listener is not None:
                 listener.close()
         self.selector.close()
-        self.sink(ev.Stats(self.sent, self.received, time.monotonic() - self.started, self.connections,
-                           self.datagrams_in, self.datagrams_out))
+        self.sink(
+            ev.Stats(
+                self.sent,
+                self.received,
+                time.monotonic() - self.started,
+                self.connections,
+                self.datagrams_in,
+                self.datagrams_out,
+            )
+        )
 
 
 __all__ = [
-    "DEFAULT_FORMAT", "MAX_REPLY", "TimeOptions", "TimeReply", "TimeServer",
-    "daytime_line", "decode_rfc868", "format_reply", "rfc868_time",
+    "DEFAULT_FORMAT",
+    "MAX_REPLY",
+    "TimeOptions",
+    "TimeReply",
+    "TimeServer",
+    "daytime_line",
+    "decode_rfc868",
+    "format_reply",
+    "rfc868_time",
 ]

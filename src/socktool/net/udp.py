@@ -169,8 +169,12 @@ class Receiver:
         opts = self.options
         try:
             if (
-                opts.output_fd is not None and not opts.emit and opts.reply is None and not opts.echo
-                and opts.count is None and opts.timeout is None
+                opts.output_fd is not None
+                and not opts.emit
+                and opts.reply is None
+                and not opts.echo
+                and opts.count is None
+                and opts.timeout is None
             ):
                 self._raw_loop(opts.output_fd)
             else:
@@ -180,8 +184,11 @@ class Receiver:
 
     def stats(self) -> ev.Stats:
         return ev.Stats(
-            sent=self.bytes_out, received=self.bytes_in, duration=time.monotonic() - self.started,
-            datagrams_in=self.datagrams_in, datagrams_out=self.datagrams_out,
+            sent=self.bytes_out,
+            received=self.bytes_in,
+            duration=time.monotonic() - self.started,
+            datagrams_in=self.datagrams_in,
+            datagrams_out=self.datagrams_out,
         )
 
     def _raw_loop(self, fd: int) -> None:
@@ -216,7 +223,7 @@ class Receiver:
                 sock.settimeout(max(0.0, deadline - time.monotonic()))
             try:
                 n, addr = sock.recvfrom_into(self._buffer)
-            except socket.timeout:
+            except TimeoutError:
                 self._timed_out()
                 return
             except OSError as exc:

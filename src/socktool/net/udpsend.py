@@ -19,7 +19,8 @@ import socket
 import sys
 import time
 from collections import deque
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, resolve, sockaddr_text
@@ -235,8 +236,11 @@ class Sender:
 
     def stats(self) -> ev.Stats:
         return ev.Stats(
-            sent=self.bytes_out, received=self.bytes_in, duration=time.monotonic() - self.started,
-            datagrams_in=self.datagrams_in, datagrams_out=self.datagrams_out,
+            sent=self.bytes_out,
+            received=self.bytes_in,
+            duration=time.monotonic() - self.started,
+            datagrams_in=self.datagrams_in,
+            datagrams_out=self.datagrams_out,
         )
 
     def run(self) -> None:

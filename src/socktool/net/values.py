@@ -62,13 +62,9 @@ class HexDecoder:
             if byte in _HEX_DIGITS:
                 digits.append(byte)
             elif byte not in _HEX_SPACE:
-                raise ValueError(
-                    f"hex input: {chr(byte)!r} at offset {self._offset + index} is not a hex digit"
-                )
+                raise ValueError(f"hex input: {chr(byte)!r} at offset {self._offset + index} is not a hex digit")
             elif len(digits) % 2:
-                raise ValueError(
-                    f"hex input: odd number of hex digits before offset {self._offset + index}"
-                )
+                raise ValueError(f"hex input: odd number of hex digits before offset {self._offset + index}")
         self._offset += len(chunk)
         whole = len(digits) - len(digits) % 2
         self._odd = bytes(digits[whole:])

@@ -7,7 +7,7 @@ second, so the payload path pays nothing for the bar.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from socktool.view.terminal import Terminal
 

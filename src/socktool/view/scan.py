@@ -81,8 +81,15 @@ def summary_record(target: Target, counts: dict[str, int], elapsed: float) -> di
 class ScanReport:
     """Shows a finished scan in the output mode the Terminal chose."""
 
-    def __init__(self, terminal: Terminal, mode: Mode, target: Target, *, show_all: bool = False,
-                 services: Callable[[int], str | None] | None = None):
+    def __init__(
+        self,
+        terminal: Terminal,
+        mode: Mode,
+        target: Target,
+        *,
+        show_all: bool = False,
+        services: Callable[[int], str | None] | None = None,
+    ):
         self.terminal = terminal
         self.mode = mode
         self.target = target
@@ -130,7 +137,12 @@ class ScanReport:
         if notes:
             table.add_column("NOTE", style="dim")
         for r in shown:
-            row = [f"{r.port}/tcp", Text(r.state, style=STATE_STYLES[r.state]), self.services(r.port) or "unknown", latency_text(r)]
+            row = [
+                f"{r.port}/tcp",
+                Text(r.state, style=STATE_STYLES[r.state]),
+                self.services(r.port) or "unknown",
+                latency_text(r),
+            ]
             if notes:
                 row.append("" if r.detail in _QUIET_DETAILS else r.detail)
             table.add_row(*row)

@@ -32,9 +32,11 @@ def served_line(event: ev.Served) -> str:
 
 def stats_line(event: ev.Stats) -> str:
     datagrams = event.datagrams_in or event.datagrams_out
-    parts = [] if datagrams and not event.connections else [
-        f"{event.connections} connection{'s' if event.connections != 1 else ''}"
-    ]
+    parts = (
+        []
+        if datagrams and not event.connections
+        else [f"{event.connections} connection{'s' if event.connections != 1 else ''}"]
+    )
     if datagrams:
         parts.append(f"{event.datagrams_in} datagrams in, {event.datagrams_out} out")
     return "total: " + ", ".join(parts) + "; " + summary(event.sent, event.received, event.duration)

@@ -69,9 +69,11 @@ class TrafficView:
             self._print(line)
         elif isinstance(event, ev.Stats) and (event.connections != 1 or event.datagrams_in or event.datagrams_out):
             # one connection: its closed line already carries the totals
-            text = f"{event.datagrams_in} datagrams in, {event.datagrams_out} out; " if (
-                event.datagrams_in or event.datagrams_out
-            ) else ""
+            text = (
+                f"{event.datagrams_in} datagrams in, {event.datagrams_out} out; "
+                if (event.datagrams_in or event.datagrams_out)
+                else ""
+            )
             text += summary(event.sent, event.received, event.duration)
             self._print(self._text(f"{clock(time.time())}  Σ {text}", style="dim"))
 
