@@ -83,7 +83,7 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
-@given(st.floats(0, 1e6, allow_nan=False), st.sampled_from(["ms", "s", "m", ""]))
+@given(st.floats(0, 1e4, allow_nan=False), st.sampled_from(["ms", "s", "m", ""]))
 def test_duration_scales_by_unit(number, unit):
     text = f"{number:f}{unit}"
     factor = {"ms": 0.001, "s": 1, "m": 60, "": 1}[unit]

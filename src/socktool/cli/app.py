@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from socktool import __version__
+from socktool.cli import options as opt
 
 SUMMARY = "A socket toolkit: netcat's pipe, a TCP/UDP console, echo and time servers, a port scanner."
 
@@ -59,6 +60,7 @@ def build_app(args: Sequence[str] = ()) -> typer.Typer:
     for name in wanted:
         module, function = COMMANDS[name]
         command = getattr(importlib.import_module(module), function)
-        # A command may ask for more of app.command(), e.g. its own click class.
-        app.command(name, **getattr(command, "command_settings", {}))(command)
+        # A command may ask for more of app.command(), e.g. its own click class (an opt.Command).
+        settings = {"cls": opt.Command, **getattr(command, "command_settings", {})}
+        app.command(name, **settings)(command)
     return app

@@ -30,10 +30,32 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _error(message: str) -> None:
-    color = sys.stderr.isatty() and "NO_COLOR" not in os.environ and "--no-color" not in sys.argv
-    line = f"socktool: error: {message}"
-    sys.stderr.write(f"\x1b[31m{line}\x1b[0m\n" if color else line + "\n")
-    sys.stderr.flush()
+    from socktool.net.values import printable
+
+    color = os.isatty(2) and "NO_COLOR" not in os.environ and "--no-color" not in sys.argv
+    line = f"socktool: error: {printable(message)}"
+    text = f"\x1b[31m{line}\x1b[0m\n" if color else line + "\n"
+    try:
+        os.write(2, text.encode(errors="replace"))
+    except OSError:
+        pass  # stderr gone: the exit code still tells
+
+
+def _open_standard_fds() -> None:
+    """Put /dev/null on whichever of fds 0, 1, 2 was closed when we started.
+
+    Otherwise the first socket opened takes that number: on fd 0 it would be
+    read as stdin and its own data sent back to the peer; on fd 1 payload
+    would be written into it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this fd
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def _silence_stdout() -> None:
@@ -53,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("SOCKTOOL_DEBUG", "") not in ("", "0")
+    _open_standard_fds()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = build_app(args)(args=args, prog_name="socktool", standalone_mode=False)

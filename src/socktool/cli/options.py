@@ -6,12 +6,17 @@ CIDR, ...): a bad value is Typer's usage error, exit 2.
 
 import socket
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
 from socktool.net import address, values
 from socktool.net.access import parse_cidr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typer._click.core import Context
+    from typer._click.formatting import HelpFormatter
 
 T = TypeVar("T")
 
@@ -79,6 +84,28 @@ Duration = value_parser(values.parse_duration)
 PositiveDuration = value_parser(positive_duration)
 PositiveInt = value_parser(positive_int)
 Cidr = value_parser(parse_cidr)
+
+
+class Command(TyperCommand):
+    """Every socktool command: usage reads `HOST:PORT` (Typer writes `{HOST:PORT}`
+    for a required argument), and --help is tidied when drawn (cli/helptext.py)."""
+
+    def collect_usage_pieces(self, ctx: "Context") -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece for piece in pieces]
+
+    def get_help_option(self, ctx: "Context") -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.rich_help_panel = OUTPUT  # listed with the other output options
+        return option
+
+    def format_help(self, ctx: "Context", formatter: "HelpFormatter") -> None:
+        from socktool.cli.helptext import tidy
+
+        tidy(self)
+        super().format_help(ctx, formatter)
+
 
 # -- output options every command takes -------------------------------------
 Verbose = Annotated[

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from typer.core import TyperCommand
 
 from socktool.cli import options as opt
 from socktool.net.address import parse_connect_endpoint
@@ -15,6 +14,9 @@ from socktool.net.errors import ExpectNotMet, SocktoolError, TimedOut, describe
 from socktool.net.ports import ALL_PORTS, PortList, parse_port_argument, parse_scan_host
 from socktool.net.values import format_duration
 from socktool.view.terminal import Terminal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typer._click.core import Context
 
 
 def non_negative_int(text: str) -> int:
@@ -111,11 +113,8 @@ def portscan(
     SERVICE lines, with --json as one object per port and a summary.
 
     Examples:
-
       socktool portscan 127.0.0.1
-
       socktool portscan ::1 22,80,443,8000-8100 --all
-
       socktool portscan db.internal 5432 --require-open -q || exit 1
     """
     from socktool.net.scan import OPEN, Scanner, descriptor_budget, resolve_target
@@ -146,7 +145,7 @@ def portscan(
     return 0
 
 
-class CommandAfterDashes(TyperCommand):
+class CommandAfterDashes(opt.Command):
     """A command that hands everything after the first `--` to ctx.meta[AFTER_DASHES],
     unparsed: `wait db:5432 -- sh -c 'exit 3'` runs `sh -c 'exit 3'` as given."""
 
@@ -157,6 +156,9 @@ class CommandAfterDashes(TyperCommand):
             split = args.index("--")
             args, ctx.meta[self.AFTER_DASHES] = args[:split], args[split + 1 :]
         return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- CMD [ARGS]...]"]
 
 
 def wait(
@@ -178,7 +180,7 @@ def wait(
             help="Time between tries.",
             rich_help_panel=opt.CONNECTION,
         ),
-    ] = "250ms",  # type: ignore[assignment],
+    ] = "250ms",  # type: ignore[assignment]
     timeout: Annotated[
         float,
         typer.Option(
@@ -189,7 +191,7 @@ def wait(
             help="Give up (exit 1) after DUR.",
             rich_help_panel=opt.CONNECTION,
         ),
-    ] = "30s",  # type: ignore[assignment],
+    ] = "30s",  # type: ignore[assignment]
     invert: Annotated[
         bool,
         typer.Option(
@@ -209,11 +211,8 @@ def wait(
     or --timeout passes (exit 1). --invert waits for them to go down.
 
     Examples:
-
       socktool wait db:5432 cache:6379 -- ./migrate --all
-
       socktool wait -w 2m localhost:8080 && curl localhost:8080/health
-
       socktool wait --invert 127.0.0.1:8080
     """
     from socktool.net.wait import Waiter

@@ -1,6 +1,8 @@
 """echo and time-server: the small servers every network programmer writes once."""
 
-from typing import Annotated
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -9,6 +11,9 @@ from socktool.net import events as ev
 from socktool.net.address import Endpoint, parse_listen_endpoint
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.tcp import Listener
 
 ECHO_PORT = 9999
 TIME_PORT = 9000
@@ -27,18 +32,30 @@ TcpOnly = Annotated[bool, typer.Option("--tcp-only", help="Serve TCP only.", ric
 UdpOnly = Annotated[bool, typer.Option("--udp-only", help="Serve UDP only.", rich_help_panel=opt.CONNECTION)]
 
 
-def _start(terminal: Terminal, json: bool, address: Endpoint, family: int, tcp_only: bool, udp_only: bool):
-    """Bind the service's sockets and announce them; returns (sink, tcp, udp)."""
+@contextlib.contextmanager
+def _serving(
+    terminal: Terminal, json: bool, address: Endpoint, family: int, tcp_only: bool, udp_only: bool
+) -> "Iterator[tuple[ev.Sink, Listener | None, Listener | None]]":
+    """Bind the service's sockets and announce them; yields (sink, tcp, udp).
+
+    From the bind on, an interrupt however early still closes them and
+    removes a unix socket file.
+    """
     from socktool.net.serving import bind_service, raise_open_file_limit
 
     opt.exclusive(tcp_only=tcp_only, udp_only=udp_only)
     sink = build_sink(terminal, Mode.JSON if json else Mode.RAW, numbered=True, stats=True)
     raise_open_file_limit()
     tcp, udp = bind_service(address, family=family, tcp=not udp_only, udp=not tcp_only)
-    for listener, kind in ((tcp, "tcp"), (udp, "udp")):
-        if listener is not None:
-            sink(ev.Listening(listener.address, kind))
-    return sink, tcp, udp
+    try:
+        for listener, kind in ((tcp, "tcp"), (udp, "udp")):
+            if listener is not None:
+                sink(ev.Listening(listener.address, kind))
+        yield sink, tcp, udp
+    finally:
+        for listener in (tcp, udp):
+            if listener is not None:
+                listener.close()
 
 
 def echo(
@@ -81,19 +98,16 @@ def echo(
     with bytes and duration, and each datagram echoed.
 
     Examples:
-
       socktool echo
-
       socktool echo -v --idle-timeout 30s 127.0.0.1:7
-
       socktool echo --tcp-only --max-clients 100 --json 9999 > events.jsonl
     """
     from socktool.net.echo import EchoOptions, EchoServer
 
     family = opt.family(ipv4, ipv6)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    sink, tcp, udp = _start(terminal, json, address, family, tcp_only, udp_only)
-    EchoServer(tcp, udp, EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout), sink).serve()
+    with _serving(terminal, json, address, family, tcp_only, udp_only) as (sink, tcp, udp):
+        EchoServer(tcp, udp, EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout), sink).serve()
     return 0
 
 
@@ -129,17 +143,14 @@ def time_server(
     error reply, so the server cannot be used to amplify traffic.
 
     Examples:
-
       socktool time-server
-
       socktool udp-send --wait 127.0.0.1:9000 '%H:%M'
-
       socktool time-server --rfc868 --utc 127.0.0.1:3700
     """
     from socktool.net.timeserver import TimeOptions, TimeServer
 
     family = opt.family(ipv4, ipv6)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    sink, tcp, udp = _start(terminal, json, address, family, tcp_only, udp_only)
-    TimeServer(tcp, udp, TimeOptions(rfc868=rfc868, utc=utc), sink).serve()
+    with _serving(terminal, json, address, family, tcp_only, udp_only) as (sink, tcp, udp):
+        TimeServer(tcp, udp, TimeOptions(rfc868=rfc868, utc=utc), sink).serve()
     return 0

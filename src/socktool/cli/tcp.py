@@ -6,7 +6,7 @@ import shlex
 import shutil
 import socket
 import time
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -18,6 +18,9 @@ from socktool.net.relay import Connection, Payload, Relay, RelayOptions
 from socktool.net.values import decode_hex, to_crlf
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.view.progress import Counters
 
 # -- options the two commands share ----------------------------------------------
 Send = Annotated[
@@ -48,7 +51,12 @@ Repeat = Annotated[
 Interval = Annotated[
     float,
     typer.Option(
-        "--interval", metavar="DUR", parser=opt.Duration, help="Pause between repeats.", rich_help_panel=opt.IO
+        "--interval",
+        metavar="DUR",
+        parser=opt.Duration,
+        help="Pause between repeats.",
+        rich_help_panel=opt.IO,
+        show_default=False,
     ),
 ]
 Expect = Annotated[
@@ -141,7 +149,9 @@ def _relay_options(
     )
 
 
-def _progress(terminal: Terminal, enabled: bool, counters, total: int | None):
+def _progress(
+    terminal: Terminal, enabled: bool, counters: "Counters", total: int | None
+) -> contextlib.AbstractContextManager[object]:
     if not enabled:
         return contextlib.nullcontext()
     from socktool.view.progress import TransferProgress
@@ -165,7 +175,7 @@ def tcp_connect(
             help="Connect timeout; with --expect, also how long to wait for a match.",
             rich_help_panel=opt.CONNECTION,
         ),
-    ] = 10.0,
+    ] = "10s",  # type: ignore[assignment]  # parsed like a given value
     idle_timeout: IdleTimeout = None,
     source: Annotated[
         str | None,
@@ -212,12 +222,9 @@ def tcp_connect(
     the peer closes; when the peer closes, socktool exits 0.
 
     Examples:
-
       printf 'GET / HTTP/1.0\\r\\n\\r\\n' | socktool tcp-connect example.test:80
-
       socktool tcp-connect -z db:5432 && echo up
-
-      socktool tcp-connect localhost:6379 --send 'PING\\r\\n' --expect PONG
+      socktool tcp-connect localhost:6379 --send $'PING\\r\\n' --expect PONG
     """
     from socktool.net import tcp
 
@@ -375,11 +382,8 @@ def tcp_listen(
     a program per connection.
 
     Examples:
-
       socktool tcp-listen 8898
-
       socktool tcp-listen -k --allow 127.0.0.1 9000 > log
-
       socktool tcp-listen -k --exec 'cat' 7000
     """
     from socktool.net import tcp

@@ -68,7 +68,12 @@ def udp_send(
     interval: Annotated[
         float,
         typer.Option(
-            "--interval", metavar="DUR", parser=opt.Duration, help="Pause between datagrams.", rich_help_panel=opt.IO
+            "--interval",
+            metavar="DUR",
+            parser=opt.Duration,
+            help="Pause between datagrams.",
+            rich_help_panel=opt.IO,
+            show_default=False,
         ),
     ] = 0.0,
     wait: Annotated[
@@ -83,7 +88,7 @@ def udp_send(
             "--timeout",
             metavar="DUR",
             parser=opt.PositiveDuration,
-            help="How long --wait waits after the last datagram [default: 2s] (implies --wait).",
+            help="How long --wait waits after the last datagram (default 2s; giving it implies --wait).",
             rich_help_panel=opt.IO,
             show_default=False,
         ),
@@ -139,11 +144,8 @@ def udp_send(
     shows the replies.
 
     Examples:
-
       socktool udp-send 127.0.0.1:9999 'hello'
-
       printf 'ping' | socktool udp-send localhost:7 --wait
-
       socktool udp-send 239.1.2.3:5000 'hi all' --count 5 --interval 1s
     """
     from socktool.net import udpsend
@@ -274,11 +276,8 @@ def udp_listen(
     gets the payload bytes as they came; --json one object per datagram.
 
     Examples:
-
       socktool udp-listen 9999
-
       socktool udp-listen 5000 --reply 'ok' --count 1 --timeout 5s
-
       socktool udp-listen 5000 --group 239.1.2.3 --json
     """
     from socktool.net import udp

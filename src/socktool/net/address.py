@@ -12,6 +12,7 @@ import socket
 from typing import NamedTuple
 
 from socktool.net.errors import ResolveError, describe
+from socktool.net.values import printable
 
 MAX_PORT = 65535
 
@@ -133,5 +134,6 @@ def sockaddr_text(sockaddr: object) -> str:
             host = host[len("::ffff:") :]
         return format_hostport(host, sockaddr[1])
     if isinstance(sockaddr, bytes):
-        sockaddr = sockaddr.decode(errors="replace")
-    return f"unix:{sockaddr}" if sockaddr else "unix:(unnamed)"
+        sockaddr = sockaddr.decode(errors="surrogateescape")
+    # A client's unix path is chosen by the client: never print its control characters raw.
+    return f"unix:{printable(str(sockaddr))}" if sockaddr else "unix:(unnamed)"

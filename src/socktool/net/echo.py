@@ -244,12 +244,16 @@ class EchoServer:
         if self._closed:
             return
         self._closed = True
-        for client in list(self.clients.values()):
-            self._drop(client, "server stopped")
-        for listener in (self.tcp, self.udp):
-            if listener is not None:
-                listener.close()
-        self.selector.close()
+        try:
+            for client in list(self.clients.values()):
+                self._drop(client, "server stopped")
+        finally:  # even if reporting failed (stdout gone): no socket or unix file left behind
+            for client in self.clients.values():
+                close_quietly(client.sock)
+            for listener in (self.tcp, self.udp):
+                if listener is not None:
+                    listener.close()
+            self.selector.close()
         self.sink(self.totals())
 
 

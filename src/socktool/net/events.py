@@ -89,7 +89,7 @@ class Served(NamedTuple):
     peer: str
     received: int
     sent: int
-    count: int
+    count: int  # type: ignore[assignment]  # a field that shadows tuple.count
     request: bytes | None = None
     error: str = ""
 

@@ -49,7 +49,7 @@ def loopback_index() -> int:
 class Interface(NamedTuple):
     """Where multicast goes out and is joined: an index, and for IPv4 maybe an address."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # a field that shadows tuple.index
     address: str | None = None  # IPv4 address of the interface, when known
 
     @classmethod

@@ -78,7 +78,7 @@ _result = partial(tuple.__new__, ScanResult)
 class Target(NamedTuple):
     host: str  # as the user gave it
     family: int
-    template: tuple  # the resolved socket address, port 0
+    template: tuple[str, int] | tuple[str, int, int, int]  # the resolved socket address, port 0
     others: tuple[str, ...] = ()  # further addresses the name resolved to, not scanned
 
     @property

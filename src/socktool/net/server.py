@@ -21,8 +21,12 @@ from socktool.net.address import sockaddr_text
 from socktool.net.errors import NetworkError, SocktoolError, TimedOut, describe
 from socktool.net.fdio import OutputClosed
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
+from socktool.net.serving import CLIENT_GONE, OUT_OF_DESCRIPTORS, RETRY_PAUSED
 from socktool.net.tcp import Listener, SocketOptions
 from socktool.net.values import format_duration
+
+
+EXEC_GRACE = 1.0  # seconds an --exec command has to end after SIGTERM when the server stops
 
 
 class ServeOptions(NamedTuple):
@@ -56,6 +60,9 @@ class Server:
         self._clients: dict[int, Connection] = {}
         self._send_locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._client_left = threading.Condition(self._lock)
+        self._processes: set[subprocess.Popen] = set()  # --exec commands running
+        self._warned_descriptors = False
         self._output_lock = threading.Lock()
         self._next_id = 0
         self._failure: BaseException | None = None
@@ -77,6 +84,11 @@ class Server:
         except OSError as exc:
             if self._stop.is_set():
                 raise _Stopped from None
+            if exc.errno in OUT_OF_DESCRIPTORS:
+                self._wait_for_descriptor(exc)
+                return None
+            if exc.errno in CLIENT_GONE:
+                return None
             raise NetworkError(f"accept on {self.listener.address} failed", describe(exc)) from exc
         peer = sockaddr_text(addr) if self.listener.path is None else "unix:(client)"
         reason = self.options.access.refusal(_peer_host(addr))
@@ -92,6 +104,24 @@ class Server:
         self._next_id += 1
         local = sockaddr_text(sock.getsockname()) if self.listener.path is None else self.listener.address
         return Connection(sock, self._next_id, peer, local, inbound=True)
+
+    def _wait_for_descriptor(self, exc: OSError) -> None:
+        """Out of descriptors: say so once, then wait for a client to leave.
+
+        The clients that connect meanwhile wait in the kernel's accept queue
+        and are served as descriptors come free; the server never dies of it.
+        """
+        if not self._warned_descriptors:
+            self._warned_descriptors = True
+            self.sink(
+                ev.Notice(
+                    f"cannot accept more clients on {self.listener.address}: {describe(exc)}; "
+                    "new clients wait until one leaves (raise 'ulimit -n' to serve more)",
+                    warning=True,
+                )
+            )
+        with self._client_left:
+            self._client_left.wait(RETRY_PAUSED)  # in case a descriptor came free some other way
 
     def totals(self) -> tuple[int, int]:
         """Bytes sent and received over all clients so far."""
@@ -184,6 +214,8 @@ class Server:
                 self.total_sent += conn.sent
                 self.total_received += conn.received
             conn.sock.close()
+            with self._client_left:  # its descriptor is free: a waiting client may come in
+                self._client_left.notify_all()
             self.sink(conn.closed_event(reason))
 
     def _client_sink(self, conn: Connection) -> ev.Sink:
@@ -250,7 +282,13 @@ class Server:
         except OSError as exc:
             return f"cannot run {self.options.exec_argv[0]}: {describe(exc)}"
         conn.sock.close()  # the process holds the socket now
-        status = process.wait()
+        with self._lock:
+            self._processes.add(process)
+        try:
+            status = process.wait()
+        finally:
+            with self._lock:
+                self._processes.discard(process)
         return f"command exited with status {status}"
 
     def close(self) -> None:
@@ -258,12 +296,27 @@ class Server:
         self.listener.close()
         with self._lock:
             clients = list(self._clients.values())
+            processes = list(self._processes)
         for conn in clients:
             _close_now(conn.sock)
+        # An --exec process holds its client's socket: it ends with the server.
+        for process in processes:
+            _end_process(process)
 
 
 class _Stopped(Exception):
     pass
+
+
+def _end_process(process: subprocess.Popen) -> None:
+    try:
+        process.terminate()
+        process.wait(EXEC_GRACE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    except OSError:
+        pass
 
 
 def _close_now(sock: socket.socket) -> None:

@@ -27,9 +27,9 @@ from socktool.net.tcp import Listener, listen
 BACKLOG = 4096
 ACCEPT_BATCH = 128  # accepts per wake-up, so a flood of clients cannot starve the others
 RETRY_PAUSED = 1.0  # seconds before trying accept again when no client has left
-_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # Failures that concern only the connection being accepted (it left already).
-_CLIENT_GONE = frozenset(
+CLIENT_GONE = frozenset(
     {
         errno.ECONNABORTED,
         errno.EPROTO,
@@ -122,10 +122,10 @@ class Acceptor:
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in _OUT_OF_DESCRIPTORS:
+                if exc.errno in OUT_OF_DESCRIPTORS:
                     self._pause(now, exc)
                     return
-                if exc.errno in _CLIENT_GONE:
+                if exc.errno in CLIENT_GONE:
                     continue
                 raise NetworkError(f"accept on {self.listener.address} failed", describe(exc)) from exc
             handle(client, addr)

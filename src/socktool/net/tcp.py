@@ -10,11 +10,11 @@ import errno
 import os
 import socket
 import stat
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, format_hostport, resolve, sockaddr_text
-from socktool.net.errors import BindError, ConnectError, UsageError, describe
+from socktool.net.errors import BindError, ConnectError, ResolveError, UsageError, describe
 from socktool.net.values import format_duration
 
 
@@ -82,8 +82,8 @@ def _bind_source(sock: socket.socket, family: int, source: str | None, port: int
     host = source if source is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0")
     try:
         addrs = resolve(host, port or 0, family=family, passive=True)
-    except Exception:
-        raise BindError(f"cannot use source address {source!r}", "not an address of this family") from None
+    except ResolveError as exc:  # a name that does not resolve, or not to this family
+        raise BindError(f"cannot use source address {source!r}", exc.detail) from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addrs[0][1])
@@ -111,12 +111,17 @@ class Listener:
         self.path = path
         self.address = sockaddr_text(sock.getsockname()) if path is None else f"unix:{path}"
         self.port = sock.getsockname()[1] if path is None else 0
+        self._closed = False
 
     def accept(self) -> tuple[socket.socket, str]:
         conn, addr = self.sock.accept()
         return conn, sockaddr_text(addr) if self.path is None else "unix:(client)"
 
     def close(self) -> None:
+        """Idempotent: a second close never removes a file someone else has made since."""
+        if self._closed:
+            return
+        self._closed = True
         self.sock.close()
         if self.path is not None:
             try:
@@ -142,6 +147,7 @@ def listen(
     """Bind (and for streams listen). No host: dual-stack `::` when IPv6 is there."""
     if endpoint.path is not None:
         return _listen_unix(endpoint.path, kind, backlog)
+    candidates: list[tuple[int, tuple[Any, ...]]]
     if endpoint.host is None:
         if family in (socket.AF_UNSPEC, socket.AF_INET6) and socket.has_ipv6:
             candidates = [(socket.AF_INET6, ("::", endpoint.port, 0, 0))]

@@ -87,7 +87,7 @@ def rfc868_time(now: float) -> bytes:
 
 def decode_rfc868(data: bytes) -> int:
     """Unix time from an RFC 868 reply (for clients; assumes the era 1970-2106)."""
-    (seconds,) = struct.unpack("!I", data)
+    seconds: int = struct.unpack("!I", data)[0]
     return seconds - RFC868_OFFSET if seconds >= RFC868_OFFSET else seconds + (1 << 32) - RFC868_OFFSET
 
 

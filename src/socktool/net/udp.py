@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 import time
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
@@ -26,9 +26,10 @@ from socktool.net.errors import NetworkError, TimedOut, UsageError, describe
 from socktool.net.fdio import OutputClosed, write_all
 from socktool.net.multicast import Interface, join_groups
 from socktool.net.tcp import Listener, listen
-from socktool.net.values import format_duration
+from socktool.net.values import format_duration, printable
 
 MAX_DATAGRAM = 65_507  # 65,535 less the IPv4 and UDP headers
+BytesT = TypeVar("BytesT", bytes, bytearray)
 RECEIVE_BUFFER = 8 * 1024 * 1024  # the receive queue we ask for: bursts wait instead of being dropped
 INET_BUFFER = 65_536  # no UDP payload is larger
 UNIX_BUFFER = 256 * 1024  # unix datagrams may be larger, up to the sender's SO_SNDBUF
@@ -41,7 +42,7 @@ def buffer_for(sock: socket.socket) -> bytearray:
     return bytearray(UNIX_BUFFER if sock.family == socket.AF_UNIX else INET_BUFFER)
 
 
-def check_size(data: bytes, what: str = "datagram") -> bytes:
+def check_size(data: BytesT, what: str = "datagram") -> BytesT:
     if len(data) > MAX_DATAGRAM:
         raise UsageError(
             f"{what} too large",
@@ -70,7 +71,7 @@ class LineSplitter:
 def peer_text(addr: object) -> str:
     """sockaddr_text, plus Linux's abstract unix names (b'\\0name' → 'unix:@name')."""
     if isinstance(addr, bytes) and addr.startswith(b"\0"):
-        return "unix:@" + addr[1:].decode(errors="replace")
+        return "unix:@" + printable(addr[1:].decode(errors="surrogateescape"))
     return sockaddr_text(addr)
 
 
@@ -140,7 +141,7 @@ def _group_family(endpoint: Endpoint, family: int, groups: tuple[str, ...]) -> i
 class ListenOptions(NamedTuple):
     reply: bytes | None = None  # --reply: sent to each sender
     echo: bool = False  # --echo: each datagram sent back
-    count: int | None = None  # stop after this many datagrams
+    count: int | None = None  # type: ignore[assignment]  # stop after this many datagrams (shadows tuple.count)
     timeout: float | None = None  # stop after this long without one
     output_fd: int | None = 1  # raw payload goes here; None when a view draws it
     emit: bool = False  # Datagram events, for a view or --json
@@ -260,7 +261,7 @@ class Receiver:
             self._warn_once("unnamed", f"cannot answer {peer}: an unbound unix socket has no address to reply to")
             return
         try:
-            self.sock.sendto(data, addr)  # type: ignore[arg-type]
+            self.sock.sendto(data, addr)  # type: ignore[call-overload]
         except OSError as exc:
             self._warn_once(f"{peer} {exc.errno}", f"cannot answer {peer}: {describe(exc)}")
             return

@@ -153,7 +153,7 @@ class Outgoing(NamedTuple):
     datagrams: tuple[bytes, ...] = ()
     stdin_fd: int | None = None  # streamed one line per datagram
     hex_input: bool = False
-    count: int = 1  # rounds of `datagrams`
+    count: int = 1  # type: ignore[assignment]  # rounds of `datagrams` (shadows tuple.count)
     interval: float = 0.0  # pause between datagrams
 
 
@@ -309,7 +309,7 @@ class Sender:
 
     def _sendto(self, data: bytes) -> None:
         try:
-            self.target.sock.sendto(data, self.target.sockaddr)  # type: ignore[arg-type]
+            self.target.sock.sendto(data, self.target.sockaddr)  # type: ignore[call-overload]
         except ConnectionRefusedError:
             raise
         except OSError as exc:

@@ -10,6 +10,9 @@ import re
 
 _DURATION = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# The longest duration taken: a week. poll() counts milliseconds in 32 bits
+# (24 days), and longer waits overflow the timers that would serve them.
+MAX_DURATION = 7 * 24 * 3600.0
 
 
 def parse_duration(text: str) -> float:
@@ -19,7 +22,10 @@ def parse_duration(text: str) -> float:
         if text.strip().startswith("-"):
             raise ValueError(f"duration must not be negative: {text!r}")
         raise ValueError(f"not a duration: {text!r} (use e.g. 250ms, 2s, 1.5, 1m)")
-    return float(match["num"]) * _UNIT_SECONDS[match["unit"]]
+    seconds = float(match["num"]) * _UNIT_SECONDS[match["unit"]]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration is too long: {text!r} (at most 168h, a week)")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -101,3 +107,28 @@ class CrlfEncoder:
 
 def to_crlf(data: bytes) -> bytes:
     return CrlfEncoder().feed(data)
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "\0": "\\0"}
+
+
+def escape_char(char: str) -> str:
+    """One character as people may safely see it: itself if printable, else an escape."""
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{{{code:04x}}}"
+
+
+def printable(text: str) -> str:
+    """Text as given, with any control or undecodable character escaped (\\x1b, \\n):
+    a name or path that came from a peer or a command line cannot drive a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else escape_char(char) for char in text)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
 from socktool.net import events as ev
+from socktool.net.fdio import write_all
 from socktool.view.render import text_or_none
 
 
@@ -85,10 +85,12 @@ class JsonLines:
         self._lock = threading.Lock()
 
     def write(self, record: dict[str, object]) -> None:
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        # A name or path from the command line may hold undecodable bytes (surrogates):
+        # written as \udcXX escapes, which are valid inside a JSON string.
+        line = text.encode("utf-8", "backslashreplace")
         with self._lock:
-            while line:
-                line = line[os.write(self.fd, line) :]
+            write_all(self.fd, line)
 
     def __call__(self, event: ev.Event) -> None:
         record = event_record(event)

@@ -7,6 +7,7 @@ Terminal (raw, rich, JSON) plus status lines on stderr.
 from __future__ import annotations
 
 from socktool.net import events as ev
+from socktool.net.fdio import OutputClosed
 from socktool.view.status import StatusLines
 from socktool.view.terminal import Mode, Terminal
 
@@ -27,7 +28,10 @@ def build_sink(
         payload = TrafficView(terminal.console(), hex=hex, numbered=numbered)
 
     def both(event: ev.Event) -> None:
-        payload(event)
+        try:
+            payload(event)
+        except BrokenPipeError as exc:  # the reader of stdout left: a quiet end, not a failure
+            raise OutputClosed from exc
         status(event)
 
     return both

@@ -27,13 +27,14 @@ class TransferProgress:
             BarColumn,
             DownloadColumn,
             Progress,
+            ProgressColumn,
             TaskProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TransferSpeedColumn,
         )
 
-        columns = [TextColumn("{task.description}")]
+        columns: list[ProgressColumn] = [TextColumn("{task.description}")]
         if self.total is not None:
             columns += [BarColumn(), TaskProgressColumn()]
         columns += [DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeElapsedColumn()]

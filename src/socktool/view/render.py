@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import re
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "\0": "\\0"}
+from socktool.net.values import escape_char, printable
+
+__all__ = ["escape_text", "escaped_lines", "hexdump_lines", "printable", "text_or_none"]
+
 _UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # anything but printable ASCII less '\'
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
-        return f"\\x{code - 0xDC00:02x}"
-    if char.isprintable():
-        return char
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{{{code:04x}}}"
 
 
 def escape_text(data: bytes) -> str:
     """UTF-8 text with every control or undecodable byte written as an escape."""
-    return _UNSAFE.sub(_escape_char, data.decode("utf-8", "surrogateescape"))
+    return _UNSAFE.sub(lambda match: escape_char(match.group()), data.decode("utf-8", "surrogateescape"))
 
 
 def escaped_lines(data: bytes) -> list[str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from socktool.net.fdio import write_all
 from socktool.net.ports import ServiceNames
@@ -25,6 +26,10 @@ from socktool.net.scan import (
 )
 from socktool.net.values import format_duration
 from socktool.view.terminal import Mode, Terminal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import Progress
+    from rich.text import Text
 
 PROGRESS_MIN_PORTS = 300  # smaller scans are over before a bar is worth drawing
 STATE_STYLES = {OPEN: "bold green", CLOSED: "dim", FILTERED: "yellow", ERROR: "red"}
@@ -60,7 +65,7 @@ def summary_line(target: Target, counts: dict[str, int], *, show_all: bool, elap
     total = sum(counts.values())
     name = target.address if target.host == target.address else f"{target.host} ({target.address})"
     shown = [f"{counts[OPEN]} open"]
-    hidden = []
+    hidden: list[str] = []
     for state in (CLOSED, FILTERED, ERROR):
         if counts[state]:
             (shown if show_all else hidden).append(f"{counts[state]} {state}")
@@ -111,7 +116,7 @@ class ScanReport:
             self._write(plain_line(r, self.services(r.port)) for r in shown)
         self.terminal.status(summary_line(self.target, counts, show_all=self.show_all, elapsed=elapsed))
 
-    def _write(self, lines) -> None:
+    def _write(self, lines: Iterable[str]) -> None:
         """Lines to stdout in a few large writes (a full scan with --all is 65535 of them)."""
         chunk: list[str] = []
         size = 0
@@ -137,7 +142,7 @@ class ScanReport:
         if notes:
             table.add_column("NOTE", style="dim")
         for r in shown:
-            row = [
+            row: list[str | Text] = [
                 f"{r.port}/tcp",
                 Text(r.state, style=STATE_STYLES[r.state]),
                 self.services(r.port) or "unknown",
@@ -167,7 +172,7 @@ class ScanProgress:
         self.enabled = terminal.stderr_isatty and not terminal.quiet and total >= PROGRESS_MIN_PORTS
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._progress = None
+        self._progress: Progress | None = None
 
     def __enter__(self) -> ScanProgress:
         if self.enabled:
@@ -175,7 +180,7 @@ class ScanProgress:
             self._thread.start()
         return self
 
-    def _start(self) -> None:
+    def _start(self) -> Progress:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -195,13 +200,14 @@ class ScanProgress:
         self._task = progress.add_task(f"scanning {self.label}", total=self.total, completed=self.done())
         progress.start()
         self._progress = progress
+        return progress
 
     def _tick(self) -> None:
         if self._stop.wait(self.DELAY):
             return
-        self._start()
+        progress = self._start()
         while not self._stop.wait(0.1):
-            self._progress.update(self._task, completed=self.done())
+            progress.update(self._task, completed=self.done())
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()

@@ -38,7 +38,8 @@ def stats_line(event: ev.Stats) -> str:
         else [f"{event.connections} connection{'s' if event.connections != 1 else ''}"]
     )
     if datagrams:
-        parts.append(f"{event.datagrams_in} datagrams in, {event.datagrams_out} out")
+        plural = "s" if event.datagrams_in != 1 else ""
+        parts.append(f"{event.datagrams_in} datagram{plural} in, {event.datagrams_out} out")
     return "total: " + ", ".join(parts) + "; " + summary(event.sent, event.received, event.duration)
 
 

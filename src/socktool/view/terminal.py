@@ -12,6 +12,8 @@ import threading
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from socktool.net.values import printable
+
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
@@ -116,6 +118,7 @@ class Terminal:
         self.write_err(self._style(f"socktool: error: {message}", "31"))
 
     def _style(self, text: str, sgr: str) -> str:
+        text = printable(text)  # no control character from a name or path reaches the terminal
         if self.color and self.stderr_isatty:
             return f"\x1b[{sgr}m{text}\x1b[0m"
         return text

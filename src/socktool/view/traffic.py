@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 
 from socktool.net import events as ev
 from socktool.net.values import format_size
-from socktool.view.render import escaped_lines, hexdump_lines
+from socktool.view.render import escaped_lines, hexdump_lines, printable
 from socktool.view.status import summary
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.console import Console
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
 ARROWS = {ev.SENT: ("→", "cyan"), ev.RECEIVED: ("←", "green")}
 
@@ -36,15 +37,15 @@ class TrafficView:
         self.numbered = numbered
         self._lock = threading.Lock()
 
-    def _head(self, ts: float, conn: int | None, peer: str):
+    def _head(self, ts: float, conn: int | None, peer: str) -> Text:
         line = self._text(clock(ts), style="dim")
         line.append("  ")
         if conn is not None and self.numbered:
             line.append(f"#{conn} ", style="bold")
-        line.append(peer, style="blue")
+        line.append(printable(peer), style="blue")  # a unix peer names itself
         return line
 
-    def _print(self, *renderables) -> None:
+    def _print(self, *renderables: RenderableType) -> None:
         with self._lock:
             for renderable in renderables:
                 self.console.print(renderable, overflow="fold")
@@ -77,7 +78,7 @@ class TrafficView:
             text += summary(event.sent, event.received, event.duration)
             self._print(self._text(f"{clock(time.time())}  Σ {text}", style="dim"))
 
-    def _payload(self, line, direction: str, data: bytes) -> None:
+    def _payload(self, line: Text, direction: str, data: bytes) -> None:
         arrow, style = ARROWS[direction]
         line.append(f"  {arrow} ", style=f"bold {style}")
         line.append(f"{format_size(len(data)):>9}", style=style)

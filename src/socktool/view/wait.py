@@ -4,10 +4,14 @@ on a terminal while it waits. Silent with -q; rich only for the spinner."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from socktool.net.values import format_duration
 from socktool.net.wait import Ready
 from socktool.view.terminal import Terminal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import Progress
 
 
 def ready_line(ready: Ready, *, invert: bool) -> str:
@@ -24,7 +28,7 @@ class WaitView:
         self.pending = list(waiting_for)
         self.spinner = terminal.stderr_isatty and not terminal.quiet
         self._lock = threading.Lock()
-        self._progress = None
+        self._progress: Progress | None = None
 
     def _description(self) -> str:
         goal = "to stop accepting" if self.invert else ""

@@ -1,0 +1,174 @@
+"""Helpers the reliability tests share (faults, load, integrity, security):
+collecting a process's stdout in the background, limiting its descriptors,
+reading its descriptor count and memory, and peers that misbehave."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from conftest import Proc, command
+
+MB = 1 << 20
+
+
+def error_lines(stderr: str | bytes) -> list[str]:
+    """The `socktool: error:` lines; fails on a traceback."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    assert "Traceback" not in text, text
+    return [line for line in text.splitlines() if line.startswith("socktool: error: ")]
+
+
+def one_error(stderr: str | bytes) -> str:
+    """Exactly one error line among the status lines (a listener prints its port first)."""
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+class Collector:
+    """Reads a pipe to its end in a thread; the test can wait for an amount."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.data = bytearray()
+        self._changed = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                chunk = self.pipe.read1(1 << 20)
+                if not chunk:
+                    break
+                with self._changed:
+                    self.data += chunk
+                    self._changed.notify_all()
+        except (OSError, ValueError):
+            pass
+        with self._changed:
+            self._done = True
+            self._changed.notify_all()
+
+    def wait_for(self, size: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.data) < size:
+                left = deadline - time.monotonic()
+                assert left > 0 and not self._done, f"only {len(self.data)} of {size} bytes arrived"
+                self._changed.wait(left)
+
+    def wait_until(self, predicate, timeout: float = 10, what: str = "output") -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(bytes(self.data)):
+                left = deadline - time.monotonic()
+                assert left > 0, f"timed out waiting for {what}; got {bytes(self.data[-200:])!r}"
+                self._changed.wait(min(left, 0.2))
+
+    def result(self, timeout: float = 10) -> bytes:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "output did not end"
+        return bytes(self.data)
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (RST) instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def limit_descriptors(limit: int):
+    """A preexec_fn: the child may hold at most `limit` descriptors (as `ulimit -n`)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
+class LimitedProc(Proc):
+    """A Proc started under `ulimit -n limit`."""
+
+    def __init__(self, limit: int, *args: str, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE):
+        self.args = command(*args)
+        self.popen = subprocess.Popen(
+            self.args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, preexec_fn=limit_descriptors(limit)
+        )
+        self.lines = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+
+def descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def has_socket(pid: int) -> bool:
+    """Whether the process holds a socket now (it has got as far as the network)."""
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_until(predicate, timeout: float = 10, what: str = "condition", step: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def feed(pipe, data: bytes, chunk: int = 1 << 16) -> threading.Thread:
+    """Write data to a pipe from a thread, then close it; a reader that left is not an error."""
+
+    def write() -> None:
+        try:
+            for start in range(0, len(data), chunk):
+                pipe.write(data[start : start + chunk])
+            pipe.close()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def filtered_listener() -> tuple[socket.socket, socket.socket]:
+    """A loopback port whose SYNs go unanswered: backlog 0 and a full accept queue."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname(), timeout=2)
+    return listener, filler

@@ -1,0 +1,92 @@
+"""--help teaches: a one-line summary, options in panels, real examples shown
+exactly as written (rich markup must not eat `[::1]` or `[default: …]`)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+
+import pytest
+import typer
+
+from conftest import run
+from socktool.cli.app import COMMANDS, build_app
+
+PANELS = ["Connection", "Input and output", "Output"]
+
+
+def help_text(*args: str) -> str:
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    result = run(*args, "--help", env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode()
+
+
+def flat(text: str) -> str:
+    """Help without its box drawing, whitespace collapsed: wrapped cells read as one line."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def docstring(name: str) -> str:
+    module, function = COMMANDS[name]
+    return inspect.getdoc(getattr(importlib.import_module(module), function)) or ""
+
+
+def examples(doc: str) -> list[str]:
+    _, _, tail = doc.partition("Examples:\n")
+    return [line.strip() for line in tail.splitlines() if line.strip()]
+
+
+def test_root_help_lists_every_command_in_order_with_its_summary() -> None:
+    text = help_text()
+    rows = [line for line in text.splitlines() if re.match(r"│ [a-z][a-z-]* ", line)]
+    listed = [row.split()[1] for row in rows]
+    assert listed == list(COMMANDS)
+    for row, name in zip(rows, COMMANDS, strict=True):
+        summary = docstring(name).splitlines()[0]
+        assert summary in row, (name, row)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_command_help_has_a_summary_grouped_options_and_examples_as_written(name: str) -> None:
+    text = help_text(name)
+    doc = docstring(name)
+    summary = doc.splitlines()[0]
+    assert len(summary) <= 80 and summary.endswith("."), summary
+    assert summary in text
+
+    # The usage line names the arguments as the README does: HOST:PORT, not {HOST:PORT}.
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert f"socktool {name} [OPTIONS]" in usage
+    assert "{" not in usage and "}" not in usage, usage
+    for noise in ("<convert>", "<str>", "<Endpoint>", "<PortList>"):
+        assert noise not in text
+
+    # Two or three examples, each one shown exactly as written in the docstring.
+    shown = examples(doc)
+    assert 2 <= len(shown) <= 3, shown
+    for example in shown:
+        assert "socktool " in example
+        assert example in text, f"example rendered differently: {example!r}"
+
+    # Every option sits in a named panel, the panels in the same order everywhere.
+    titles = re.findall(r"╭─ (.+?) ─", text)
+    assert "Options" not in titles
+    panels = [title for title in titles if title != "Arguments"]
+    assert panels == [panel for panel in PANELS if panel in panels], panels
+    assert {"Connection", "Output"} <= set(panels)
+    assert "[default: 0.0]" not in text
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_parameter_help_survives_rendering(name: str) -> None:
+    """Rich markup would drop `[lower-case…]` text; every help string must show whole."""
+    text = flat(help_text(name))
+    group = typer.main.get_command(build_app([name]))
+    command = group.commands[name]  # type: ignore[attr-defined]
+    for param in command.params:
+        help_ = getattr(param, "help", None)
+        if help_:
+            assert " ".join(help_.split()) in text, (param.name, help_)
