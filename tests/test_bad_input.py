@@ -77,9 +77,13 @@ CASES = [
     case("tcp-connect 127.0.0.1:80 extra", 2, "unexpected extra argument"),
     case("tcp-connect --hex-input 127.0.0.1:{tcp}", 2, "invalid stdin: hex input: odd number", stdin=b"414"),
     case("tcp-connect --hex-input 127.0.0.1:{tcp}", 2, "'z' at offset 3 is not a hex digit", stdin=b"41 z1"),
-    case(f"tcp-connect -z 127.0.0.1:{{free}}", 1, "connection refused"),
+    case("tcp-connect -z 127.0.0.1:{free}", 1, "connection refused"),
     case("tcp-connect unix:/nonexistent-dir/x.sock", 1, "no such file or directory"),
-    case(f"tcp-connect -s {NO_DNS} 127.0.0.1:{{tcp}}", 1, f"cannot use source address '{NO_DNS}': name or service not known"),
+    case(
+        f"tcp-connect -s {NO_DNS} 127.0.0.1:{{tcp}}",
+        1,
+        f"cannot use source address '{NO_DNS}': name or service not known",
+    ),
     case("tcp-connect -6 127.0.0.1:80", 1, "no IPv6 address"),
     # -- tcp-listen ------------------------------------------------------------
     case("tcp-listen -- -1", 2, "'-1': expected [HOST:]PORT"),
@@ -162,7 +166,16 @@ CASES = [
 
 def test_the_table_covers_every_command_with_at_least_40_cases():
     commands = {argv[0] for argv, *_ in (param.values for param in CASES) if argv and not argv[0].startswith("-")}
-    assert {"tcp-connect", "tcp-listen", "udp-send", "udp-listen", "echo", "time-server", "portscan", "wait"} <= commands
+    assert {
+        "tcp-connect",
+        "tcp-listen",
+        "udp-send",
+        "udp-listen",
+        "echo",
+        "time-server",
+        "portscan",
+        "wait",
+    } <= commands
     assert len(CASES) >= 40
 
 

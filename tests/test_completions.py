@@ -101,3 +101,17 @@ def test_zsh_and_fish_protocols_offer_the_two_tcp_commands(shell: str, extra_env
     assert result.returncode == 0, result.stderr
     assert "tcp-connect" in result.stdout and "tcp-listen" in result.stdout
     assert "udp-send" not in result.stdout
+
+
+def test_fish_completes_tcp_prefix_to_exactly_the_two_tcp_commands(path_with_socktool: str) -> None:
+    fish = shutil.which("fish")
+    if fish is None:
+        pytest.skip("fish is not installed")
+    script = ROOT / "completions" / "socktool.fish"
+    program = f'source "{script}"; complete -C "socktool tcp-"; echo ==; complete -C "socktool udp-listen --gro"'
+    env = {**os.environ, "PATH": path_with_socktool}
+    result = subprocess.run([fish, "--no-config", "-c", program], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    commands, options = result.stdout.split("==\n")
+    assert sorted(line.split("\t")[0] for line in commands.splitlines()) == ["tcp-connect", "tcp-listen"]
+    assert [line.split("\t")[0] for line in options.splitlines()] == ["--group"]

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import Proc, command, free_port, run
+from conftest import Proc, command, free_port
 from reliability_helpers import (
     MB,
     Collector,
@@ -322,7 +322,9 @@ def _connected(scenario: Scenario, path) -> socket.socket:
 def start_tcp_connect(s: Scenario) -> Proc:
     server = socket.create_server(("127.0.0.1", 0))
     s.keep.append(server)
-    proc = s.start("tcp-connect", "--send", "tick\n", "--repeat", "100", "--interval", "1s", f"127.0.0.1:{server.getsockname()[1]}")
+    proc = s.start(
+        "tcp-connect", "--send", "tick\n", "--repeat", "100", "--interval", "1s", f"127.0.0.1:{server.getsockname()[1]}"
+    )
     conn, _ = server.accept()
     s.peers.append(conn)
     assert conn.recv(5) == b"tick\n"  # between two repeats
@@ -420,6 +422,14 @@ def test_signal_exits_128_plus_signal_closing_sockets_and_removing_files(name, s
             assert path.exists()
         started = time.monotonic()
         proc.popen.send_signal(signum)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.popen.send_signal(signal.SIGABRT)
+            proc.popen.wait()
+            time.sleep(0.5)
+            print("HUNG", proc.stderr)
+            raise
         assert proc.wait(timeout=10) == status
         assert time.monotonic() - started < 5
         assert error_lines(proc.stderr) == []

@@ -85,7 +85,7 @@ def test_every_parameter_help_survives_rendering(name: str) -> None:
     """Rich markup would drop `[lower-case…]` text; every help string must show whole."""
     text = flat(help_text(name))
     group = typer.main.get_command(build_app([name]))
-    command = group.commands[name]  # type: ignore[attr-defined]
+    command = group.commands[name]
     for param in command.params:
         help_ = getattr(param, "help", None)
         if help_:

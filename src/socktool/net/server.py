@@ -25,7 +25,6 @@ from socktool.net.serving import CLIENT_GONE, OUT_OF_DESCRIPTORS, RETRY_PAUSED
 from socktool.net.tcp import Listener, SocketOptions
 from socktool.net.values import format_duration
 
-
 EXEC_GRACE = 1.0  # seconds an --exec command has to end after SIGTERM when the server stops
 
 
