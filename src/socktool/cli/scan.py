@@ -1,7 +1,5 @@
 """portscan and wait: is anything listening there, and wait until it is."""
 
-from __future__ import annotations
-
 import os
 import shutil
 from typing import TYPE_CHECKING, Annotated
@@ -157,7 +155,7 @@ class CommandAfterDashes(opt.Command):
             args, ctx.meta[self.AFTER_DASHES] = args[:split], args[split + 1 :]
         return super().parse_args(ctx, args)
 
-    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: "Context") -> list[str]:
         return [*super().collect_usage_pieces(ctx), "[-- CMD [ARGS]...]"]
 
 
