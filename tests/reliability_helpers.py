@@ -156,9 +156,12 @@ def feed(pipe, data: bytes, chunk: int = 1 << 16) -> threading.Thread:
         try:
             for start in range(0, len(data), chunk):
                 pipe.write(data[start : start + chunk])
+        except (ValueError, OSError):
+            pass  # the reader is gone
+        try:
             pipe.close()
-        except (BrokenPipeError, ValueError, OSError):
-            pass
+        except OSError:
+            pass  # unflushed bytes for a reader that is gone; the pipe is closed all the same
 
     thread = threading.Thread(target=write, daemon=True)
     thread.start()

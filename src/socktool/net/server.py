@@ -9,6 +9,7 @@ read.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import threading
@@ -277,7 +278,7 @@ class Server:
         assert self.options.exec_argv is not None
         fd = conn.sock.fileno()
         try:
-            process = subprocess.Popen(self.options.exec_argv, stdin=fd, stdout=fd, close_fds=True)
+            process = self._spawn(fd)
         except OSError as exc:
             return f"cannot run {self.options.exec_argv[0]}: {describe(exc)}"
         conn.sock.close()  # the process holds the socket now
@@ -289,6 +290,17 @@ class Server:
             with self._lock:
                 self._processes.discard(process)
         return f"command exited with status {status}"
+
+    def _spawn(self, fd: int) -> subprocess.Popen:
+        """The --exec process on the connection's socket, with the signal mask a
+        program expects: a client thread may run with SIGINT/SIGTERM blocked, and
+        a child would inherit that and ignore Ctrl-C and the server's SIGTERM."""
+        assert self.options.exec_argv is not None
+        previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
+        try:
+            return subprocess.Popen(self.options.exec_argv, stdin=fd, stdout=fd, close_fds=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def close(self) -> None:
         self._stop.set()
