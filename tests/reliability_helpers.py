@@ -5,6 +5,7 @@ reading its descriptor count and memory, and peers that misbehave."""
 from __future__ import annotations
 
 import os
+import re
 import resource
 import socket
 import struct
@@ -175,3 +176,71 @@ def filtered_listener() -> tuple[socket.socket, socket.socket]:
     listener.listen(0)
     filler = socket.create_connection(listener.getsockname(), timeout=2)
     return listener, filler
+
+
+class PtyProc:
+    """socktool with stdout and stderr on a pseudo-terminal: what a person would see.
+
+    The screen is read in a thread; `wait_for` matches the text with escape
+    sequences left in, as the terminal got them.
+    """
+
+    def __init__(self, *args: str, env: dict | None = None):
+        import pty
+
+        master, slave = pty.openpty()
+        environment = {**os.environ, "COLUMNS": "160", "LINES": "50", "TERM": "xterm-256color", **(env or {})}
+        environment.pop("NO_COLOR", None)
+        self.popen = subprocess.Popen(
+            command(*args), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=environment, close_fds=True
+        )
+        os.close(slave)
+        self.master = master
+        self.screen = b""
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the other side closed
+                data = b""
+            with self._changed:
+                if not data:
+                    self._changed.notify_all()
+                    return
+                self.screen += data
+                self._changed.notify_all()
+
+    def wait_for(self, pattern: bytes, timeout: float = 10) -> re.Match[bytes]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not (match := regex.search(self.screen)):
+                left = deadline - time.monotonic()
+                assert left > 0 and self._thread.is_alive(), f"no {pattern!r} on the screen: {self.screen[-500:]!r}"
+                self._changed.wait(min(left, 0.2))
+        return match
+
+    def finish(self, timeout: float = 10) -> tuple[int, bytes]:
+        code = self.popen.wait(timeout=timeout)
+        self._thread.join(5)
+        os.close(self.master)
+        return code, self.screen
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(5)
+
+
+SGR = re.compile(rb"\x1b\[[0-9;]*m")  # colour and style: the only sequences socktool itself sends
+
+
+def raw_controls(screen: bytes) -> list[str]:
+    """Control characters on a screen beyond line ends and socktool's own colours:
+    C0 (ESC, BEL, BS...), DEL and C1 (such as the 8-bit CSI, U+009B)."""
+    text = SGR.sub(b"", screen).decode("utf-8", "replace")
+    return sorted({repr(ch) for ch in text if (ord(ch) < 0x20 and ch not in "\r\n") or 0x7F <= ord(ch) <= 0x9F})

@@ -133,7 +133,7 @@ CASES = [
     case("echo -i 0", 2, "'--idle-timeout': duration must be more than zero"),
     case("echo --udp 0", 2, "No such option: --udp"),
     case("echo --tcp-only unix:/nonexistent-dir/e.sock", 1, "no such file or directory"),
-    case("echo 127.0.0.1:{udp}", 1, "address already in use (another process holds udp port"),
+    case("echo --udp-only 127.0.0.1:{udp}", 1, "address already in use (another process holds udp port"),
     # -- time-server ---------------------------------------------------------
     case("time-server [::1]:99999", 2, "port 99999 is out of range"),
     case("time-server -4 -6 0", 2, "-4 and -6 exclude each other"),
@@ -149,6 +149,7 @@ CASES = [
     case("portscan 127.0.0.1 443-80,22", 2, "port range '443-80' is reversed"),
     case("portscan 127.0.0.1 70000", 2, "port 70000 in the port list is out of range"),
     case("portscan 127.0.0.1 a-b", 2, "'a-b' in the port list is not a port number"),
+    case("portscan [::1 80", 2, "'[::1': missing ']'"),
     case("portscan -6 127.0.0.1 80", 1, "no IPv6 address"),
     # -- wait ------------------------------------------------------------------
     case("wait", 2, "Missing argument 'HOST:PORT...'"),

@@ -81,7 +81,7 @@ def _signals_to_the_main_thread() -> None:
     poll() or accept() would never see it: the interrupt would be lost.
     """
     start = threading.Thread.start
-    if getattr(start, "signals_blocked", False):
+    if getattr(start, "signals_blocked", False) or not hasattr(signal, "pthread_sigmask"):
         return
 
     def start_with_signals_blocked(self: threading.Thread) -> None:

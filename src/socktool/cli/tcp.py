@@ -388,6 +388,7 @@ def tcp_listen(
     """
     from socktool.net import tcp
     from socktool.net.server import ServeOptions, Server
+    from socktool.net.serving import BACKLOG
 
     family = opt.family(ipv4, ipv6)
     keep_open = keep_open or broker
@@ -407,7 +408,9 @@ def tcp_listen(
         terminal=terminal,
     )
     sink = build_sink(terminal, mode, hex=hex, numbered=keep_open)
-    listener = tcp.listen(address, family=family, reuse_addr=reuse_addr)
+    # With -k, a burst of clients must not overflow the accept queue (each dropped SYN costs a client 1s).
+    backlog = BACKLOG if keep_open else 128
+    listener = tcp.listen(address, family=family, reuse_addr=reuse_addr, backlog=backlog)
     with listener:  # closed (and a unix socket file removed) whatever happens next
         server = Server(
             listener,

@@ -138,6 +138,8 @@ def parse_port_argument(text: str) -> PortList:
 def parse_scan_host(text: str) -> str:
     """portscan's HOST: a name or an address, IPv6 with or without brackets, no port."""
     host = text.strip()
+    if host.startswith("[") and "]" not in host:
+        raise ValueError(f"{text!r}: missing ']' after the IPv6 address")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not host:

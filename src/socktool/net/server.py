@@ -296,6 +296,8 @@ class Server:
         program expects: a client thread may run with SIGINT/SIGTERM blocked, and
         a child would inherit that and ignore Ctrl-C and the server's SIGTERM."""
         assert self.options.exec_argv is not None
+        if not hasattr(signal, "pthread_sigmask"):  # no per-thread masks here: nothing to undo
+            return subprocess.Popen(self.options.exec_argv, stdin=fd, stdout=fd, close_fds=True)
         previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
         try:
             return subprocess.Popen(self.options.exec_argv, stdin=fd, stdout=fd, close_fds=True)
