@@ -41,7 +41,8 @@ def _serving(
     From the bind on, an interrupt however early still closes them and
     removes a unix socket file.
     """
-    from socktool.net.serving import bind_service, raise_open_file_limit
+    from socktool.net.fdio import raise_open_file_limit
+    from socktool.net.serving import bind_service
 
     opt.exclusive(tcp_only=tcp_only, udp_only=udp_only)
     sink = build_sink(terminal, Mode.JSON if json else Mode.RAW, numbered=True, stats=True)

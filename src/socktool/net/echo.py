@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.errors import describe
-from socktool.net.serving import Acceptor, close_quietly, peer_text
+from socktool.net.serving import ACCEPT, TcpUdpService, close_quietly, peer_text
 from socktool.net.tcp import Listener
 
 CHUNK = 64 * 1024
@@ -30,8 +30,6 @@ DATAGRAM_MAX = 65535
 DATAGRAM_BATCH = 64  # datagrams per wake-up, so UDP cannot starve TCP clients
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
-_ACCEPT = "accept"  # selector data of the TCP listener
-_DATAGRAMS = "datagrams"  # selector data of the UDP socket
 
 
 class EchoOptions(NamedTuple):
@@ -52,7 +50,7 @@ class _Client:
         self.pending: memoryview | None = None  # echo not yet sent; reading waits for it
 
 
-class EchoServer:
+class EchoServer(TcpUdpService):
     def __init__(
         self,
         tcp: Listener | None,
@@ -60,27 +58,14 @@ class EchoServer:
         options: EchoOptions = EchoOptions(),
         sink: ev.Sink = ev.ignore,
     ):
-        self.tcp = tcp
-        self.udp = udp
+        # sent/received count clients that left and datagrams; totals() adds live clients.
+        super().__init__(tcp, udp, sink)
         self.options = options
-        self.sink = sink
-        self.selector = selectors.DefaultSelector()
-        self.acceptor = Acceptor(tcp, self.selector, _ACCEPT, sink) if tcp is not None else None
-        if udp is not None:
-            self.selector.register(udp.sock, _READ, _DATAGRAMS)
         self.clients: dict[int, _Client] = {}
-        self.started = time.monotonic()
-        self.connections = 0
-        self.datagrams_in = 0
-        self.datagrams_out = 0
-        # Bytes of clients that left and of datagrams; live clients are added in totals().
-        self.sent = 0
-        self.received = 0
         self._buffer = bytearray(CHUNK)
         self._view = memoryview(self._buffer)
         self._dgram_buffer = bytearray(DATAGRAM_MAX)
         self._dgram_view = memoryview(self._dgram_buffer)
-        self._closed = False
 
     def serve(self) -> None:
         """Echo until interrupted; every socket is closed on the way out."""
@@ -111,7 +96,7 @@ class EchoServer:
                         self._flush(client, now)
                     else:
                         self._echo(client, now)
-                elif client is _ACCEPT:
+                elif client is ACCEPT:
                     self._accept(now)
                 else:
                     self._datagrams()
@@ -233,10 +218,10 @@ class EchoServer:
 
     # -- the end -------------------------------------------------------------
     def totals(self) -> ev.Stats:
-        sent = self.sent + sum(c.sent for c in self.clients.values())
-        received = self.received + sum(c.received for c in self.clients.values())
-        return ev.Stats(
-            sent, received, time.monotonic() - self.started, self.connections, self.datagrams_in, self.datagrams_out
+        stats = super().totals()
+        return stats._replace(
+            sent=stats.sent + sum(c.sent for c in self.clients.values()),
+            received=stats.received + sum(c.received for c in self.clients.values()),
         )
 
     def close(self) -> None:
@@ -250,10 +235,7 @@ class EchoServer:
         finally:  # even if reporting failed (stdout gone): no socket or unix file left behind
             for client in self.clients.values():
                 close_quietly(client.sock)
-            for listener in (self.tcp, self.udp):
-                if listener is not None:
-                    listener.close()
-            self.selector.close()
+            self.close_listeners()
         self.sink(self.totals())
 
 

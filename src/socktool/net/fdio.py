@@ -58,6 +58,23 @@ def widen_pipe(fd: int) -> None:
         pass
 
 
+def raise_open_file_limit() -> int | None:
+    """Raise the soft RLIMIT_NOFILE to the hard one; the soft limit now in force (None: unknown)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not a POSIX system
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     try:

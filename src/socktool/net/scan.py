@@ -45,6 +45,7 @@ from typing import NamedTuple
 
 from socktool.net.address import resolve
 from socktool.net.errors import NetworkError, describe
+from socktool.net.fdio import raise_open_file_limit
 
 OPEN = "open"
 CLOSED = "closed"
@@ -102,18 +103,9 @@ def descriptor_budget(requested: int) -> tuple[int, bool]:
     The soft open-file limit is raised to the hard one first; the budget is
     what is left of it after the descriptors already open and a reserve.
     """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not a POSIX system
+    soft = raise_open_file_limit()
+    if soft is None:  # pragma: no cover - not a POSIX system
         return min(requested, 256), requested > 256
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
-        except (ValueError, OSError):
-            pass
     try:
         in_use = len(os.listdir("/proc/self/fd"))
     except OSError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
+import time
 from collections.abc import Callable
 
 from socktool.net import events as ev
@@ -44,22 +45,6 @@ CLIENT_GONE = frozenset(
         errno.ENETUNREACH,
     }
 )
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; return the limit now in force."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on this platform
-        return -1
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            return hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def bind_service(endpoint: Endpoint, *, family: int, tcp: bool, udp: bool) -> tuple[Listener | None, Listener | None]:
@@ -155,6 +140,47 @@ class Acceptor:
     def _resume(self) -> None:
         self.paused_until = None
         self.selector.register(self.listener.sock, selectors.EVENT_READ, self.data)
+
+
+ACCEPT = "accept"  # selector data of the TCP listener
+DATAGRAMS = "datagrams"  # selector data of the UDP socket
+
+
+class TcpUdpService:
+    """What echo and time-server share: TCP and UDP listeners on one selector,
+    the counters their totals report, and closing both listeners once."""
+
+    def __init__(self, tcp: Listener | None, udp: Listener | None, sink: ev.Sink):
+        self.tcp = tcp
+        self.udp = udp
+        self.sink = sink
+        self.selector = selectors.DefaultSelector()
+        self.acceptor = Acceptor(tcp, self.selector, ACCEPT, sink) if tcp is not None else None
+        if udp is not None:
+            self.selector.register(udp.sock, selectors.EVENT_READ, DATAGRAMS)
+        self.started = time.monotonic()
+        self.connections = 0
+        self.datagrams_in = 0
+        self.datagrams_out = 0
+        self.sent = 0
+        self.received = 0
+        self._closed = False
+
+    def totals(self) -> ev.Stats:
+        return ev.Stats(
+            self.sent,
+            self.received,
+            time.monotonic() - self.started,
+            self.connections,
+            self.datagrams_in,
+            self.datagrams_out,
+        )
+
+    def close_listeners(self) -> None:
+        for listener in (self.tcp, self.udp):
+            if listener is not None:
+                listener.close()
+        self.selector.close()
 
 
 def close_quietly(sock: socket.socket) -> None:

@@ -11,14 +11,13 @@ sockets; `TimeServer` only moves them.
 
 from __future__ import annotations
 
-import selectors
 import socket
 import struct
 import time
 from typing import NamedTuple
 
 from socktool.net import events as ev
-from socktool.net.serving import Acceptor, close_quietly, peer_text
+from socktool.net.serving import ACCEPT, TcpUdpService, close_quietly, peer_text
 from socktool.net.tcp import Listener
 
 MAX_REPLY = 1024
@@ -97,11 +96,7 @@ class TimeOptions(NamedTuple):
     utc: bool = False
 
 
-_ACCEPT = "accept"
-_DATAGRAMS = "datagrams"
-
-
-class TimeServer:
+class TimeServer(TcpUdpService):
     """Answers each TCP connection with one reply, then closes; each datagram with one."""
 
     def __init__(
@@ -111,22 +106,9 @@ class TimeServer:
         options: TimeOptions = TimeOptions(),
         sink: ev.Sink = ev.ignore,
     ):
-        self.tcp = tcp
-        self.udp = udp
+        super().__init__(tcp, udp, sink)
         self.options = options
-        self.sink = sink
-        self.selector = selectors.DefaultSelector()
-        self.acceptor = Acceptor(tcp, self.selector, _ACCEPT, sink) if tcp is not None else None
-        if udp is not None:
-            self.selector.register(udp.sock, selectors.EVENT_READ, _DATAGRAMS)
-        self.started = time.monotonic()
-        self.connections = 0
-        self.datagrams_in = 0
-        self.datagrams_out = 0
-        self.sent = 0
-        self.received = 0
         self._buffer = bytearray(DATAGRAM_MAX)
-        self._closed = False
 
     def serve(self) -> None:
         try:
@@ -135,7 +117,7 @@ class TimeServer:
                 if self.acceptor is not None and self.acceptor.paused_until is not None:
                     wait = max(0.0, self.acceptor.paused_until - time.monotonic())
                 for key, _mask in self.selector.select(wait):
-                    if key.data is _ACCEPT:
+                    if key.data is ACCEPT:
                         self._answer_connections()
                     else:
                         self._answer_datagrams()
@@ -203,20 +185,8 @@ class TimeServer:
         if self._closed:
             return
         self._closed = True
-        for listener in (self.tcp, self.udp):
-            if listener is not None:
-                listener.close()
-        self.selector.close()
-        self.sink(
-            ev.Stats(
-                self.sent,
-                self.received,
-                time.monotonic() - self.started,
-                self.connections,
-                self.datagrams_in,
-                self.datagrams_out,
-            )
-        )
+        self.close_listeners()
+        self.sink(self.totals())
 
 
 __all__ = [

@@ -147,7 +147,25 @@ class ListenOptions(NamedTuple):
     emit: bool = False  # Datagram events, for a view or --json
 
 
-class Receiver:
+class DatagramCounters:
+    """Datagrams and bytes each way since `started`, and the Stats event that reports them."""
+
+    def __init__(self) -> None:
+        self.datagrams_in = self.bytes_in = 0
+        self.datagrams_out = self.bytes_out = 0
+        self.started = time.monotonic()
+
+    def stats(self) -> ev.Stats:
+        return ev.Stats(
+            sent=self.bytes_out,
+            received=self.bytes_in,
+            duration=time.monotonic() - self.started,
+            datagrams_in=self.datagrams_in,
+            datagrams_out=self.datagrams_out,
+        )
+
+
+class Receiver(DatagramCounters):
     """Receives datagrams on a bound socket until the count, the timeout or an interrupt.
 
     The caller owns the listener and closes it (a `with` block), so that an
@@ -159,9 +177,7 @@ class Receiver:
         self.sock = listener.sock
         self.options = options
         self.sink = sink
-        self.datagrams_in = self.bytes_in = 0
-        self.datagrams_out = self.bytes_out = 0
-        self.started = time.monotonic()
+        super().__init__()
         self._warned: set[str] = set()
         self._buffer = buffer_for(self.sock)
 
@@ -182,15 +198,6 @@ class Receiver:
                 self._loop()
         finally:
             self.sink(self.stats())
-
-    def stats(self) -> ev.Stats:
-        return ev.Stats(
-            sent=self.bytes_out,
-            received=self.bytes_in,
-            duration=time.monotonic() - self.started,
-            datagrams_in=self.datagrams_in,
-            datagrams_out=self.datagrams_out,
-        )
 
     def _raw_loop(self, fd: int) -> None:
         """The pipe path: one recv and one write per datagram, counters in locals."""

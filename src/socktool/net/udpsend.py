@@ -27,7 +27,7 @@ from socktool.net.address import Endpoint, resolve, sockaddr_text
 from socktool.net.errors import BindError, NetworkError, TimedOut, UsageError, describe
 from socktool.net.fdio import CHUNK, write_all
 from socktool.net.multicast import is_multicast, set_sending_interface
-from socktool.net.udp import LineSplitter, buffer_for, check_size, peer_text, widen_receive_buffer
+from socktool.net.udp import DatagramCounters, LineSplitter, buffer_for, check_size, peer_text, widen_receive_buffer
 from socktool.net.values import HexDecoder, format_duration
 
 _IP_RECVERR = 11  # Linux values the socket module does not export
@@ -210,7 +210,7 @@ def _close(decoder: HexDecoder) -> None:
         raise UsageError("invalid stdin", str(exc)) from None
 
 
-class Sender:
+class Sender(DatagramCounters):
     """Sends the outgoing datagrams, paced; with `wait`, shows replies as they come."""
 
     def __init__(
@@ -229,19 +229,8 @@ class Sender:
         self.output_fd = output_fd
         self.emit = emit
         self.sink = sink
-        self.datagrams_in = self.bytes_in = 0
-        self.datagrams_out = self.bytes_out = 0
-        self.started = time.monotonic()
+        super().__init__()
         self._buffer = buffer_for(target.sock)
-
-    def stats(self) -> ev.Stats:
-        return ev.Stats(
-            sent=self.bytes_out,
-            received=self.bytes_in,
-            duration=time.monotonic() - self.started,
-            datagrams_in=self.datagrams_in,
-            datagrams_out=self.datagrams_out,
-        )
 
     def run(self) -> None:
         """Raises TimedOut when waiting for replies and none came. The caller closes the target."""
