@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import enum
 import os
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Sequence
 
+from socktool.net import interrupts
 from socktool.net.errors import SocktoolError, Terminated
 from socktool.net.fdio import OutputClosed
 
@@ -24,10 +23,6 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad option, address, port, duration
     INTERRUPTED = 130  # 128 + SIGINT
     TERMINATED = 143  # 128 + SIGTERM
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
 
 
 def _error(message: str) -> None:
@@ -69,32 +64,6 @@ def _silence_stdout() -> None:
         pass
 
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _signals_to_the_main_thread() -> None:
-    """Start every thread with SIGINT and SIGTERM blocked, so the kernel delivers
-    them to the main thread.
-
-    Python runs signal handlers in the main thread only. A signal the kernel
-    hands to another thread merely sets a flag, and a main thread blocked in
-    poll() or accept() would never see it: the interrupt would be lost.
-    """
-    start = threading.Thread.start
-    if getattr(start, "signals_blocked", False) or not hasattr(signal, "pthread_sigmask"):
-        return
-
-    def start_with_signals_blocked(self: threading.Thread) -> None:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        try:
-            start(self)  # the new thread inherits the blocked mask
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-    start_with_signals_blocked.signals_blocked = True  # type: ignore[attr-defined]
-    threading.Thread.start = start_with_signals_blocked  # type: ignore[method-assign]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from socktool.cli._click import Abort, ClickException, Exit
     from socktool.cli._click import UsageError as ClickUsageError
@@ -103,8 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("SOCKTOOL_DEBUG", "") not in ("", "0")
     _open_standard_fds()
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _signals_to_the_main_thread()
+    interrupts.install()
     try:
         result = build_app(args)(args=args, prog_name="socktool", standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitStatus.OK

@@ -21,8 +21,9 @@ import time
 from typing import NamedTuple
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.errors import describe
-from socktool.net.serving import ACCEPT, TcpUdpService, close_quietly, peer_text
+from socktool.net.serving import ACCEPT, DATAGRAMS, TcpUdpService, close_quietly, peer_text
 from socktool.net.tcp import Listener
 
 CHUNK = 64 * 1024
@@ -98,8 +99,10 @@ class EchoServer(TcpUdpService):
                         self._echo(client, now)
                 elif client is ACCEPT:
                     self._accept(now)
-                else:
+                elif client is DATAGRAMS:
                     self._datagrams()
+                else:
+                    interrupts.drain()
             if next_sweep is not None and now >= next_sweep:
                 assert idle is not None and sweep_every is not None
                 self._close_idle(now - idle)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import stat
 from collections.abc import Callable
+
+from socktool.net import interrupts
 
 CHUNK = 256 * 1024
 SPLICE_CHUNK = 1024 * 1024
@@ -93,16 +94,13 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
     A blocking splice from a socket holds the output pipe's lock while it
     waits for data, which would stall the reader of that pipe on bytes
     already in it; so with a socket source we wait for readability first
-    and the splice then returns with what is there.
+    and the splice then returns with what is there. In the main thread
+    every source is waited for first, so that an interrupt is never missed.
     """
-    waiter = None
-    if src_is_socket:
-        waiter = select.poll()
-        waiter.register(src, select.POLLIN)
+    wait = interrupts.wait if src_is_socket else interrupts.wait_ready
     first = True
     while True:
-        if waiter is not None:
-            waiter.poll()
+        wait(src)
         try:
             moved = os.splice(src, dst, SPLICE_CHUNK)
         except OSError as exc:

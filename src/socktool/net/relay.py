@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
 from socktool.net.fdio import CHUNK, OutputClosed, is_pipe, sendfile_loop, splice_loop, widen_pipe, write_all
 from socktool.net.values import CrlfEncoder, HexDecoder, format_duration
@@ -64,6 +65,7 @@ class Payload(NamedTuple):
         hex_decoder = HexDecoder() if self.hex_input else None
         crlf = CrlfEncoder() if self.crlf else None
         while True:
+            interrupts.wait_ready(self.stdin_fd)
             chunk = os.read(self.stdin_fd, CHUNK)
             if not chunk:
                 break
@@ -166,7 +168,8 @@ class Relay:
         """
         linger, fd = self.options.linger, self.payload.stdin_fd
         if fd is None or self.payload.messages:
-            self.send_done.wait()  # fixed messages end by themselves (or fail to send)
+            while not self.send_done.wait(0.1):  # fixed messages end by themselves (or fail to send)
+                pass  # (a bounded wait: an interrupt is noticed between two)
             return
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -251,14 +254,13 @@ class Relay:
         view = memoryview(buffer)
         window = b""
         expect_deadline = time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
-        poller = None
-        if opts.idle_timeout is not None or expect_deadline is not None:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
+        timed = opts.idle_timeout is not None or expect_deadline is not None
+        sock_fd = sock.fileno()
+        # In the main thread, an empty socket is waited for in interrupts.wait (see there).
+        flags = socket.MSG_DONTWAIT if interrupts.wakeup_fd() is not None and not timed else 0
         while True:
-            if poller is not None:
-                wait = self._wait_seconds(expect_deadline)
-                if not poller.poll(max(0.0, wait) * 1000):
+            if timed:
+                if not interrupts.wait(sock_fd, timeout=self._wait_seconds(expect_deadline)):
                     if expect_deadline is not None and time.monotonic() >= expect_deadline:
                         raise ExpectNotMet(
                             f"no match for {self._pattern()}",
@@ -268,7 +270,11 @@ class Relay:
                         self.sink(ev.Notice(f"no traffic for {format_duration(opts.idle_timeout or 0)}; closing"))
                         return "idle timeout"
                     continue
-            n = sock.recv_into(buffer)
+            try:
+                n = sock.recv_into(buffer, 0, flags)
+            except BlockingIOError:
+                interrupts.wait(sock_fd)
+                continue
             if not n:
                 if self._send_error is not None:
                     return "send failed"

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import NamedTuple
 
+from socktool.net import interrupts
 from socktool.net.address import resolve
 from socktool.net.errors import NetworkError, describe
 from socktool.net.fdio import raise_open_file_limit
@@ -249,6 +250,7 @@ class Scanner:
     def _child(self, share: list[int], limit: int, write_fd: int) -> None:
         """A worker's whole life: scan the share, send (error, results), exit without clean-up."""
         status = 0
+        interrupts.forget()  # the parent's wakeup pipe is the parent's to drain
         try:
             self.results = []
             self._scan(share, limit)
@@ -278,6 +280,9 @@ class Scanner:
     def _scan(self, ports: list[int], concurrency: int) -> None:
         clock = self.clock
         self._selector = selectors.DefaultSelector()
+        wakeup = interrupts.wakeup_fd()
+        if wakeup is not None:  # so that a signal is never missed while waiting for answers
+            self._selector.register(wakeup, selectors.EVENT_READ, None)
         self._inflight: dict[int, _Attempt] = {}  # fd → attempt waiting for its answer
         self._by_deadline: deque[_Attempt] = deque()  # one timeout for all: start order is deadline order
         self._again: deque[tuple[int, int]] = deque()  # (port, tries so far): retries, and ports put back
@@ -359,6 +364,9 @@ class Scanner:
         """Settle the ports whose answer has come, waiting up to `wait` for one."""
         for key, _events in self._selector.select(wait):
             attempt = key.data
+            if attempt is None:
+                interrupts.drain()
+                continue
             sock = attempt.sock
             code = sock.connect_ex(self.target.sockaddr(attempt.port))
             if code in _PENDING:

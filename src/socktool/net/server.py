@@ -9,6 +9,7 @@ read.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import time
 from typing import NamedTuple
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.access import AccessPolicy
 from socktool.net.address import sockaddr_text
 from socktool.net.errors import NetworkError, SocktoolError, TimedOut, describe
@@ -74,13 +76,13 @@ class Server:
     # -- accepting --------------------------------------------------------
     def _accept(self) -> Connection | None:
         """Accept one client; None if it was turned away."""
-        try:
-            sock, addr = self.listener.sock.accept()
-        except TimeoutError:
+        if not interrupts.wait(self.listener.sock.fileno(), timeout=self.options.accept_timeout):
             raise TimedOut(
                 f"no client connected to {self.listener.address}",
                 f"within {format_duration(self.options.accept_timeout or 0)}",
-            ) from None
+            )
+        try:
+            sock, addr = self.listener.sock.accept()
         except OSError as exc:
             if self._stop.is_set():
                 raise _Stopped from None
@@ -140,7 +142,6 @@ class Server:
             self.close()
 
     def _serve_one(self) -> str:
-        self.listener.sock.settimeout(self.options.accept_timeout)
         while True:
             conn = self._accept()
             if conn is not None:
@@ -278,17 +279,18 @@ class Server:
         assert self.options.exec_argv is not None
         fd = conn.sock.fileno()
         try:
-            process = self._spawn(fd)
+            with interrupts.held():  # started means listed: close() ends every process it started
+                process = self._spawn(fd)
+                with self._lock:
+                    self._processes.add(process)
         except OSError as exc:
             return f"cannot run {self.options.exec_argv[0]}: {describe(exc)}"
         conn.sock.close()  # the process holds the socket now
+        if self._stop.is_set():  # close() ran meanwhile (from the main thread) and may not have seen it
+            _end_process(process)
+        status = _wait_for_exit(process)  # interrupted, it stays listed: close() ends it
         with self._lock:
-            self._processes.add(process)
-        try:
-            status = process.wait()
-        finally:
-            with self._lock:
-                self._processes.discard(process)
+            self._processes.discard(process)
         return f"command exited with status {status}"
 
     def _spawn(self, fd: int) -> subprocess.Popen:
@@ -330,6 +332,21 @@ def _end_process(process: subprocess.Popen) -> None:
         process.wait()
     except OSError:
         pass
+
+
+def _wait_for_exit(process: subprocess.Popen) -> int:
+    """Its exit status; in the main thread an interrupt ends the wait (see interrupts)."""
+    if interrupts.wakeup_fd() is not None and hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(process.pid)
+        except OSError:  # an old kernel
+            pass
+        else:
+            try:
+                interrupts.wait(pidfd)  # readable once the process has exited
+            finally:
+                os.close(pidfd)
+    return process.wait()
 
 
 def _close_now(sock: socket.socket) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import BindError, NetworkError, UsageError, describe
 from socktool.net.tcp import Listener, listen
@@ -144,6 +145,7 @@ class Acceptor:
 
 ACCEPT = "accept"  # selector data of the TCP listener
 DATAGRAMS = "datagrams"  # selector data of the UDP socket
+WAKEUP = "wakeup"  # selector data of the interrupts' wakeup pipe: drain it and go on
 
 
 class TcpUdpService:
@@ -158,6 +160,9 @@ class TcpUdpService:
         self.acceptor = Acceptor(tcp, self.selector, ACCEPT, sink) if tcp is not None else None
         if udp is not None:
             self.selector.register(udp.sock, selectors.EVENT_READ, DATAGRAMS)
+        wakeup = interrupts.wakeup_fd()
+        if wakeup is not None:  # so that a signal is never missed while the loop waits
+            self.selector.register(wakeup, selectors.EVENT_READ, WAKEUP)
         self.started = time.monotonic()
         self.connections = 0
         self.datagrams_in = 0

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import stat
 from typing import Any, NamedTuple
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.address import Endpoint, format_hostport, resolve, sockaddr_text
 from socktool.net.errors import BindError, ConnectError, ResolveError, UsageError, describe
 from socktool.net.values import format_duration
@@ -52,9 +54,7 @@ def connect(
             if source is not None or source_port is not None:
                 _bind_source(sock, fam, source, source_port)
             options.apply(sock)
-            sock.settimeout(timeout)
-            sock.connect(sockaddr)
-            sock.settimeout(None)
+            _dial(sock, sockaddr, timeout)
             return sock
         except BindError:
             sock.close()
@@ -66,6 +66,19 @@ def connect(
                 sink(ev.Notice(f"{sockaddr_text(sockaddr)}: {describe(exc)}; trying the next address"))
     assert last is not None
     raise _connect_error(endpoint, last, timeout) from last
+
+
+def _dial(sock: socket.socket, sockaddr: Any, timeout: float | None) -> None:
+    """connect(), waiting in interrupts.wait so that an interrupt is never missed; leaves it blocking."""
+    sock.setblocking(False)
+    code = sock.connect_ex(sockaddr)
+    if code == errno.EINPROGRESS:
+        if not interrupts.wait(sock.fileno(), select.POLLOUT, timeout):
+            raise TimeoutError(errno.ETIMEDOUT, "timed out")
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+    sock.setblocking(True)
 
 
 def _connect_error(endpoint: Endpoint, exc: OSError, timeout: float | None) -> ConnectError:
@@ -112,10 +125,6 @@ class Listener:
         self.address = sockaddr_text(sock.getsockname()) if path is None else f"unix:{path}"
         self.port = sock.getsockname()[1] if path is None else 0
         self._closed = False
-
-    def accept(self) -> tuple[socket.socket, str]:
-        conn, addr = self.sock.accept()
-        return conn, sockaddr_text(addr) if self.path is None else "unix:(client)"
 
     def close(self) -> None:
         """Idempotent: a second close never removes a file someone else has made since."""

@@ -17,7 +17,8 @@ import time
 from typing import NamedTuple
 
 from socktool.net import events as ev
-from socktool.net.serving import ACCEPT, TcpUdpService, close_quietly, peer_text
+from socktool.net import interrupts
+from socktool.net.serving import ACCEPT, DATAGRAMS, TcpUdpService, close_quietly, peer_text
 from socktool.net.tcp import Listener
 
 MAX_REPLY = 1024
@@ -119,8 +120,10 @@ class TimeServer(TcpUdpService):
                 for key, _mask in self.selector.select(wait):
                     if key.data is ACCEPT:
                         self._answer_connections()
-                    else:
+                    elif key.data is DATAGRAMS:
                         self._answer_datagrams()
+                    else:
+                        interrupts.drain()
                 if self.acceptor is not None:
                     self.acceptor.tick(time.monotonic())
         finally:

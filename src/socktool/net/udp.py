@@ -21,6 +21,7 @@ import time
 from typing import NamedTuple, TypeVar
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import NetworkError, TimedOut, UsageError, describe
 from socktool.net.fdio import OutputClosed, write_all
@@ -205,9 +206,14 @@ class Receiver(DatagramCounters):
         buffer = self._buffer
         view = memoryview(buffer)
         count = total = 0
+        sock_fd = self.sock.fileno()
         try:
             while True:
-                n = recv_into(buffer)
+                try:  # a burst is read without a poll per datagram; an empty queue waits in wait()
+                    n = recv_into(buffer, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    interrupts.wait(sock_fd)
+                    continue
                 if n:
                     written = write(fd, view[:n])
                     if written != n:  # rare: a signal in the middle of a write
@@ -227,13 +233,12 @@ class Receiver(DatagramCounters):
         view = memoryview(self._buffer)
         deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
         while opts.count is None or self.datagrams_in < opts.count:
-            if deadline is not None:
-                sock.settimeout(max(0.0, deadline - time.monotonic()))
-            try:
-                n, addr = sock.recvfrom_into(self._buffer)
-            except TimeoutError:
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if not interrupts.wait(sock.fileno(), timeout=timeout):
                 self._timed_out()
                 return
+            try:
+                n, addr = sock.recvfrom_into(self._buffer)
             except OSError as exc:
                 raise NetworkError(f"receiving on {self.listener.address} failed", describe(exc)) from exc
             self.datagrams_in += 1

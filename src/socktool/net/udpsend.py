@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.address import Endpoint, resolve, sockaddr_text
 from socktool.net.errors import BindError, NetworkError, TimedOut, UsageError, describe
 from socktool.net.fdio import CHUNK, write_all
@@ -250,6 +251,9 @@ class Sender(DatagramCounters):
         if out.stdin_fd is not None:
             splitter = LineSplitter()
             poller.register(out.stdin_fd, select.POLLIN)
+        wakeup = interrupts.wakeup_fd()
+        if wakeup is not None:  # so that a signal is never missed while waiting
+            poller.register(wakeup, select.POLLIN)
         next_send = time.monotonic()
         deadline: float | None = None
         while True:
@@ -272,6 +276,8 @@ class Sender(DatagramCounters):
             for fd, _mask in poller.poll(timeout_ms):
                 if fd == sock_fd:
                     self._receive()
+                elif fd == wakeup:
+                    interrupts.drain()
                 elif splitter is not None:
                     chunk = os.read(fd, CHUNK)
                     lines = splitter.feed(chunk) if chunk else splitter.close()

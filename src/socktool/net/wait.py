@@ -21,6 +21,7 @@ from socktool.net.address import Endpoint
 from socktool.net.errors import NetworkError
 
 MIN_ATTEMPT_TIMEOUT = 1.0  # a connect gets at least this long to complete, whatever the interval
+WAIT_SLICE = 0.1  # the main thread waits in slices: a signal landing just before a wait is seen by the next
 
 
 class Probe(NamedTuple):
@@ -90,7 +91,8 @@ class Waiter:
         for watcher in watchers:
             watcher.start()
         try:
-            self._all_ready.wait(max(0.0, self._deadline - self.clock()))
+            while not self._all_ready.is_set() and (left := self._deadline - self.clock()) > 0:
+                self._all_ready.wait(min(left, WAIT_SLICE))
         finally:
             self._stop.set()  # watchers still probing give up at their next step
         with self._lock:

@@ -1,0 +1,265 @@
+"""A SIGTERM is never lost, wherever in the code it lands.
+
+Python runs a signal handler between two bytecodes. A signal that lands
+after the last check and before a blocking system call only sets a flag, and
+the call then blocks as if nothing had happened (socktool.net.interrupts
+explains the cure). A plain `kill` hits that window only now and then; these
+tests put the signal there on purpose.
+
+gdb attaches to a socktool that waits for traffic, with a breakpoint at the
+entry of every libc call that can block; traffic arrives; at the main
+thread's k-th such call gdb delivers SIGTERM and lets the process go on. For
+k = 1, 2, ... until the process goes idle before its k-th call (gdb then
+stops it inside the blocking call, which is the other place a signal lands),
+it must exit with 143 at once.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import Proc, need
+
+pytestmark = pytest.mark.timeout(120)
+
+GDB_SCRIPT = """
+import os
+import gdb
+
+CALL = int(os.environ["SOCKTOOL_TEST_CALL"])
+BLOCKING = (
+    "poll", "ppoll", "epoll_wait", "epoll_pwait", "select", "pselect",
+    "recv", "recvfrom", "recvmsg", "accept", "accept4", "connect",
+    "read", "write", "send", "sendto", "splice",
+    "wait4", "waitpid", "clock_nanosleep", "sem_wait", "sem_clockwait", "sem_timedwait",
+)
+calls = []
+
+class Entry(gdb.Breakpoint):
+    def stop(self):
+        pid, lwp, _ = gdb.selected_thread().ptid
+        if lwp != pid:  # another thread: signals are the main thread's to handle
+            return False
+        calls.append(self.location)
+        return len(calls) == CALL
+
+for name in BLOCKING:
+    Entry(name, internal=True)
+print("armed", flush=True)
+"""
+
+GDB_OPTIONS = [
+    "--readnever",  # the ELF symbols are enough for a breakpoint at a libc entry, and much quicker to load
+    "-batch",
+    "-nx",
+    *("-iex", "set debuginfod enabled off"),
+    *("-iex", "set confirm off"),
+    *("-iex", "set auto-load no"),
+]
+GDB_COMMANDS = [
+    *("-ex", "continue"),
+    *("-ex", "python print('stopped after', len(calls), 'calls', flush=True)"),
+    *("-ex", "delete"),
+    *("-ex", "signal SIGTERM"),
+]
+IDLE = 1.5  # seconds without reaching the k-th call: the process is waiting for traffic
+
+
+@pytest.fixture(scope="module")
+def gdb_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need("gdb")
+    path = tmp_path_factory.mktemp("gdb") / "kth_call.py"
+    path.write_text(GDB_SCRIPT)
+    return path
+
+
+def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], None]) -> bool:
+    """SIGTERM at the main thread's `call`-th blocking call after `traffic`; False if it went idle first."""
+    gdb = subprocess.Popen(
+        ["gdb", "-p", str(proc.popen.pid), *GDB_OPTIONS, "-ex", f"source {script}", *GDB_COMMANDS],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "SOCKTOOL_TEST_CALL": str(call)},
+        text=True,
+    )
+    assert gdb.stdout is not None
+    try:
+        said = []
+        for line in gdb.stdout:
+            said.append(line)
+            if line.startswith("armed"):
+                break
+        else:
+            if any("ptrace" in line for line in said):
+                pytest.skip("gdb cannot attach here: " + "".join(said).strip())
+            raise AssertionError("gdb did not attach:\n" + "".join(said))
+        traffic()
+        with selectors.DefaultSelector() as selector:
+            selector.register(gdb.stdout, selectors.EVENT_READ)
+            interrupted = False
+            while True:
+                if not selector.select(IDLE) and not interrupted:
+                    gdb.send_signal(signal.SIGINT)  # stop it where it waits; the SIGTERM lands there
+                    interrupted = True
+                    continue
+                line = gdb.stdout.readline()
+                assert line, "gdb ended without stopping the process:\n" + "".join(said)
+                said.append(line)
+                if line.startswith("stopped after"):
+                    reached = int(line.split()[2]) == call
+                    break
+        code = proc.wait(timeout=10)
+        assert code == 143, f"exit {code} after SIGTERM at call {call}; gdb said:\n" + "".join(said)
+        gdb.wait(timeout=10)
+        return reached
+    finally:
+        if gdb.poll() is None:
+            gdb.kill()
+            gdb.wait()
+        gdb.stdout.close()
+
+
+def every_call(script: Path, start: Callable[[], Iterator[tuple[Proc, Callable[[], None]]]], most: int = 12) -> None:
+    """signal_at_call for k = 1, 2, ... until the process goes idle before its k-th call."""
+    for call in range(1, most + 1):
+        with start() as (proc, traffic), proc:
+            if not signal_at_call(script, proc, call, traffic):
+                assert call > 1, "no blocking call at all after the traffic"
+                return
+    raise AssertionError(f"still busy after {most} calls: not waiting for traffic?")
+
+
+# -- scenarios ------------------------------------------------------------------------
+def test_udp_listen_pipe(gdb_script, tmp_sock_dir):
+    path = tmp_sock_dir / "dgram.sock"
+
+    @contextmanager
+    def start():
+        proc = Proc("udp-listen", f"unix:{path}")
+        proc.wait_listening()
+
+        def traffic():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+                client.sendto(b"x", str(path))
+
+        yield proc, traffic
+        assert not path.exists()
+
+    every_call(gdb_script, start)
+
+
+def test_udp_listen_counting(gdb_script):
+    @contextmanager
+    def start():
+        proc = Proc("udp-listen", "127.0.0.1:0", "--count", "5", "--json")
+        port = proc.wait_listening()
+
+        def traffic():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.sendto(b"x", ("127.0.0.1", port))
+
+        yield proc, traffic
+
+    every_call(gdb_script, start)
+
+
+@pytest.mark.parametrize("output", ["pipe", "file"])
+def test_tcp_connect_receiving(gdb_script, tmp_path, output):
+    @contextmanager
+    def start():
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+            with open(tmp_path / "out", "wb") as out:
+                stdout = subprocess.PIPE if output == "pipe" else out
+                proc = Proc("tcp-connect", f"127.0.0.1:{port}", "--recv-only", "-v", stdout=stdout)
+                server.settimeout(10)
+                peer, _ = server.accept()
+                with peer:
+                    proc.wait_for("connected to")
+                    yield proc, lambda: peer.sendall(b"hello")
+
+    every_call(gdb_script, start)
+
+
+def test_tcp_listen_one_client(gdb_script):
+    @contextmanager
+    def start():
+        proc = Proc("tcp-listen", "127.0.0.1:0")
+        port = proc.wait_listening()
+        clients = []
+
+        def traffic():
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            clients.append(client)
+            client.sendall(b"hello")
+
+        try:
+            yield proc, traffic
+        finally:
+            for client in clients:
+                client.close()
+
+    every_call(gdb_script, start)
+
+
+def test_tcp_listen_keep_open(gdb_script):
+    @contextmanager
+    def start():
+        proc = Proc("tcp-listen", "127.0.0.1:0", "-k")
+        port = proc.wait_listening()
+        clients = []
+
+        def traffic():
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+
+        try:
+            yield proc, traffic
+        finally:
+            for client in clients:
+                client.close()
+
+    every_call(gdb_script, start)
+
+
+def test_tcp_listen_exec_waiting_for_its_command(gdb_script):
+    @contextmanager
+    def start():
+        proc = Proc("tcp-listen", "127.0.0.1:0", "--exec", "sleep 60")
+        port = proc.wait_listening()
+        clients = []
+
+        def traffic():
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+
+        try:
+            yield proc, traffic
+        finally:
+            for client in clients:
+                client.close()
+
+    every_call(gdb_script, start)
+
+
+def test_echo(gdb_script):
+    @contextmanager
+    def start():
+        proc = Proc("echo", "127.0.0.1:0")
+        port = proc.wait_listening()
+
+        def traffic():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.sendto(b"x", ("127.0.0.1", port))
+
+        yield proc, traffic
+
+    every_call(gdb_script, start)
