@@ -411,3 +411,27 @@ def test_slow_steady_stdin_after_peer_half_closed_is_sent_to_the_end(tmp_path):
         assert pipeline.returncode == 0, pipeline.stderr
         assert listener.wait() == 0
     assert out.read_bytes() == b"".join(bytes([65 + i]) * 1000 for i in range(25))
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policy")
+@pytest.mark.parametrize("mode", [[], ["--send-only"]], ids=["both-ways", "send-only"])
+def test_bulk_sender_defers_to_its_producer(mode):
+    """The thread splicing stdin's pipe to the socket is SCHED_BATCH, so that a producer's
+    every write does not wake it at once (bench/RESULTS.md: 1.2x nc's throughput and more
+    comes from this); the other threads keep the normal policy."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(10)
+        read_end, write_end = os.pipe()
+        proc = Proc("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", *mode, stdin=read_end)
+        os.close(read_end)
+        with proc, os.fdopen(write_end, "wb", buffering=0) as producer:
+            peer, _ = server.accept()
+            with peer:
+                producer.write(b"x")
+                peer.settimeout(10)
+                assert peer.recv(1) == b"x"  # the send loop runs
+                tasks = os.listdir(f"/proc/{proc.popen.pid}/task")
+                policies = sorted(os.sched_getscheduler(int(task)) for task in tasks)
+                assert os.SCHED_BATCH in policies
+                if not mode:  # the receiving main thread answers as quickly as ever
+                    assert os.SCHED_OTHER in policies

@@ -28,7 +28,16 @@ from typing import NamedTuple
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
-from socktool.net.fdio import CHUNK, OutputClosed, is_pipe, sendfile_loop, splice_loop, widen_pipe, write_all
+from socktool.net.fdio import (
+    CHUNK,
+    OutputClosed,
+    defer_to_producer,
+    is_pipe,
+    sendfile_loop,
+    splice_loop,
+    widen_pipe,
+    write_all,
+)
 from socktool.net.values import CrlfEncoder, HexDecoder, format_duration
 
 EXPECT_WINDOW = 64 * 1024
@@ -223,6 +232,7 @@ class Relay:
         fd, sock_fd = payload.stdin_fd, self.conn.sock.fileno()
         if is_pipe(fd):
             widen_pipe(fd)
+            defer_to_producer()
             return splice_loop(fd, sock_fd, self.conn.count_sent)
         return sendfile_loop(fd, sock_fd, self.conn.count_sent)
 
