@@ -11,6 +11,7 @@ vs `python -c "import typer"` in the same environment.
 
     python bench/bench_tcp.py                 # 2 GiB, 5 rounds
     python bench/bench_tcp.py --size 256M --rounds 3
+    python bench/bench_tcp.py --tools socktool,nc,nc-to-socktool,socktool-to-nc --skip-startup
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ TOOLS = {
         "connect": "socat -u STDIN TCP:127.0.0.1:{port}",
     },
 }
+# Mixed pairs, to see which side of the pipe makes the difference (--tools socktool,nc,nc-to-socktool,...).
+MIXED = {
+    "nc-to-socktool": {"listen": TOOLS["socktool"]["listen"], "connect": TOOLS["nc"]["connect"]},
+    "socktool-to-nc": {"listen": TOOLS["nc"]["listen"], "connect": TOOLS["socktool"]["connect"]},
+}
+
+
+PAIRS = {**TOOLS, **MIXED}
 
 
 def parse_size(text: str) -> int:
@@ -69,14 +78,14 @@ def transfer(tool: str, size: int) -> dict:
             [
                 "bash",
                 "-c",
-                f"/usr/bin/time -f %M -o {rss_file} {TOOLS[tool]['listen'].format(port=port)} | wc -c > {count_file}",
+                f"/usr/bin/time -f %M -o {rss_file} {PAIRS[tool]['listen'].format(port=port)} | wc -c > {count_file}",
             ],
             stdin=subprocess.DEVNULL,
         )
         wait_listening(port)
         start = time.perf_counter()
         subprocess.run(
-            ["bash", "-c", f"head -c {size} /dev/zero | {TOOLS[tool]['connect'].format(port=port)}"],
+            ["bash", "-c", f"head -c {size} /dev/zero | {PAIRS[tool]['connect'].format(port=port)}"],
             check=True,
             timeout=600,
         )
@@ -119,7 +128,7 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     args = parser.parse_args()
     size = parse_size(args.size)
-    tools = [t for t in args.tools.split(",") if t == "socktool" or shutil.which(t)]
+    tools = [t for t in args.tools.split(",") if t in MIXED or t == "socktool" or shutil.which(t)]
     runs: dict[str, list[dict]] = {t: [] for t in tools}
     for round_ in range(args.rounds):
         order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
@@ -127,7 +136,7 @@ def main() -> None:
             result = transfer(tool, size)
             runs[tool].append(result)
             print(
-                f"round {round_ + 1} {tool:8} {result['mib_s']:8.0f} MiB/s  complete={result['complete']}  "
+                f"round {round_ + 1} {tool:14} {result['mib_s']:8.0f} MiB/s  complete={result['complete']}  "
                 f"listener RSS {result['rss_mb']:.1f} MB",
                 flush=True,
             )
