@@ -113,10 +113,11 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
     and the splice then returns with what is there. In the main thread
     every source is waited for first, so that an interrupt is never missed.
     """
-    wait = interrupts.wait if src_is_socket else interrupts.wait_ready
+    waiter = interrupts.Waiter(src)
+    wait = waiter.wait if src_is_socket else waiter.wait_ready
     first = True
     while True:
-        wait(src)
+        wait()
         try:
             moved = os.splice(src, dst, SPLICE_CHUNK)
         except OSError as exc:

@@ -12,7 +12,7 @@ Two ways a signal can go unnoticed in Python, and the cure for each:
   `kill` right after a datagram left udp-listen waiting for the next one.
   `install` makes the C handler also write a byte into a pipe
   (signal.set_wakeup_fd), and every blocking wait of the main thread watches
-  that pipe too: `wait` and `wait_ready` here, or a selector given
+  that pipe too: a `Waiter` here, or a selector given
   `wakeup_fd()`. The byte wakes the wait; back in Python the handler runs
   and raises (KeyboardInterrupt, Terminated) from the wait.
 """
@@ -106,36 +106,44 @@ def drain() -> None:
         pass
 
 
+class Waiter:
+    """Waits for one descriptor, again and again (one poll object for a whole loop).
+
+    `wait` returns True when `fd` is ready for `events` (an error or hang-up
+    counts) and False when `timeout` passed; a signal's handler raises from
+    it, whenever the signal came.
+    """
+
+    def __init__(self, fd: int, events: int = select.POLLIN):
+        self._poller = select.poll()
+        self._poller.register(fd, events)
+        self._wakeup = wakeup_fd()
+        if self._wakeup is not None:
+            self._poller.register(self._wakeup, select.POLLIN)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        poll, wakeup = self._poller.poll, self._wakeup
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = poll(None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000)
+            if _ready(ready, wakeup):
+                return True
+            if ready:
+                drain()  # a signal whose handler did not raise: keep waiting
+            elif deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def wait_ready(self) -> None:
+        """Before a blocking call on the descriptor: in the main thread, wait for it here;
+        in any other thread return at once and let the call wait (no signal is
+        delivered there, so there is nothing to miss)."""
+        if self._wakeup is not None:
+            self.wait()
+
+
 def wait(fd: int, events: int = select.POLLIN, timeout: float | None = None) -> bool:
-    """Wait until `fd` is ready for `events` (True; an error or hang-up counts) or `timeout` passes (False).
-
-    A signal's handler raises from here, whenever it came.
-    """
-    poller = select.poll()
-    poller.register(fd, events)
-    wakeup = wakeup_fd()
-    if wakeup is not None:
-        poller.register(wakeup, select.POLLIN)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
-        ready = poller.poll(left)
-        if _ready(ready, wakeup):
-            return True
-        if ready:
-            drain()  # a signal whose handler did not raise: keep waiting
-        elif deadline is not None and time.monotonic() >= deadline:
-            return False
-
-
-def wait_ready(fd: int, events: int = select.POLLIN) -> None:
-    """Before a blocking call on `fd` in a thread that may be interrupted: wait for it in poll().
-
-    In any other thread return at once and let the call itself wait: no
-    signal is delivered there, so there is nothing to miss.
-    """
-    if wakeup_fd() is not None:
-        wait(fd, events)
+    """Waiter(fd, events).wait(timeout), for a single wait."""
+    return Waiter(fd, events).wait(timeout)
 
 
 def _ready(ready: list[tuple[int, int]], wakeup: int | None) -> bool:

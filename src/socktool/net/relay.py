@@ -73,8 +73,9 @@ class Payload(NamedTuple):
             return
         hex_decoder = HexDecoder() if self.hex_input else None
         crlf = CrlfEncoder() if self.crlf else None
+        stdin = interrupts.Waiter(self.stdin_fd)
         while True:
-            interrupts.wait_ready(self.stdin_fd)
+            stdin.wait_ready()
             chunk = os.read(self.stdin_fd, CHUNK)
             if not chunk:
                 break
@@ -265,12 +266,12 @@ class Relay:
         window = b""
         expect_deadline = time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
         timed = opts.idle_timeout is not None or expect_deadline is not None
-        sock_fd = sock.fileno()
-        # In the main thread, an empty socket is waited for in interrupts.wait (see there).
+        waiter = interrupts.Waiter(sock.fileno())
+        # In the main thread, an empty socket is waited for in the Waiter (see interrupts).
         flags = socket.MSG_DONTWAIT if interrupts.wakeup_fd() is not None and not timed else 0
         while True:
             if timed:
-                if not interrupts.wait(sock_fd, timeout=self._wait_seconds(expect_deadline)):
+                if not waiter.wait(self._wait_seconds(expect_deadline)):
                     if expect_deadline is not None and time.monotonic() >= expect_deadline:
                         raise ExpectNotMet(
                             f"no match for {self._pattern()}",
@@ -283,7 +284,7 @@ class Relay:
             try:
                 n = sock.recv_into(buffer, 0, flags)
             except BlockingIOError:
-                interrupts.wait(sock_fd)
+                waiter.wait()
                 continue
             if not n:
                 if self._send_error is not None:

@@ -206,13 +206,13 @@ class Receiver(DatagramCounters):
         buffer = self._buffer
         view = memoryview(buffer)
         count = total = 0
-        sock_fd = self.sock.fileno()
+        waiter = interrupts.Waiter(self.sock.fileno())
         try:
             while True:
                 try:  # a burst is read without a poll per datagram; an empty queue waits in wait()
                     n = recv_into(buffer, 0, socket.MSG_DONTWAIT)
                 except BlockingIOError:
-                    interrupts.wait(sock_fd)
+                    waiter.wait()
                     continue
                 if n:
                     written = write(fd, view[:n])
@@ -232,9 +232,9 @@ class Receiver(DatagramCounters):
         opts, sock = self.options, self.sock
         view = memoryview(self._buffer)
         deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
+        waiter = interrupts.Waiter(sock.fileno())
         while opts.count is None or self.datagrams_in < opts.count:
-            timeout = None if deadline is None else deadline - time.monotonic()
-            if not interrupts.wait(sock.fileno(), timeout=timeout):
+            if not waiter.wait(None if deadline is None else deadline - time.monotonic()):
                 self._timed_out()
                 return
             try:
