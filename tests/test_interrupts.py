@@ -21,13 +21,14 @@ import selectors
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import Proc, need
+from conftest import Proc, free_port, need
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -128,14 +129,17 @@ def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], No
         gdb.stdout.close()
 
 
-def every_call(script: Path, start: Callable[[], Iterator[tuple[Proc, Callable[[], None]]]], most: int = 12) -> None:
-    """signal_at_call for k = 1, 2, ... until the process goes idle before its k-th call."""
+def every_call(
+    script: Path, start: Callable[[], Iterator[tuple[Proc, Callable[[], None]]]], most: int = 12, ticking: bool = False
+) -> None:
+    """signal_at_call for k = 1, 2, ... until the process goes idle before its k-th call
+    (or, for a process that wakes up on a timer, `ticking`, up to the `most`-th call)."""
     for call in range(1, most + 1):
         with start() as (proc, traffic), proc:
             if not signal_at_call(script, proc, call, traffic):
                 assert call > 1, "no blocking call at all after the traffic"
                 return
-    raise AssertionError(f"still busy after {most} calls: not waiting for traffic?")
+    assert ticking, f"still busy after {most} calls: not waiting for traffic?"
 
 
 # -- scenarios ------------------------------------------------------------------------
@@ -262,3 +266,51 @@ def test_echo(gdb_script):
         yield proc, traffic
 
     every_call(gdb_script, start)
+
+
+def test_time_server(gdb_script):
+    @contextmanager
+    def start():
+        proc = Proc("time-server", "127.0.0.1:0")
+        port = proc.wait_listening()
+
+        clients = []
+
+        def traffic():
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+
+        try:
+            yield proc, traffic
+        finally:
+            for client in clients:
+                client.close()
+
+    every_call(gdb_script, start)
+
+
+def test_udp_send_waiting_for_replies(gdb_script):
+    @contextmanager
+    def start():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind(("127.0.0.1", 0))
+            peer.settimeout(10)
+            proc = Proc("udp-send", f"127.0.0.1:{peer.getsockname()[1]}", "ping", "--timeout", "60s")
+            _, sender = peer.recvfrom(100)
+            yield proc, lambda: peer.sendto(b"pong", sender)
+
+    every_call(gdb_script, start)
+
+
+def test_wait_between_tries(gdb_script):
+    """The main thread waits in slices of 0.1 s for the probing threads: any call may take the signal."""
+
+    @contextmanager
+    def start():
+        proc = Proc("wait", f"127.0.0.1:{free_port()}", "--timeout", "60s", "--interval", "10s")
+        deadline = time.monotonic() + 10
+        while len(os.listdir(f"/proc/{proc.popen.pid}/task")) < 2:  # its probing thread has started
+            assert time.monotonic() < deadline and proc.popen.poll() is None, proc.stderr
+            time.sleep(0.01)
+        yield proc, lambda: None
+
+    every_call(gdb_script, start, most=4, ticking=True)
