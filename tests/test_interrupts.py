@@ -21,6 +21,7 @@ import selectors
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -314,3 +315,73 @@ def test_wait_between_tries(gdb_script):
         yield proc, lambda: None
 
     every_call(gdb_script, start, most=4, ticking=True)
+
+
+def _main_thread_asleep(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "S"
+
+
+def _wait_until_stuck(proc: Proc, peer: socket.socket) -> None:
+    """Until the peer's receive queue stops growing and socktool sleeps: the socket is full."""
+    last, steady = -1, 0
+    deadline = time.monotonic() + 20
+    while steady < 3:
+        assert time.monotonic() < deadline, "the sender never filled the socket"
+        queued = len(peer.recv(1 << 24, socket.MSG_PEEK | socket.MSG_DONTWAIT)) if _readable(peer) else 0
+        steady = steady + 1 if queued == last and _main_thread_asleep(proc.popen.pid) else 0
+        last = queued
+        time.sleep(0.05)
+
+
+def _read_some(peer: socket.socket, size: int) -> None:
+    """Read `size` bytes, then stop: the sender wakes (its socket has room for a third of
+    its buffer again), sends, and soon finds the socket full once more. The bytes
+    already queued in its socket keep coming even while gdb holds it."""
+    peer.settimeout(10)
+    while size > 0:
+        size -= len(peer.recv(min(size, 1 << 16)))
+
+
+def _readable(sock: socket.socket) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(0))
+
+
+@pytest.mark.parametrize("source", ["pipe", "file"])
+def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, source):
+    """--send-only: the main thread sends; a full socket must not hold a signal back."""
+    size = 64 << 20
+    if source == "file":
+        (tmp_path / "big").write_bytes(bytes(size))
+
+    @contextmanager
+    def start():
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            server.settimeout(10)
+            if source == "file":
+                stdin = open(tmp_path / "big", "rb")  # noqa: SIM115 - closed below
+            else:
+                stdin, write_end = os.pipe()
+                threading.Thread(target=_fill, args=(write_end, size), daemon=True).start()
+            try:
+                proc = Proc("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--send-only", stdin=stdin)
+            finally:
+                stdin.close() if source == "file" else os.close(stdin)
+            peer, _ = server.accept()
+            with peer:
+                _wait_until_stuck(proc, peer)
+                yield proc, lambda: _read_some(peer, 2 << 20)  # the send buffer holds 4 MiB at most
+
+    every_call(gdb_script, start)
+
+
+def _fill(fd: int, size: int) -> None:
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as pipe:
+            chunk = bytes(1 << 16)
+            for _ in range(size // len(chunk)):
+                pipe.write(chunk)
+    except OSError:
+        pass  # socktool ended first

@@ -8,10 +8,12 @@ buffer and `os.write`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import select
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from socktool.net import interrupts
 
@@ -111,41 +113,70 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
     waits for data, which would stall the reader of that pipe on bytes
     already in it; so with a socket source we wait for readability first
     and the splice then returns with what is there. In the main thread
-    every source is waited for first, so that an interrupt is never missed.
+    every source is waited for first, and a socket we send to is waited for
+    when full (see `_sending_socket`), so that an interrupt is never missed.
     """
     waiter = interrupts.Waiter(src)
     wait = waiter.wait if src_is_socket else waiter.wait_ready
     first = True
-    while True:
-        wait()
-        try:
-            moved = os.splice(src, dst, SPLICE_CHUNK)
-        except OSError as exc:
-            if first and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
-                return False
-            if exc.errno == errno.EPIPE and not _is_socket(dst):
-                raise OutputClosed from exc
-            raise
-        first = False
-        if not moved:
-            return True
-        count(moved)
+    with _sending_socket(None if src_is_socket else dst) as full:
+        while True:
+            wait()
+            try:
+                moved = os.splice(src, dst, SPLICE_CHUNK)
+            except BlockingIOError:
+                if full is None:
+                    raise
+                full.wait()  # the socket cannot take more yet
+                continue
+            except OSError as exc:
+                if first and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
+                    return False
+                if exc.errno == errno.EPIPE and not _is_socket(dst):
+                    raise OutputClosed from exc
+                raise
+            first = False
+            if not moved:
+                return True
+            count(moved)
 
 
 def sendfile_loop(src: int, sock_fd: int, count: Counter) -> bool:
     """Copy a regular file to a socket with sendfile. False if not supported."""
     first = True
-    while True:
-        try:
-            moved = os.sendfile(sock_fd, src, None, CHUNK)
-        except OSError as exc:
-            if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
-                return False
-            raise
-        first = False
-        if not moved:
-            return True
-        count(moved)
+    with _sending_socket(sock_fd) as full:
+        while True:
+            try:
+                moved = os.sendfile(sock_fd, src, None, CHUNK)
+            except BlockingIOError:
+                if full is None:
+                    raise
+                full.wait()
+                continue
+            except OSError as exc:
+                if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
+                    return False
+                raise
+            first = False
+            if not moved:
+                return True
+            count(moved)
+
+
+@contextlib.contextmanager
+def _sending_socket(sock_fd: int | None) -> Iterator[interrupts.Waiter | None]:
+    """For a loop sending to `sock_fd`: in the main thread, the socket made non-blocking
+    for the loop's time and a Waiter for room in it, so that a signal landing just
+    before a send to a full socket is not held until the peer reads. Elsewhere (and
+    with no socket) nothing changes: a send there simply blocks."""
+    if sock_fd is None or interrupts.wakeup_fd() is None:
+        yield None
+        return
+    os.set_blocking(sock_fd, False)
+    try:
+        yield interrupts.Waiter(sock_fd, select.POLLOUT)
+    finally:
+        os.set_blocking(sock_fd, True)
 
 
 def _is_socket(fd: int) -> bool:
