@@ -16,11 +16,14 @@ it must exit with 143 at once.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import selectors
 import signal
 import socket
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -322,15 +325,15 @@ def _main_thread_asleep(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] == "S"
 
 
-def _wait_until_stuck(proc: Proc, peer: socket.socket) -> None:
-    """Until the peer's receive queue stops growing and socktool sleeps: the socket is full."""
+def _wait_until_asleep_with(proc: Proc, queued: Callable[[], int]) -> None:
+    """Until the queue it fills stops growing and socktool sleeps: the destination is full."""
     last, steady = -1, 0
     deadline = time.monotonic() + 20
     while steady < 3:
-        assert time.monotonic() < deadline, "the sender never filled the socket"
-        queued = len(peer.recv(1 << 24, socket.MSG_PEEK | socket.MSG_DONTWAIT)) if _readable(peer) else 0
-        steady = steady + 1 if queued == last and _main_thread_asleep(proc.popen.pid) else 0
-        last = queued
+        assert time.monotonic() < deadline, "socktool never filled its destination"
+        now = queued()
+        steady = steady + 1 if now == last and _main_thread_asleep(proc.popen.pid) else 0
+        last = now
         time.sleep(0.05)
 
 
@@ -343,10 +346,9 @@ def _read_some(peer: socket.socket, size: int) -> None:
         size -= len(peer.recv(min(size, 1 << 16)))
 
 
-def _readable(sock: socket.socket) -> bool:
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, selectors.EVENT_READ)
-        return bool(selector.select(0))
+def _queued(fd: int) -> int:
+    """Bytes waiting to be read from a socket or a pipe."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 @pytest.mark.parametrize("source", ["pipe", "file"])
@@ -371,7 +373,7 @@ def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, 
                 stdin.close() if source == "file" else os.close(stdin)
             peer, _ = server.accept()
             with peer:
-                _wait_until_stuck(proc, peer)
+                _wait_until_asleep_with(proc, lambda: _queued(peer.fileno()))
                 yield proc, lambda: _read_some(peer, 2 << 20)  # the send buffer holds 4 MiB at most
 
     every_call(gdb_script, start)
@@ -385,3 +387,34 @@ def _fill(fd: int, size: int) -> None:
                 pipe.write(chunk)
     except OSError:
         pass  # socktool ended first
+
+
+def test_tcp_connect_receiving_into_a_pipe_nobody_reads(gdb_script):
+    """The main thread splices into stdout; a full pipe must not hold a signal back."""
+
+    @contextmanager
+    def start():
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            server.settimeout(10)
+            proc = Proc("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--recv-only")
+            peer, _ = server.accept()
+            with peer:
+                threading.Thread(target=_send_quietly, args=(peer, 64 << 20), daemon=True).start()
+                out = proc.popen.stdout
+                assert out is not None
+                _wait_until_asleep_with(proc, lambda: _queued(out.fileno()))
+                yield proc, lambda: _read_pipe(out.fileno(), 1 << 16)  # room in the pipe wakes it
+
+    every_call(gdb_script, start)
+
+
+def _send_quietly(sock: socket.socket, size: int) -> None:
+    try:
+        sock.sendall(bytes(size))
+    except OSError:
+        pass  # socktool ended first
+
+
+def _read_pipe(fd: int, size: int) -> None:
+    while size > 0:
+        size -= len(os.read(fd, min(size, 1 << 16)))

@@ -19,6 +19,7 @@ from socktool.net import interrupts
 
 CHUNK = 256 * 1024
 SPLICE_CHUNK = 1024 * 1024
+SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1024 * 1024
 
@@ -113,21 +114,21 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
     waits for data, which would stall the reader of that pipe on bytes
     already in it; so with a socket source we wait for readability first
     and the splice then returns with what is there. In the main thread
-    every source is waited for first, and a socket we send to is waited for
-    when full (see `_sending_socket`), so that an interrupt is never missed.
+    every source is waited for first, and a full destination too (see
+    `_room_to_write`), so that an interrupt is never missed.
     """
     waiter = interrupts.Waiter(src)
     wait = waiter.wait if src_is_socket else waiter.wait_ready
     first = True
-    with _sending_socket(None if src_is_socket else dst) as full:
+    with _room_to_write(dst, dst_is_pipe=src_is_socket) as (full, flags):
         while True:
             wait()
             try:
-                moved = os.splice(src, dst, SPLICE_CHUNK)
+                moved = os.splice(src, dst, SPLICE_CHUNK, flags=flags)
             except BlockingIOError:
                 if full is None:
                     raise
-                full.wait()  # the socket cannot take more yet
+                full.wait()  # the destination cannot take more yet
                 continue
             except OSError as exc:
                 if first and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
@@ -144,7 +145,7 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
 def sendfile_loop(src: int, sock_fd: int, count: Counter) -> bool:
     """Copy a regular file to a socket with sendfile. False if not supported."""
     first = True
-    with _sending_socket(sock_fd) as full:
+    with _room_to_write(sock_fd) as (full, _flags):
         while True:
             try:
                 moved = os.sendfile(sock_fd, src, None, CHUNK)
@@ -164,19 +165,23 @@ def sendfile_loop(src: int, sock_fd: int, count: Counter) -> bool:
 
 
 @contextlib.contextmanager
-def _sending_socket(sock_fd: int | None) -> Iterator[interrupts.Waiter | None]:
-    """For a loop sending to `sock_fd`: in the main thread, the socket made non-blocking
-    for the loop's time and a Waiter for room in it, so that a signal landing just
-    before a send to a full socket is not held until the peer reads. Elsewhere (and
-    with no socket) nothing changes: a send there simply blocks."""
-    if sock_fd is None or interrupts.wakeup_fd() is None:
-        yield None
-        return
-    os.set_blocking(sock_fd, False)
-    try:
-        yield interrupts.Waiter(sock_fd, select.POLLOUT)
-    finally:
-        os.set_blocking(sock_fd, True)
+def _room_to_write(dst: int, *, dst_is_pipe: bool = False) -> Iterator[tuple[interrupts.Waiter | None, int]]:
+    """For a loop writing to `dst`, in the main thread: a Waiter for room in it, and the
+    splice flags. A socket becomes non-blocking for the loop's time; a pipe (stdout,
+    shared with others) keeps its mode and each splice is asked not to block on it.
+    So a signal that lands just before a write to a full destination is not held
+    until the peer or the reader takes more. In any other thread nothing changes:
+    a write there simply blocks, and no signal is delivered there."""
+    if interrupts.wakeup_fd() is None:
+        yield None, 0
+    elif dst_is_pipe:
+        yield interrupts.Waiter(dst, select.POLLOUT), SPLICE_F_NONBLOCK
+    else:
+        os.set_blocking(dst, False)
+        try:
+            yield interrupts.Waiter(dst, select.POLLOUT), 0
+        finally:
+            os.set_blocking(dst, True)
 
 
 def _is_socket(fd: int) -> bool:
