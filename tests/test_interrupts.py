@@ -368,7 +368,8 @@ def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, 
                 stdin, write_end = os.pipe()
                 threading.Thread(target=_fill, args=(write_end, size), daemon=True).start()
             try:
-                proc = Proc("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--send-only", stdin=stdin)
+                address = f"127.0.0.1:{server.getsockname()[1]}"
+                proc = Proc("tcp-connect", address, "--send-only", stdin=stdin)
             finally:
                 stdin.close() if source == "file" else os.close(stdin)
             peer, _ = server.accept()

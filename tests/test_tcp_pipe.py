@@ -435,3 +435,47 @@ def test_bulk_sender_defers_to_its_producer(mode):
                 assert os.SCHED_BATCH in policies
                 if not mode:  # the receiving main thread answers as quickly as ever
                     assert os.SCHED_OTHER in policies
+
+
+@pytest.mark.parametrize("options", [[], ["--crlf"]], ids=["spliced", "translated"])
+def test_send_only_to_a_slow_reader_loses_nothing(options):
+    """--send-only sends from the main thread with the socket non-blocking, waiting for room
+    in poll() (so that an interrupt is never held back); a full socket must cost no byte."""
+    lines = b"".join(b"line %d\n" % n for n in range(600_000))  # ~6.7 MB: more than the socket buffers hold
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(10)
+        sender = subprocess.Popen(
+            command("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--send-only", *options),
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        feeder = threading.Thread(target=lambda: (sender.stdin.write(lines), sender.stdin.close()))
+        feeder.start()
+        peer, _ = server.accept()
+        with peer:
+            peer.settimeout(30)
+            wait_until_full(peer)  # the reader stalls until the sender has had to wait for room
+            received = b"".join(iter(lambda: peer.recv(1 << 16), b""))
+        feeder.join(timeout=30)
+        assert sender.wait(timeout=30) == 0, sender.stderr.read()
+        sender.stderr.close()
+    expected = lines.replace(b"\n", b"\r\n") if options else lines
+    assert len(received) == len(expected)
+    assert sha(received) == sha(expected)
+
+
+def wait_until_full(peer: socket.socket) -> None:
+    """Until the bytes queued for `peer` stop growing: the sender's socket is full."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    last, steady = -1, 0
+    deadline = time.monotonic() + 20
+    while steady < 3:
+        assert time.monotonic() < deadline, "the socket never filled"
+        queued = struct.unpack("i", fcntl.ioctl(peer.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        steady = steady + 1 if queued == last and queued > 0 else 0
+        last = queued
+        time.sleep(0.05)

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import select
+import socket
 import stat
 from collections.abc import Callable, Iterator
 
@@ -115,12 +116,12 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
     already in it; so with a socket source we wait for readability first
     and the splice then returns with what is there. In the main thread
     every source is waited for first, and a full destination too (see
-    `_room_to_write`), so that an interrupt is never missed.
+    `room_to_write`), so that an interrupt is never missed.
     """
     waiter = interrupts.Waiter(src)
     wait = waiter.wait if src_is_socket else waiter.wait_ready
     first = True
-    with _room_to_write(dst, dst_is_pipe=src_is_socket) as (full, flags):
+    with room_to_write(dst, dst_is_pipe=src_is_socket) as (full, flags):
         while True:
             wait()
             try:
@@ -145,7 +146,7 @@ def splice_loop(src: int, dst: int, count: Counter, *, src_is_socket: bool = Fal
 def sendfile_loop(src: int, sock_fd: int, count: Counter) -> bool:
     """Copy a regular file to a socket with sendfile. False if not supported."""
     first = True
-    with _room_to_write(sock_fd) as (full, _flags):
+    with room_to_write(sock_fd) as (full, _flags):
         while True:
             try:
                 moved = os.sendfile(sock_fd, src, None, CHUNK)
@@ -164,8 +165,21 @@ def sendfile_loop(src: int, sock_fd: int, count: Counter) -> bool:
             count(moved)
 
 
+def send_all(sock: socket.socket, data: bytes, room: interrupts.Waiter | None) -> None:
+    """sock.sendall, where the socket may be non-blocking inside `room_to_write`."""
+    if room is None:
+        sock.sendall(data)
+        return
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view) :]
+        except BlockingIOError:
+            room.wait()
+
+
 @contextlib.contextmanager
-def _room_to_write(dst: int, *, dst_is_pipe: bool = False) -> Iterator[tuple[interrupts.Waiter | None, int]]:
+def room_to_write(dst: int, *, dst_is_pipe: bool = False) -> Iterator[tuple[interrupts.Waiter | None, int]]:
     """For a loop writing to `dst`, in the main thread: a Waiter for room in it, and the
     splice flags. A socket becomes non-blocking for the loop's time; a pipe (stdout,
     shared with others) keeps its mode and each splice is asked not to block on it.

@@ -33,6 +33,8 @@ from socktool.net.fdio import (
     OutputClosed,
     defer_to_producer,
     is_pipe,
+    room_to_write,
+    send_all,
     sendfile_loop,
     splice_loop,
     widen_pipe,
@@ -207,11 +209,12 @@ class Relay:
         sock, conn = self.conn.sock, self.conn
         try:
             if not self._send_by_kernel():
-                for chunk in self.payload.chunks():
-                    sock.sendall(chunk)
-                    conn.count_sent(len(chunk))
-                    if self.options.emit_data:
-                        self.sink(ev.Data(conn.conn, conn.peer, ev.SENT, chunk))
+                with room_to_write(sock.fileno()) as (room, _flags):
+                    for chunk in self.payload.chunks():
+                        send_all(sock, chunk, room)
+                        conn.count_sent(len(chunk))
+                        if self.options.emit_data:
+                            self.sink(ev.Data(conn.conn, conn.peer, ev.SENT, chunk))
             if self.options.half_close:
                 sock.shutdown(socket.SHUT_WR)
         except ValueError as exc:  # bad --hex-input on stdin
