@@ -12,9 +12,10 @@ Two ways a signal can go unnoticed in Python, and the cure for each:
   `kill` right after a datagram left udp-listen waiting for the next one.
   `install` makes the C handler also write a byte into a pipe
   (signal.set_wakeup_fd), and every blocking wait of the main thread watches
-  that pipe too: a `Waiter` here, or a selector given
-  `wakeup_fd()`. The byte wakes the wait; back in Python the handler runs
-  and raises (KeyboardInterrupt, Terminated) from the wait.
+  that pipe too: a `Waiter` here, or a selector given `wakeup_fd()`. The
+  byte wakes the wait; back in Python the handler runs and raises
+  (KeyboardInterrupt, Terminated) from the wait. Reads and writes that could
+  block go non-blocking first and wait in a Waiter only when they must.
 """
 
 from __future__ import annotations
