@@ -42,9 +42,9 @@ def run(
 class Proc:
     """A running socktool whose stderr is collected line by line in the background."""
 
-    def __init__(self, *args: str, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env: dict | None = None, cwd=None):
+    def __init__(self, *args: str, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, **popen_options):
         self.args = command(*args)
-        self.popen = subprocess.Popen(self.args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, cwd=cwd)
+        self.popen = subprocess.Popen(self.args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, **popen_options)
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -121,6 +121,23 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def serve_once(payload: bytes) -> int:
+    """A loopback port whose one client gets `payload`, then EOF; what the client sends is read and dropped."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(payload)
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(65536):
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
 
 
 def have(tool: str) -> bool:

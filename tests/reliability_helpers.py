@@ -99,15 +99,8 @@ def limit_descriptors(limit: int):
 class LimitedProc(Proc):
     """A Proc started under `ulimit -n limit`."""
 
-    def __init__(self, limit: int, *args: str, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE):
-        self.args = command(*args)
-        self.popen = subprocess.Popen(
-            self.args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, preexec_fn=limit_descriptors(limit)
-        )
-        self.lines = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
+    def __init__(self, limit: int, *args: str, **options):
+        super().__init__(*args, preexec_fn=limit_descriptors(limit), **options)
 
 
 def descriptors(pid: int) -> int:

@@ -10,13 +10,13 @@ import select
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import Proc, command, free_port, need, one_line_error, run
+from conftest import Proc, free_port, need, one_line_error, run
+from reliability_helpers import LimitedProc
 
 MB = 1024 * 1024
 
@@ -144,23 +144,6 @@ def ping_pong(socks: list[socket.socket], rounds: int, size: int, deadline: floa
     finally:
         poller.close()
     return good, errors
-
-
-class LimitedProc(Proc):
-    """A Proc that may open at most `limit` descriptors (soft and hard limit)."""
-
-    def __init__(self, limit: int, *args: str):
-        self.args = command(*args)
-        self.popen = subprocess.Popen(
-            ["prlimit", f"--nofile={limit}:{limit}", *self.args],  # prlimit execs: same pid
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.lines = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import re
-import resource
 import select
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import time
 import pytest
 
 from conftest import command, free_port, need, one_line_error, run
+from reliability_helpers import limit_descriptors
 from socktool.net.ports import (
     BUILTIN_SERVICES,
     ServiceNames,
@@ -397,16 +397,13 @@ def test_concurrency_beyond_the_open_file_limit_is_capped_with_a_warning():
 
 
 def test_a_tiny_descriptor_limit_slows_the_scan_but_never_breaks_it():
-    def tiny_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
-
     with open_ports(2) as opened, filtered_ports(4) as filtered:
         ports = port_list(*opened, *filtered, *closed_ports(20))
         result = subprocess.run(
             command("portscan", "127.0.0.1", ports, "--json", "--all", "-w", "300ms"),
             capture_output=True,
             timeout=30,
-            preexec_fn=tiny_limit,
+            preexec_fn=limit_descriptors(48),
             stdin=subprocess.DEVNULL,
         )
     assert result.returncode == 0, result.stderr.decode()

@@ -13,11 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from conftest import Proc
+from conftest import Proc, serve_once
 from reliability_helpers import PtyProc, error_lines, raw_controls, wait_until
 from socktool.net.timeserver import MAX_REPLY
 
@@ -232,25 +231,9 @@ def _socktool() -> list[str]:
 
 
 # -- nothing a peer sends reaches the terminal raw ---------------------------------------------------
-def _serve(payload: bytes) -> int:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        with server:
-            conn, _ = server.accept()
-            with conn:
-                conn.sendall(payload)
-                conn.shutdown(socket.SHUT_WR)
-                while conn.recv(65536):
-                    pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server.getsockname()[1]
-
-
 @pytest.mark.parametrize("view", [[], ["--hex"]], ids=["text view", "hex view"])
 def test_terminal_view_of_hostile_tcp_payload_has_no_raw_control_characters(view):
-    port = _serve(HOSTILE)
+    port = serve_once(HOSTILE)
     terminal = PtyProc("tcp-connect", *view, f"127.0.0.1:{port}")
     try:
         code, screen = terminal.finish()

@@ -8,10 +8,9 @@ import re
 import select
 import socket
 import subprocess
-import threading
 import time
 
-from conftest import command
+from conftest import command, serve_once
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -42,22 +41,6 @@ def run_in_pty(
     os.close(master)
     code = proc.wait(timeout=5)
     return code, b"".join(chunks).decode("utf-8", "replace")
-
-
-def serve_once(payload: bytes) -> int:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        with server:
-            conn, _ = server.accept()
-            with conn:
-                conn.sendall(payload)
-                conn.shutdown(socket.SHUT_WR)
-                while conn.recv(65536):
-                    pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server.getsockname()[1]
 
 
 def test_view_escapes_control_bytes_and_shows_a_summary():
