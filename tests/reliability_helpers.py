@@ -4,14 +4,17 @@ reading its descriptor count and memory, and peers that misbehave."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import resource
 import socket
 import struct
 import subprocess
+import termios
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Proc, command
@@ -131,6 +134,30 @@ def wait_until(predicate, timeout: float = 10, what: str = "condition", step: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(step)
+
+
+def queued(fd: int) -> int:
+    """Bytes waiting to be read from a socket or a pipe (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def main_thread_asleep(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "S"
+
+
+def wait_until_full(queued_bytes: Callable[[], int], pid: int | None = None, timeout: float = 20) -> None:
+    """Until the bytes queued for a reader stop growing (and process `pid`, the writer,
+    sleeps): the writer has filled what it writes to and waits for room."""
+    last, steady = -1, 0
+    deadline = time.monotonic() + timeout
+    while steady < 3:
+        assert time.monotonic() < deadline, "the writer never filled its destination"
+        now = queued_bytes()
+        full = now == last and now > 0 and (pid is None or main_thread_asleep(pid))
+        steady = steady + 1 if full else 0
+        last = now
+        time.sleep(0.05)
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:

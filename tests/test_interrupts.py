@@ -16,23 +16,20 @@ it must exit with 143 at once.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import selectors
 import signal
 import socket
-import struct
 import subprocess
-import termios
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import Proc, free_port, need
+from reliability_helpers import feed, queued, recv_exactly, wait_until, wait_until_full
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,6 +73,8 @@ GDB_COMMANDS = [
     *("-ex", "delete"),
     *("-ex", "signal SIGTERM"),
 ]
+# A scenario: start() gives socktool ready, and the traffic that sets it working.
+Start = Callable[[], AbstractContextManager[tuple[Proc, Callable[[], object]]]]
 IDLE = 1.5  # seconds without reaching the k-th call: the process is waiting for traffic
 
 
@@ -87,7 +86,7 @@ def gdb_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], None]) -> bool:
+def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], object]) -> bool:
     """SIGTERM at the main thread's `call`-th blocking call after `traffic`; False if it went idle first."""
     gdb = subprocess.Popen(
         ["gdb", "-p", str(proc.popen.pid), *GDB_OPTIONS, "-ex", f"source {script}", *GDB_COMMANDS],
@@ -133,9 +132,7 @@ def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], No
         gdb.stdout.close()
 
 
-def every_call(
-    script: Path, start: Callable[[], Iterator[tuple[Proc, Callable[[], None]]]], most: int = 12, ticking: bool = False
-) -> None:
+def every_call(script: Path, start: Start, most: int = 12, ticking: bool = False) -> None:
     """signal_at_call for k = 1, 2, ... until the process goes idle before its k-th call
     (or, for a process that wakes up on a timer, `ticking`, up to the `most`-th call)."""
     for call in range(1, most + 1):
@@ -144,6 +141,34 @@ def every_call(
                 assert call > 1, "no blocking call at all after the traffic"
                 return
     assert ticking, f"still busy after {most} calls: not waiting for traffic?"
+
+
+def serving(*args: str, datagrams: bool = False, send: bytes = b"") -> Start:
+    """A start() for every_call: socktool ARGS listening on a loopback port; the traffic is
+    one datagram to it, or one TCP client (sending `send`) that stays until the end."""
+
+    @contextmanager
+    def start():
+        proc = Proc(*args)
+        port = proc.wait_listening()
+        clients: list[socket.socket] = []
+
+        def traffic():
+            if datagrams:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                    client.sendto(b"x", ("127.0.0.1", port))
+                return
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            if send:
+                clients[-1].sendall(send)
+
+        try:
+            yield proc, traffic
+        finally:
+            for client in clients:
+                client.close()
+
+    return start
 
 
 # -- scenarios ------------------------------------------------------------------------
@@ -161,21 +186,6 @@ def test_udp_listen_pipe(gdb_script, tmp_sock_dir):
 
         yield proc, traffic
         assert not path.exists()
-
-    every_call(gdb_script, start)
-
-
-def test_udp_listen_counting(gdb_script):
-    @contextmanager
-    def start():
-        proc = Proc("udp-listen", "127.0.0.1:0", "--count", "5", "--json")
-        port = proc.wait_listening()
-
-        def traffic():
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-                client.sendto(b"x", ("127.0.0.1", port))
-
-        yield proc, traffic
 
     every_call(gdb_script, start)
 
@@ -198,97 +208,22 @@ def test_tcp_connect_receiving(gdb_script, tmp_path, output):
     every_call(gdb_script, start)
 
 
-def test_tcp_listen_one_client(gdb_script):
-    @contextmanager
-    def start():
-        proc = Proc("tcp-listen", "127.0.0.1:0")
-        port = proc.wait_listening()
-        clients = []
-
-        def traffic():
-            client = socket.create_connection(("127.0.0.1", port), timeout=10)
-            clients.append(client)
-            client.sendall(b"hello")
-
-        try:
-            yield proc, traffic
-        finally:
-            for client in clients:
-                client.close()
-
-    every_call(gdb_script, start)
-
-
-def test_tcp_listen_keep_open(gdb_script):
-    @contextmanager
-    def start():
-        proc = Proc("tcp-listen", "127.0.0.1:0", "-k")
-        port = proc.wait_listening()
-        clients = []
-
-        def traffic():
-            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-
-        try:
-            yield proc, traffic
-        finally:
-            for client in clients:
-                client.close()
-
-    every_call(gdb_script, start)
-
-
-def test_tcp_listen_exec_waiting_for_its_command(gdb_script):
-    @contextmanager
-    def start():
-        proc = Proc("tcp-listen", "127.0.0.1:0", "--exec", "sleep 60")
-        port = proc.wait_listening()
-        clients = []
-
-        def traffic():
-            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-
-        try:
-            yield proc, traffic
-        finally:
-            for client in clients:
-                client.close()
-
-    every_call(gdb_script, start)
-
-
-def test_echo(gdb_script):
-    @contextmanager
-    def start():
-        proc = Proc("echo", "127.0.0.1:0")
-        port = proc.wait_listening()
-
-        def traffic():
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-                client.sendto(b"x", ("127.0.0.1", port))
-
-        yield proc, traffic
-
-    every_call(gdb_script, start)
-
-
-def test_time_server(gdb_script):
-    @contextmanager
-    def start():
-        proc = Proc("time-server", "127.0.0.1:0")
-        port = proc.wait_listening()
-
-        clients = []
-
-        def traffic():
-            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-
-        try:
-            yield proc, traffic
-        finally:
-            for client in clients:
-                client.close()
-
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(
+            serving("udp-listen", "127.0.0.1:0", "--count", "5", "--json", datagrams=True), id="udp-listen-counting"
+        ),
+        pytest.param(serving("tcp-listen", "127.0.0.1:0", send=b"hello"), id="tcp-listen-one-client"),
+        pytest.param(serving("tcp-listen", "127.0.0.1:0", "-k"), id="tcp-listen-keep-open"),
+        pytest.param(
+            serving("tcp-listen", "127.0.0.1:0", "--exec", "sleep 60"), id="tcp-listen-exec-waiting-for-its-command"
+        ),
+        pytest.param(serving("echo", "127.0.0.1:0", datagrams=True), id="echo"),
+        pytest.param(serving("time-server", "127.0.0.1:0"), id="time-server"),
+    ],
+)
+def test_serving_command(gdb_script, start):
     every_call(gdb_script, start)
 
 
@@ -311,44 +246,10 @@ def test_wait_between_tries(gdb_script):
     @contextmanager
     def start():
         proc = Proc("wait", f"127.0.0.1:{free_port()}", "--timeout", "60s", "--interval", "10s")
-        deadline = time.monotonic() + 10
-        while len(os.listdir(f"/proc/{proc.popen.pid}/task")) < 2:  # its probing thread has started
-            assert time.monotonic() < deadline and proc.popen.poll() is None, proc.stderr
-            time.sleep(0.01)
+        wait_until(lambda: len(os.listdir(f"/proc/{proc.popen.pid}/task")) >= 2, what="its probing thread")
         yield proc, lambda: None
 
     every_call(gdb_script, start, most=4, ticking=True)
-
-
-def _main_thread_asleep(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] == "S"
-
-
-def _wait_until_asleep_with(proc: Proc, queued: Callable[[], int]) -> None:
-    """Until the queue it fills stops growing and socktool sleeps: the destination is full."""
-    last, steady = -1, 0
-    deadline = time.monotonic() + 20
-    while steady < 3:
-        assert time.monotonic() < deadline, "socktool never filled its destination"
-        now = queued()
-        steady = steady + 1 if now == last and _main_thread_asleep(proc.popen.pid) else 0
-        last = now
-        time.sleep(0.05)
-
-
-def _read_some(peer: socket.socket, size: int) -> None:
-    """Read `size` bytes, then stop: the sender wakes (its socket has room for a third of
-    its buffer again), sends, and soon finds the socket full once more. The bytes
-    already queued in its socket keep coming even while gdb holds it."""
-    peer.settimeout(10)
-    while size > 0:
-        size -= len(peer.recv(min(size, 1 << 16)))
-
-
-def _queued(fd: int) -> int:
-    """Bytes waiting to be read from a socket or a pipe."""
-    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 @pytest.mark.parametrize("source", ["pipe", "file"])
@@ -366,7 +267,7 @@ def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, 
                 stdin = open(tmp_path / "big", "rb")  # noqa: SIM115 - closed below
             else:
                 stdin, write_end = os.pipe()
-                threading.Thread(target=_fill, args=(write_end, size), daemon=True).start()
+                feed(os.fdopen(write_end, "wb"), bytes(size))
             try:
                 address = f"127.0.0.1:{server.getsockname()[1]}"
                 proc = Proc("tcp-connect", address, "--send-only", stdin=stdin)
@@ -374,20 +275,13 @@ def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, 
                 stdin.close() if source == "file" else os.close(stdin)
             peer, _ = server.accept()
             with peer:
-                _wait_until_asleep_with(proc, lambda: _queued(peer.fileno()))
-                yield proc, lambda: _read_some(peer, 2 << 20)  # the send buffer holds 4 MiB at most
+                wait_until_full(lambda: queued(peer.fileno()), proc.popen.pid)
+                peer.settimeout(10)
+                # Room for a third of its send buffer (4 MiB at most) wakes the sender; it sends and
+                # soon finds the socket full again. What its socket holds comes on while gdb holds it.
+                yield proc, lambda: recv_exactly(peer, 2 << 20)
 
     every_call(gdb_script, start)
-
-
-def _fill(fd: int, size: int) -> None:
-    try:
-        with os.fdopen(fd, "wb", buffering=0) as pipe:
-            chunk = bytes(1 << 16)
-            for _ in range(size // len(chunk)):
-                pipe.write(chunk)
-    except OSError:
-        pass  # socktool ended first
 
 
 def test_tcp_connect_receiving_into_a_pipe_nobody_reads(gdb_script):
@@ -403,8 +297,8 @@ def test_tcp_connect_receiving_into_a_pipe_nobody_reads(gdb_script):
                 threading.Thread(target=_send_quietly, args=(peer, 64 << 20), daemon=True).start()
                 out = proc.popen.stdout
                 assert out is not None
-                _wait_until_asleep_with(proc, lambda: _queued(out.fileno()))
-                yield proc, lambda: _read_pipe(out.fileno(), 1 << 16)  # room in the pipe wakes it
+                wait_until_full(lambda: queued(out.fileno()), proc.popen.pid)
+                yield proc, lambda: out.read(1 << 16)  # room in the pipe wakes it
 
     every_call(gdb_script, start)
 
@@ -414,8 +308,3 @@ def _send_quietly(sock: socket.socket, size: int) -> None:
         sock.sendall(bytes(size))
     except OSError:
         pass  # socktool ended first
-
-
-def _read_pipe(fd: int, size: int) -> None:
-    while size > 0:
-        size -= len(os.read(fd, min(size, 1 << 16)))

@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from conftest import Proc, command, need, run
+from reliability_helpers import queued, wait_until_full
 
 MB = 1024 * 1024
 
@@ -454,7 +455,7 @@ def test_send_only_to_a_slow_reader_loses_nothing(options):
         peer, _ = server.accept()
         with peer:
             peer.settimeout(30)
-            wait_until_full(peer)  # the reader stalls until the sender has had to wait for room
+            wait_until_full(lambda: queued(peer.fileno()))  # the reader stalls until the sender waits for room
             received = b"".join(iter(lambda: peer.recv(1 << 16), b""))
         feeder.join(timeout=30)
         assert sender.wait(timeout=30) == 0, sender.stderr.read()
@@ -462,20 +463,3 @@ def test_send_only_to_a_slow_reader_loses_nothing(options):
     expected = lines.replace(b"\n", b"\r\n") if options else lines
     assert len(received) == len(expected)
     assert sha(received) == sha(expected)
-
-
-def wait_until_full(peer: socket.socket) -> None:
-    """Until the bytes queued for `peer` stop growing: the sender's socket is full."""
-    import fcntl
-    import struct
-    import termios
-    import time
-
-    last, steady = -1, 0
-    deadline = time.monotonic() + 20
-    while steady < 3:
-        assert time.monotonic() < deadline, "the socket never filled"
-        queued = struct.unpack("i", fcntl.ioctl(peer.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-        steady = steady + 1 if queued == last and queued > 0 else 0
-        last = queued
-        time.sleep(0.05)
