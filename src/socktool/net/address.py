@@ -93,9 +93,6 @@ def parse_connect_endpoint(text: str) -> Endpoint:
     return parse_endpoint(text, listener=False)
 
 
-FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6, None: socket.AF_UNSPEC}
-
-
 def resolve(
     host: str | None,
     port: int,

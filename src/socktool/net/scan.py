@@ -404,13 +404,6 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def scan(
-    target: Target, ports: list[int], *, timeout: float = 1.0, retries: int = 0, concurrency: int = DEFAULT_CONCURRENCY
-) -> list[ScanResult]:
-    """Scan and return the results, by port (a Scanner without the progress counter)."""
-    return Scanner(target, ports, timeout=timeout, retries=retries, concurrency=concurrency).run()
-
-
 def count_states(results: list[ScanResult]) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
     for result in results:

@@ -27,18 +27,14 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
             "conn": event.conn,
             "peer": event.peer,
             "direction": event.direction,
-            "size": len(event.data),
-            "text": text_or_none(event.data),
-            "hex": event.data.hex(),
+            **_payload(event.data),
         }
     if isinstance(event, ev.Datagram):
         return {
             "ts": ts,
             "direction": event.direction,
             "from" if event.direction == ev.RECEIVED else "to": event.peer,
-            "size": len(event.data),
-            "text": text_or_none(event.data),
-            "hex": event.data.hex(),
+            **_payload(event.data),
         }
     if isinstance(event, ev.Closed):
         return {
@@ -96,3 +92,9 @@ class JsonLines:
         record = event_record(event)
         if record is not None:
             self.write(record)
+
+
+def _payload(data: bytes) -> dict[str, object]:
+    """What a data or datagram record says of its bytes: the size, the text (None when not
+    UTF-8 text) and the hex."""
+    return {"size": len(data), "text": text_or_none(data), "hex": data.hex()}
