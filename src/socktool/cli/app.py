@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "echo": ("socktool.cli.services", "echo"),
     "time-server": ("socktool.cli.services", "time_server"),
     "portscan": ("socktool.cli.scan", "portscan"),
-    "wait": ("socktool.cli.scan", "wait"),
+    "wait": ("socktool.cli.wait", "wait"),
 }
 
 
