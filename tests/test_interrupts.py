@@ -31,7 +31,8 @@ import pytest
 from conftest import Proc, free_port, need
 from reliability_helpers import feed, queued, recv_exactly, wait_until, wait_until_full
 
-pytestmark = pytest.mark.timeout(120)
+# slow: each scenario attaches gdb and replays the run once per blocking call (minutes in all).
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 GDB_SCRIPT = """
 import os

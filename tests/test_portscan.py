@@ -16,21 +16,14 @@ import pytest
 
 from conftest import command, free_port, need, one_line_error, run
 from reliability_helpers import limit_descriptors
+from socktool.net.events import CLOSED, FILTERED, OPEN, ScanResult, Target
 from socktool.net.ports import (
     BUILTIN_SERVICES,
     ServiceNames,
     parse_port_list,
     parse_scan_host,
 )
-from socktool.net.scan import (
-    CLOSED,
-    FILTERED,
-    OPEN,
-    Scanner,
-    ScanResult,
-    Target,
-    resolve_target,
-)
+from socktool.net.scan import Scanner, resolve_target
 from socktool.view.scan import ScanReport, plain_line, summary_line
 from socktool.view.terminal import Mode, Terminal
 
@@ -486,7 +479,7 @@ def test_json_report_of_many_ports_is_one_whole_object_per_line(tmp_path):
     out = tmp_path / "out.jsonl"
     with open(out, "wb") as file:
         terminal = Terminal(stdout_fd=file.fileno(), stderr_fd=file.fileno(), quiet=True)
-        ScanReport(terminal, Mode.JSON, fake_target(), show_all=True, services=lambda port: None).show(results, 0.2)
+        ScanReport(terminal, Mode.JSON, fake_target(), lambda port: None, show_all=True).show(results, 0.2)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["port"] for r in records[:-1]] == list(range(1, 20001))
     assert records[0] == {"host": "127.0.0.1", "port": 1, "state": "closed", "service": None, "latency_ms": 0.123}

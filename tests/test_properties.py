@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import string
 
 import pytest
@@ -24,9 +23,17 @@ from socktool.net.address import MAX_PORT, Endpoint, format_hostport, parse_endp
 from socktool.net.errors import UsageError
 from socktool.net.ports import parse_port_list, parse_scan_host
 from socktool.net.timeserver import MAX_REPLY, RFC868_OFFSET, decode_rfc868, format_reply, rfc868_time
-from socktool.net.udp import MAX_DATAGRAM, LineSplitter
+from socktool.net.udp import MAX_DATAGRAM
 from socktool.net.udpsend import decode_hex_line, line_datagram
-from socktool.net.values import MAX_DURATION, HexDecoder, format_duration, format_size, parse_duration, printable
+from socktool.values import (
+    MAX_DURATION,
+    HexDecoder,
+    LineSplitter,
+    format_duration,
+    format_size,
+    parse_duration,
+    printable,
+)
 from socktool.view.jsonl import JsonLines, event_record
 from socktool.view.render import escape_text
 from socktool.view.status import served_line
@@ -250,19 +257,9 @@ events = st.one_of(
 
 
 def _written_lines(event: ev.Event) -> list[bytes]:
-    read, write = os.pipe()
-    try:
-        JsonLines(write)(event)
-        os.close(write)
-        write = -1
-        data = b""
-        while chunk := os.read(read, 65536):
-            data += chunk
-    finally:
-        os.close(read)
-        if write >= 0:
-            os.close(write)
-    return data.splitlines(keepends=True)
+    written: list[bytes] = []
+    JsonLines(written.append)(event)
+    return b"".join(written).splitlines(keepends=True)
 
 
 @settings(max_examples=300)

@@ -22,7 +22,8 @@ import pytest
 from conftest import Proc, command, need, one_line_error, run
 from socktool.net.errors import UsageError
 from socktool.net.multicast import parse_group
-from socktool.net.udp import MAX_DATAGRAM, LineSplitter, check_size
+from socktool.net.udp import MAX_DATAGRAM, check_size
+from socktool.values import LineSplitter
 
 MAX = MAX_DATAGRAM  # 65,507
 _IP_RECVTTL = 12  # Linux values the socket module does not export

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from socktool.net.address import Endpoint, parse_endpoint
-from socktool.net.values import CrlfEncoder, HexDecoder, decode_hex, format_size, parse_duration, to_crlf
+from socktool.values import CrlfEncoder, HexDecoder, decode_hex, format_size, parse_duration, to_crlf
 from socktool.view.render import escape_text, escaped_lines, hexdump_lines
 
 

@@ -13,8 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from socktool.net import interrupts
-from socktool.net.errors import SocktoolError, Terminated
-from socktool.net.fdio import OutputClosed
+from socktool.net.errors import OutputClosed, SocktoolError, Terminated
 
 
 class ExitStatus(enum.IntEnum):
@@ -26,7 +25,7 @@ class ExitStatus(enum.IntEnum):
 
 
 def _error(message: str) -> None:
-    from socktool.net.values import printable
+    from socktool.values import printable
 
     color = os.isatty(2) and "NO_COLOR" not in os.environ and "--no-color" not in sys.argv
     line = f"socktool: error: {printable(message)}"
@@ -65,8 +64,10 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from socktool.cli._click import Abort, ClickException, Exit
-    from socktool.cli._click import UsageError as ClickUsageError
+    from typer import Abort, Exit
+    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import UsageError as ClickUsageError
+
     from socktool.cli.app import build_app
 
     args = list(sys.argv[1:] if argv is None else argv)

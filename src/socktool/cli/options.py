@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from typer.core import TyperCommand, TyperOption
 
-from socktool.net import address, values
+from socktool import values
+from socktool.net import address
 from socktool.net.access import parse_cidr
 
 if TYPE_CHECKING:  # pragma: no cover

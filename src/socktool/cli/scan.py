@@ -108,7 +108,9 @@ def portscan(
       socktool portscan ::1 22,80,443,8000-8100 --all
       socktool portscan db.internal 5432 --require-open -q || exit 1
     """
-    from socktool.net.scan import OPEN, Scanner, descriptor_budget, resolve_target
+    from socktool.net.events import OPEN
+    from socktool.net.ports import ServiceNames
+    from socktool.net.scan import Scanner, descriptor_budget, resolve_target
     from socktool.view.scan import ScanProgress, ScanReport
 
     family = opt.family(ipv4, ipv6)
@@ -126,7 +128,7 @@ def portscan(
     scanner = Scanner(target, ports.ports, timeout=timeout, retries=retries, concurrency=limit)
     with ScanProgress(terminal, target.address, len(ports.ports), lambda: scanner.done):
         results = scanner.run()
-    ScanReport(terminal, mode, target, show_all=all_).show(results, scanner.elapsed)
+    ScanReport(terminal, mode, target, ServiceNames(), show_all=all_).show(results, scanner.elapsed)
     if require_open:
         missing = [r for r in results if r.state != OPEN]
         if missing:

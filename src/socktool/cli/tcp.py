@@ -15,7 +15,7 @@ from socktool.net import events as ev
 from socktool.net.access import AccessPolicy, Network
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
-from socktool.net.values import decode_hex, to_crlf
+from socktool.values import decode_hex, to_crlf
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 

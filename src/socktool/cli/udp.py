@@ -206,16 +206,15 @@ def udp_send(
 
 
 def _message_bytes(message: str, hex_input: bool) -> bytes:
-    from socktool.net.errors import UsageError
     from socktool.net.udp import MAX_DATAGRAM
-    from socktool.net.udpsend import decode_hex_line
+    from socktool.values import decode_hex
 
     data = message.encode("utf-8", "surrogateescape")
     if hex_input:
         try:
-            data = decode_hex_line(data)
-        except UsageError as exc:
-            raise typer.BadParameter(exc.detail or exc.what, param_hint="'MESSAGE'") from None
+            data = decode_hex(data)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'MESSAGE'") from None
     if len(data) > MAX_DATAGRAM:
         raise typer.BadParameter(
             f"{len(data):,} bytes is more than one UDP datagram holds ({MAX_DATAGRAM:,} bytes)",

@@ -9,7 +9,7 @@ import typer
 from socktool.cli import options as opt
 from socktool.net.address import parse_connect_endpoint
 from socktool.net.errors import SocktoolError, TimedOut, describe
-from socktool.net.values import format_duration
+from socktool.values import format_duration
 from socktool.view.terminal import Terminal
 
 if TYPE_CHECKING:  # pragma: no cover

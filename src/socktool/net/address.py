@@ -12,7 +12,7 @@ import socket
 from typing import NamedTuple
 
 from socktool.net.errors import ResolveError, describe
-from socktool.net.values import printable
+from socktool.values import printable
 
 MAX_PORT = 65535
 

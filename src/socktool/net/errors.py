@@ -61,6 +61,10 @@ class ExpectNotMet(NetworkError):
     pass
 
 
+class OutputClosed(Exception):
+    """The reader of our output went away (e.g. `| head -c 10`): a quiet end, not a failure."""
+
+
 class Terminated(BaseException):
     """Raised in the main thread by the SIGTERM handler (exit 143).
 

@@ -12,7 +12,10 @@ and start-up time is a feature.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.address import Endpoint
 
 SENT = "sent"
 RECEIVED = "received"
@@ -92,6 +95,48 @@ class Served(NamedTuple):
     count: int  # type: ignore[assignment]  # a field that shadows tuple.count
     request: bytes | None = None
     error: str = ""
+
+
+# -- portscan and wait: results handed to their views ------------------------------
+OPEN = "open"
+CLOSED = "closed"
+FILTERED = "filtered"
+ERROR = "error"
+STATES = (OPEN, CLOSED, FILTERED, ERROR)
+
+
+class ScanResult(NamedTuple):
+    port: int
+    state: str
+    latency: float | None  # seconds from the (last) SYN to the answer; None without one
+    detail: str = ""  # why: "refused", "self-connect", "no answer", an error text
+
+
+class Target(NamedTuple):
+    host: str  # as the user gave it
+    family: int
+    template: tuple[str, int] | tuple[str, int, int, int]  # the resolved socket address, port 0
+    others: tuple[str, ...] = ()  # further addresses the name resolved to, not scanned
+
+    @property
+    def address(self) -> str:
+        return self.template[0]
+
+    def sockaddr(self, port: int) -> tuple:
+        return (self.template[0], port, *self.template[2:])
+
+
+class Ready(NamedTuple):
+    endpoint: Endpoint
+    elapsed: float  # seconds since the wait began
+    detail: str  # with invert: how it refused
+
+
+def count_states(results: list[ScanResult]) -> dict[str, int]:
+    counts = dict.fromkeys(STATES, 0)
+    for result in results:
+        counts[result.state] += 1
+    return counts
 
 
 Event = Listening | Connected | Rejected | Data | Closed | Datagram | Notice | Stats | Served

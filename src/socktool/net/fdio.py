@@ -17,16 +17,13 @@ import stat
 from collections.abc import Callable, Iterator
 
 from socktool.net import interrupts
+from socktool.net.errors import OutputClosed
 
 CHUNK = 256 * 1024
 SPLICE_CHUNK = 1024 * 1024
 SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1024 * 1024
-
-
-class OutputClosed(Exception):
-    """The reader of our output went away (e.g. `| head -c 10`)."""
 
 
 def is_pipe(fd: int) -> bool:

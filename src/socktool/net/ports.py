@@ -125,14 +125,13 @@ def parse_port_list(text: str) -> list[int]:
 
 
 class PortList(NamedTuple):
-    """A parsed port list and the text it came from (for messages)."""
+    """A parsed port list, as one value: Typer takes an option typed list[int] to be repeatable."""
 
-    text: str
     ports: list[int]
 
 
 def parse_port_argument(text: str) -> PortList:
-    return PortList(text, parse_port_list(text))
+    return PortList(parse_port_list(text))
 
 
 def parse_scan_host(text: str) -> str:

@@ -30,7 +30,6 @@ from socktool.net import interrupts
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
 from socktool.net.fdio import (
     CHUNK,
-    OutputClosed,
     defer_to_producer,
     is_pipe,
     room_to_write,
@@ -40,7 +39,7 @@ from socktool.net.fdio import (
     widen_pipe,
     write_all,
 )
-from socktool.net.values import CrlfEncoder, HexDecoder, format_duration
+from socktool.values import CrlfEncoder, HexDecoder, format_duration
 
 EXPECT_WINDOW = 64 * 1024
 
@@ -335,4 +334,4 @@ class Relay:
         return NetworkError(f"receiving from {self.conn.peer} failed", describe(exc))
 
 
-__all__ = ["Connection", "OutputClosed", "Payload", "Relay", "RelayOptions"]
+__all__ = ["Connection", "Payload", "Relay", "RelayOptions"]

@@ -41,18 +41,12 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import NamedTuple
 
 from socktool.net import interrupts
 from socktool.net.address import resolve
 from socktool.net.errors import NetworkError, describe
+from socktool.net.events import CLOSED, ERROR, FILTERED, OPEN, ScanResult, Target
 from socktool.net.fdio import raise_open_file_limit
-
-OPEN = "open"
-CLOSED = "closed"
-FILTERED = "filtered"
-ERROR = "error"
-STATES = (OPEN, CLOSED, FILTERED, ERROR)
 
 DEFAULT_CONCURRENCY = 1000
 DESCRIPTOR_RESERVE = 32  # for stdio, the selector, rich's threads, a spare socket
@@ -66,29 +60,8 @@ _UNREACHABLE = (errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH)
 _NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
-class ScanResult(NamedTuple):
-    port: int
-    state: str
-    latency: float | None  # seconds from the (last) SYN to the answer; None without one
-    detail: str = ""  # why: "refused", "self-connect", "no answer", an error text
-
-
 # A ScanResult without the Python-level __new__: the hot loop makes one per closed port.
 _result = partial(tuple.__new__, ScanResult)
-
-
-class Target(NamedTuple):
-    host: str  # as the user gave it
-    family: int
-    template: tuple[str, int] | tuple[str, int, int, int]  # the resolved socket address, port 0
-    others: tuple[str, ...] = ()  # further addresses the name resolved to, not scanned
-
-    @property
-    def address(self) -> str:
-        return self.template[0]
-
-    def sockaddr(self, port: int) -> tuple:
-        return (self.template[0], port, *self.template[2:])
 
 
 def resolve_target(host: str, family: int = socket.AF_UNSPEC) -> Target:
@@ -402,10 +375,3 @@ def _read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def count_states(results: list[ScanResult]) -> dict[str, int]:
-    counts = dict.fromkeys(STATES, 0)
-    for result in results:
-        counts[result.state] += 1
-    return counts

@@ -21,12 +21,11 @@ from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.access import AccessPolicy
 from socktool.net.address import sockaddr_text
-from socktool.net.errors import NetworkError, SocktoolError, TimedOut, describe
-from socktool.net.fdio import OutputClosed
+from socktool.net.errors import NetworkError, OutputClosed, SocktoolError, TimedOut, describe
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
 from socktool.net.serving import CLIENT_GONE, OUT_OF_DESCRIPTORS, RETRY_PAUSED
 from socktool.net.tcp import Listener, SocketOptions
-from socktool.net.values import format_duration
+from socktool.values import format_duration
 
 EXEC_GRACE = 1.0  # seconds an --exec command has to end after SIGTERM when the server stops
 

@@ -17,7 +17,7 @@ from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.address import Endpoint, format_hostport, resolve, sockaddr_text
 from socktool.net.errors import BindError, ConnectError, ResolveError, UsageError, describe
-from socktool.net.values import format_duration
+from socktool.values import format_duration
 
 
 class SocketOptions(NamedTuple):

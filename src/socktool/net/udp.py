@@ -23,11 +23,11 @@ from typing import NamedTuple, TypeVar
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.errors import NetworkError, TimedOut, UsageError, describe
-from socktool.net.fdio import OutputClosed, write_all
+from socktool.net.errors import NetworkError, OutputClosed, TimedOut, UsageError, describe
+from socktool.net.fdio import write_all
 from socktool.net.multicast import Interface, join_groups
 from socktool.net.tcp import Listener, listen
-from socktool.net.values import format_duration, printable
+from socktool.values import format_duration, printable
 
 MAX_DATAGRAM = 65_507  # 65,535 less the IPv4 and UDP headers
 BytesT = TypeVar("BytesT", bytes, bytearray)
@@ -51,22 +51,6 @@ def check_size(data: BytesT, what: str = "datagram") -> BytesT:
             "split it, e.g. with --lines",
         )
     return data
-
-
-class LineSplitter:
-    """Bytes fed in chunks → lines without their line end (LF or CRLF)."""
-
-    def __init__(self) -> None:
-        self._rest = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        lines = (self._rest + chunk).split(b"\n")
-        self._rest = lines.pop()
-        return [line[:-1] if line.endswith(b"\r") else line for line in lines]
-
-    def close(self) -> list[bytes]:
-        rest, self._rest = self._rest, b""
-        return [rest] if rest else []
 
 
 def peer_text(addr: object) -> str:

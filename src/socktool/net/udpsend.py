@@ -28,8 +28,8 @@ from socktool.net.address import Endpoint, resolve, sockaddr_text
 from socktool.net.errors import BindError, NetworkError, TimedOut, UsageError, describe
 from socktool.net.fdio import CHUNK, write_all
 from socktool.net.multicast import is_multicast, set_sending_interface
-from socktool.net.udp import DatagramCounters, LineSplitter, buffer_for, check_size, peer_text, widen_receive_buffer
-from socktool.net.values import HexDecoder, format_duration
+from socktool.net.udp import DatagramCounters, buffer_for, check_size, peer_text, widen_receive_buffer
+from socktool.values import HexDecoder, LineSplitter, decode_hex, format_duration
 
 _IP_RECVERR = 11  # Linux values the socket module does not export
 _IPV6_RECVERR = 25
@@ -191,10 +191,10 @@ def line_datagram(line: bytes, hex_input: bool) -> bytes:
 
 
 def decode_hex_line(line: bytes) -> bytes:
-    decoder = HexDecoder()
-    data = _decode(decoder, line)
-    _close(decoder)
-    return data
+    try:
+        return decode_hex(line)
+    except ValueError as exc:
+        raise UsageError("invalid stdin", str(exc)) from None
 
 
 def _decode(decoder: HexDecoder, chunk: bytes) -> bytes:

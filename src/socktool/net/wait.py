@@ -19,6 +19,7 @@ from typing import NamedTuple
 from socktool.net import tcp
 from socktool.net.address import Endpoint
 from socktool.net.errors import NetworkError
+from socktool.net.events import Ready
 
 MIN_ATTEMPT_TIMEOUT = 1.0  # a connect gets at least this long to complete, whatever the interval
 WAIT_SLICE = 0.1  # the main thread waits in slices: a signal landing just before a wait is seen by the next
@@ -37,12 +38,6 @@ def probe(endpoint: Endpoint, *, family: int = socket.AF_UNSPEC, timeout: float 
         return Probe(False, exc.detail or exc.what)
     sock.close()
     return Probe(True, "")
-
-
-class Ready(NamedTuple):
-    endpoint: Endpoint
-    elapsed: float  # seconds since the wait began
-    detail: str  # with invert: how it refused
 
 
 class Waiter:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 
 from socktool.net import events as ev
-from socktool.net.fdio import write_all
 from socktool.view.render import text_or_none
 
 
@@ -76,8 +76,8 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
 
 
 class JsonLines:
-    def __init__(self, fd: int = 1):
-        self.fd = fd
+    def __init__(self, write: Callable[[bytes], None]):
+        self.write_out = write  # all of the bytes, or OutputClosed
         self._lock = threading.Lock()
 
     def write(self, record: dict[str, object]) -> None:
@@ -86,7 +86,7 @@ class JsonLines:
         # written as \udcXX escapes, which are valid inside a JSON string.
         line = text.encode("utf-8", "backslashreplace")
         with self._lock:
-            write_all(self.fd, line)
+            self.write_out(line)
 
     def __call__(self, event: ev.Event) -> None:
         record = event_record(event)

@@ -7,7 +7,7 @@ Terminal (raw, rich, JSON) plus status lines on stderr.
 from __future__ import annotations
 
 from socktool.net import events as ev
-from socktool.net.fdio import OutputClosed
+from socktool.net.errors import OutputClosed
 from socktool.view.status import StatusLines
 from socktool.view.terminal import Mode, Terminal
 
@@ -21,7 +21,7 @@ def build_sink(
     if mode is Mode.JSON:
         from socktool.view.jsonl import JsonLines
 
-        payload: ev.Sink = JsonLines(terminal.stdout_fd)
+        payload: ev.Sink = JsonLines(terminal.write_out)
     else:
         from socktool.view.traffic import TrafficView
 

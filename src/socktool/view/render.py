@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from socktool.net.values import escape_char, printable
+from socktool.values import escape_char, printable
 
 __all__ = ["escape_text", "escaped_lines", "hexdump_lines", "printable", "text_or_none"]
 

@@ -13,18 +13,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from socktool.net.fdio import write_all
-from socktool.net.ports import ServiceNames
-from socktool.net.scan import (
-    CLOSED,
-    ERROR,
-    FILTERED,
-    OPEN,
-    ScanResult,
-    Target,
-    count_states,
-)
-from socktool.net.values import format_duration
+from socktool.net.events import CLOSED, ERROR, FILTERED, OPEN, ScanResult, Target, count_states
+from socktool.values import format_duration
 from socktool.view.terminal import Mode, Terminal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,15 +81,15 @@ class ScanReport:
         terminal: Terminal,
         mode: Mode,
         target: Target,
+        services: Callable[[int], str | None],
         *,
         show_all: bool = False,
-        services: Callable[[int], str | None] | None = None,
     ):
         self.terminal = terminal
         self.mode = mode
         self.target = target
         self.show_all = show_all
-        self.services = services or ServiceNames()
+        self.services = services
 
     def show(self, results: list[ScanResult], elapsed: float) -> None:
         shown = results if self.show_all else [r for r in results if r.state == OPEN]
@@ -124,10 +114,10 @@ class ScanReport:
             chunk.append(line)
             size += len(line) + 1
             if size >= 1 << 16:
-                write_all(self.terminal.stdout_fd, ("\n".join(chunk) + "\n").encode())
+                self.terminal.write_out(("\n".join(chunk) + "\n").encode())
                 chunk, size = [], 0
         if chunk:
-            write_all(self.terminal.stdout_fd, ("\n".join(chunk) + "\n").encode())
+            self.terminal.write_out(("\n".join(chunk) + "\n").encode())
 
     def _table(self, shown: list[ScanResult]) -> None:
         from rich.table import Table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from socktool.net import events as ev
-from socktool.net.values import format_duration, format_size
+from socktool.values import format_duration, format_size
 from socktool.view.render import escape_text
 from socktool.view.terminal import Terminal
 

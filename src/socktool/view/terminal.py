@@ -12,7 +12,8 @@ import threading
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from socktool.net.values import printable
+from socktool.net.errors import OutputClosed
+from socktool.values import printable
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -92,6 +93,16 @@ class Terminal:
     def color(self) -> bool:
         return not self.no_color
 
+    # -- stdout: what the views draw --------------------------------------
+    def write_out(self, data: bytes) -> None:
+        """All of `data` to stdout; a reader that left ends the command quietly (OutputClosed)."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.stdout_fd, view) :]
+        except BrokenPipeError as exc:
+            raise OutputClosed from exc
+
     # -- stderr ---------------------------------------------------------
     def write_err(self, line: str) -> None:
         data = (line + "\n").encode(errors="replace")
@@ -113,9 +124,6 @@ class Terminal:
     def warn(self, message: str) -> None:
         if not self.quiet:
             self.write_err(self._style(f"socktool: warning: {message}", "33"))
-
-    def error(self, message: str) -> None:
-        self.write_err(self._style(f"socktool: error: {message}", "31"))
 
     def _style(self, text: str, sgr: str) -> str:
         text = printable(text)  # no control character from a name or path reaches the terminal

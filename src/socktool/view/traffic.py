@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from socktool.net import events as ev
-from socktool.net.values import format_size
+from socktool.values import format_size
 from socktool.view.render import escaped_lines, hexdump_lines, printable
 from socktool.view.status import summary
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from socktool.net.values import format_duration
-from socktool.net.wait import Ready
+from socktool.net.events import Ready
+from socktool.values import format_duration
 from socktool.view.terminal import Terminal
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,7 +1,8 @@
-"""Pure parsers and encoders for option values and payload bytes.
+"""The pure module: parsers, formatters and decoders for option values and payload bytes.
 
-No sockets here: these are tested with plain values (and hypothesis).
-Parsers raise ValueError with a message fit to follow "invalid value: ".
+Rule: no I/O and no import of the rest of socktool; every layer (cli, view,
+net) may import this, and it is tested with plain values (and hypothesis).
+Parsers and decoders raise ValueError with a message fit to follow "invalid value: ".
 """
 
 from __future__ import annotations
@@ -87,6 +88,22 @@ def decode_hex(text: str | bytes) -> bytes:
     out = decoder.feed(data)
     decoder.close()
     return out
+
+
+class LineSplitter:
+    """Bytes fed in chunks → lines without their line end (LF or CRLF)."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        lines = (self._rest + chunk).split(b"\n")
+        self._rest = lines.pop()
+        return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+    def close(self) -> list[bytes]:
+        rest, self._rest = self._rest, b""
+        return [rest] if rest else []
 
 
 class CrlfEncoder:
