@@ -265,7 +265,7 @@ def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, 
         with socket.create_server(("127.0.0.1", 0)) as server:
             server.settimeout(10)
             if source == "file":
-                stdin = open(tmp_path / "big", "rb")  # noqa: SIM115 - closed below
+                stdin = open(tmp_path / "big", "rb")  # closed below
             else:
                 stdin, write_end = os.pipe()
                 feed(os.fdopen(write_end, "wb"), bytes(size))

@@ -47,7 +47,7 @@ def _as_ranges(values: set[int]) -> list[str]:
     items: list[str] = []
     ordered = sorted(values)
     start = prev = ordered[0]
-    for port in ordered[1:] + [None]:
+    for port in [*ordered[1:], None]:
         if port is not None and port == prev + 1:
             prev = port
             continue

@@ -521,7 +521,7 @@ def test_listen_exits_quietly_when_its_reader_goes_away():
 
 
 def test_listen_sigterm_exits_143():
-    proc, port = listen("127.0.0.1:0")
+    proc, _port = listen("127.0.0.1:0")
     with proc:
         proc.popen.send_signal(signal.SIGTERM)
         assert proc.wait() == 143

@@ -56,7 +56,7 @@ def parse_endpoint(text: str, *, listener: bool = False) -> Endpoint:
         if not path:
             raise ValueError("unix: address needs a path, e.g. unix:/tmp/app.sock")
         return Endpoint(path=path)
-    if listener and (text.isdigit() or text.startswith(":") and text[1:].isdigit()):
+    if listener and (text.isdigit() or (text.startswith(":") and text[1:].isdigit())):
         return Endpoint(port=parse_port(text.lstrip(":"), allow_zero=True))
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
@@ -111,7 +111,7 @@ def resolve(
         raise ResolveError(f"cannot resolve {host!r}", "not a valid host name") from exc
     except socket.gaierror as exc:
         name = host if host is not None else "*"
-        if exc.errno == socket.EAI_ADDRFAMILY or exc.errno == socket.EAI_NODATA and family:
+        if exc.errno == socket.EAI_ADDRFAMILY or (exc.errno == socket.EAI_NODATA and family):
             detail = f"no {'IPv6' if family == socket.AF_INET6 else 'IPv4'} address"
         else:
             detail = describe(exc)

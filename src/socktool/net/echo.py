@@ -39,7 +39,7 @@ class EchoOptions(NamedTuple):
 
 
 class _Client:
-    __slots__ = ("sock", "conn", "peer", "started", "last", "received", "sent", "pending")
+    __slots__ = ("conn", "last", "peer", "pending", "received", "sent", "sock", "started")
 
     def __init__(self, sock: socket.socket, conn: int, peer: str, now: float):
         self.sock = sock

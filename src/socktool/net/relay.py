@@ -105,7 +105,7 @@ class RelayOptions(NamedTuple):
 class Connection:
     """One relayed socket and its counters (each written by one thread only)."""
 
-    __slots__ = ("sock", "conn", "peer", "local", "inbound", "sent", "received", "started", "last_activity")
+    __slots__ = ("conn", "inbound", "last_activity", "local", "peer", "received", "sent", "sock", "started")
 
     def __init__(self, sock: socket.socket, conn: int, peer: str, local: str = "", inbound: bool = False):
         self.sock = sock

@@ -232,6 +232,8 @@ class Sender(DatagramCounters):
         self.sink = sink
         super().__init__()
         self._buffer = buffer_for(target.sock)
+        self._splitter: LineSplitter | None = None  # stdin being read, one datagram a line
+        self._wakeup: int | None = None
 
     def run(self) -> None:
         """Raises TimedOut when waiting for replies and none came. The caller closes the target."""
@@ -241,28 +243,14 @@ class Sender(DatagramCounters):
             self.sink(self.stats())
 
     def _run(self) -> None:
-        out = self.outgoing
-        poller = select.poll()
-        sock_fd = self.target.sock.fileno()
-        if self.wait is not None:
-            poller.register(sock_fd, select.POLLIN)
-        pending = _Queue(out.datagrams, out.count)
-        splitter = None
-        if out.stdin_fd is not None:
-            splitter = LineSplitter()
-            poller.register(out.stdin_fd, select.POLLIN)
-        wakeup = interrupts.wakeup_fd()
-        if wakeup is not None:  # so that a signal is never missed while waiting
-            poller.register(wakeup, select.POLLIN)
+        """Send what is due, then wait for the next thing: a send, a reply, stdin, a signal, the end."""
+        poller = self._poller()
+        pending = _Queue(self.outgoing.datagrams, self.outgoing.count)
         next_send = time.monotonic()
         deadline: float | None = None
         while True:
-            now = time.monotonic()
-            while pending and now >= next_send:
-                self._send(pending.pop())
-                now = time.monotonic()
-                next_send = now + out.interval
-            if not pending and splitter is None:
+            now, next_send = self._send_due(pending, next_send)
+            if not pending and self._splitter is None:
                 if self.wait is None:
                     return
                 if deadline is None:
@@ -274,19 +262,45 @@ class Sender(DatagramCounters):
                 waits.append(next_send - now)
             timeout_ms = None if not waits else max(0, int(min(waits) * 1000) + 1)
             for fd, _mask in poller.poll(timeout_ms):
-                if fd == sock_fd:
-                    self._receive()
-                elif fd == wakeup:
-                    interrupts.drain()
-                elif splitter is not None:
-                    chunk = os.read(fd, CHUNK)
-                    lines = splitter.feed(chunk) if chunk else splitter.close()
-                    pending.extend(line_datagram(line, out.hex_input) for line in lines)
-                    if not chunk:
-                        poller.unregister(fd)
-                        splitter = None
+                self._ready(fd, poller, pending)
         if self.datagrams_in == 0:
             raise TimedOut(f"no reply from {self.target.peer} within {format_duration(self.wait or 0)}")
+
+    def _poller(self) -> select.poll:
+        """A poll over the socket (when waiting for replies), stdin (--lines) and the wakeup fd."""
+        poller = select.poll()
+        if self.wait is not None:
+            poller.register(self.target.sock.fileno(), select.POLLIN)
+        self._splitter = None
+        if self.outgoing.stdin_fd is not None:
+            self._splitter = LineSplitter()
+            poller.register(self.outgoing.stdin_fd, select.POLLIN)
+        self._wakeup = interrupts.wakeup_fd()
+        if self._wakeup is not None:  # so that a signal is never missed while waiting
+            poller.register(self._wakeup, select.POLLIN)
+        return poller
+
+    def _send_due(self, pending: _Queue, next_send: float) -> tuple[float, float]:
+        """Send the datagrams whose time has come, paced by --interval: (now, when the next is due)."""
+        now = time.monotonic()
+        while pending and now >= next_send:
+            self._send(pending.pop())
+            now = time.monotonic()
+            next_send = now + self.outgoing.interval
+        return now, next_send
+
+    def _ready(self, fd: int, poller: select.poll, pending: _Queue) -> None:
+        if fd == self.target.sock.fileno():
+            self._receive()
+        elif fd == self._wakeup:
+            interrupts.drain()
+        elif self._splitter is not None:
+            chunk = os.read(fd, CHUNK)
+            lines = self._splitter.feed(chunk) if chunk else self._splitter.close()
+            pending.extend(line_datagram(line, self.outgoing.hex_input) for line in lines)
+            if not chunk:  # stdin ended: what is left of it was queued above
+                poller.unregister(fd)
+                self._splitter = None
 
     def _send(self, data: bytes) -> None:
         try:
