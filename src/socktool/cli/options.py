@@ -4,7 +4,6 @@ Values are parsed here by the one parser for each kind (address, duration,
 CIDR, ...): a bad value is Typer's usage error, exit 2.
 """
 
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -138,11 +137,7 @@ IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CON
 def family(ipv4: bool, ipv6: bool) -> int:
     if ipv4 and ipv6:
         raise typer.BadParameter("-4 and -6 exclude each other", param_hint="-4/-6")
-    if ipv4:
-        return socket.AF_INET
-    if ipv6:
-        return socket.AF_INET6
-    return socket.AF_UNSPEC
+    return address.family_for(ipv4=ipv4, ipv6=ipv6)
 
 
 def exclusive(**flags: object) -> None:

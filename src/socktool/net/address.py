@@ -93,6 +93,15 @@ def parse_connect_endpoint(text: str) -> Endpoint:
     return parse_endpoint(text, listener=False)
 
 
+def family_for(*, ipv4: bool = False, ipv6: bool = False) -> int:
+    """-4 / -6 as the address family to resolve and bind with; neither: either family."""
+    if ipv4:
+        return socket.AF_INET
+    if ipv6:
+        return socket.AF_INET6
+    return socket.AF_UNSPEC
+
+
 def resolve(
     host: str | None,
     port: int,
