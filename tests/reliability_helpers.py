@@ -264,3 +264,25 @@ def raw_controls(screen: bytes) -> list[str]:
     C0 (ESC, BEL, BS...), DEL and C1 (such as the 8-bit CSI, U+009B)."""
     text = SGR.sub(b"", screen).decode("utf-8", "replace")
     return sorted({repr(ch) for ch in text if (ord(ch) < 0x20 and ch not in "\r\n") or 0x7F <= ord(ch) <= 0x9F})
+
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"  # the test venv's interpreter may sit where nobody can run it
+
+
+def run_as_nobody(code: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run Python `code` as uid/gid 65534 ("another local user"); root only."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("running as another user needs root")
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"{SYSTEM_PYTHON} is needed to run code as another user")
+    return subprocess.run(
+        [SYSTEM_PYTHON, "-c", code, *args],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        capture_output=True,
+        timeout=timeout,
+    )

@@ -24,6 +24,7 @@ from socktool.net.errors import UsageError
 from socktool.net.ports import parse_port_list, parse_scan_host
 from socktool.net.timeserver import MAX_REPLY, RFC868_OFFSET, decode_rfc868, format_reply, rfc868_time
 from socktool.net.udp import MAX_DATAGRAM
+from socktool.net.udpguard import reply_limit
 from socktool.net.udpsend import decode_hex_line, line_datagram
 from socktool.values import (
     MAX_DURATION,
@@ -303,7 +304,7 @@ moments = st.floats(0, 4_000_000_000, allow_nan=False)
 @given(st.binary(max_size=2000), moments, st.booleans())
 def test_time_reply_is_bounded_and_keeps_the_request_line_end(request, now, utc):
     reply = format_reply(request, now, utc=utc)
-    assert len(reply.data) <= MAX_REPLY
+    assert 0 < len(reply.data) <= min(MAX_REPLY, reply_limit(len(request)))
     for end in (b"\r\n", b"\n"):
         if request.endswith(end):
             assert reply.data.endswith(end)

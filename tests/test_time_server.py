@@ -23,6 +23,7 @@ from socktool.net.timeserver import (
     format_reply,
     rfc868_time,
 )
+from socktool.net.udpguard import reply_limit
 
 # 2009-02-13 23:31:30 UTC, a Friday
 MOMENT = 1_234_567_890
@@ -53,40 +54,55 @@ def test_local_time_unless_utc():
 
 def test_unrenderable_format_gets_an_error_reply():
     reply = format_reply(b"a\x00b", MOMENT)
-    assert reply.data.startswith(b"error: cannot render the format")
-    assert reply.error
+    assert reply.data == b"error: cannot render format"
+    assert reply.error.startswith("cannot render the format")
 
 
 def test_format_that_is_not_utf8_gets_an_error_reply():
     reply = format_reply(b"\xff%Y", MOMENT)
-    assert reply.data == b"error: the format is not UTF-8 text"
+    assert reply.data == b"error: format not UTF-8"
 
 
-def test_format_that_renders_beyond_1kib_is_refused():
-    reply = format_reply(b"%c" * 100, MOMENT)  # 2,400 bytes of time from 200 of format
-    assert reply.data.startswith(b"error: the time in that format is 2400 bytes, more than 1024")
-    assert len(reply.data) <= MAX_REPLY
+@pytest.mark.parametrize("request_", [b"%1024Y", b"%1022c", b"%01023s", b"%1000%", b"%c" * 100])
+def test_a_format_that_renders_larger_than_the_request_gets_a_short_error(request_):
+    reply = format_reply(request_, MOMENT)
+    assert reply.data == b"error: reply too long"
+    assert len(reply.data) <= reply_limit(len(request_))
+    assert "bytes, more than" in reply.error
+
+
+def test_a_short_request_may_get_up_to_32_bytes():
+    assert format_reply(b"%c", MOMENT, utc=True).data == b"Fri Feb 13 23:31:30 2009"  # 24 from 2
+    assert format_reply(b"%c%c", MOMENT, utc=True).data == b"error: reply too long"  # 48 > 32
+
+
+def test_a_format_glibc_cannot_render_gets_an_error_not_an_empty_datagram():
+    assert format_reply(b"%9999999Y", MOMENT).data == b"error: cannot render format"
 
 
 def test_format_longer_than_1kib_is_refused_unread():
     reply = format_reply(b"%%" * 600, MOMENT)
-    assert reply.data == b"error: the format is longer than 1024 bytes"
+    assert reply.data == b"error: format too long"
+    assert reply.error == "the format is longer than 1024 bytes"
 
 
-def test_a_reply_of_exactly_1kib_is_allowed():
+def test_a_reply_as_large_as_its_request_is_allowed_up_to_1kib():
     assert format_reply(b"x" * MAX_REPLY, MOMENT).data == b"x" * MAX_REPLY
+    assert format_reply(b"%y" + b"x" * 40, MOMENT, utc=True).data == b"09" + b"x" * 40
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=3000))
-def test_no_request_gets_a_reply_longer_than_1kib(request):
-    assert len(format_reply(request, MOMENT).data) <= MAX_REPLY
+def test_no_request_gets_a_reply_larger_than_itself_or_32_bytes(request):
+    reply = format_reply(request, MOMENT).data
+    assert 0 < len(reply) <= min(MAX_REPLY, reply_limit(len(request)))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["%c", "%A", "%B", "%Y", "%%", "x", "%x%X"]), max_size=200))
-def test_expanding_formats_never_exceed_1kib(parts):
-    assert len(format_reply("".join(parts).encode(), MOMENT).data) <= MAX_REPLY
+@given(st.lists(st.sampled_from(["%c", "%A", "%B", "%Y", "%%", "x", "%x%X", "%1000Y", "%0500c"]), max_size=200))
+def test_expanding_formats_never_amplify(parts):
+    request = "".join(parts).encode()
+    assert len(format_reply(request, MOMENT).data) <= min(MAX_REPLY, reply_limit(len(request)))
 
 
 def test_daytime_is_one_rfc867_line():
@@ -164,17 +180,17 @@ def test_a_client_that_sends_data_still_gets_its_daytime_line(time_server):
 
 
 def test_unrenderable_format_gets_a_reply_and_the_server_goes_on(time_server):
-    assert ask_udp(time_server.port, b"%Y\x00").startswith(b"error: cannot render the format")
+    assert ask_udp(time_server.port, b"%Y\x00") == b"error: cannot render format"
     assert ask_udp(time_server.port, b"%Y") in rendered_around("%Y")
     time_server.wait_for(r"udp #1 .*error reply: cannot render")
 
 
 def test_amplifying_format_gets_a_short_refusal_over_the_wire(time_server):
-    reply = ask_udp(time_server.port, b"%c" * 500)
-    assert len(reply) <= MAX_REPLY
-    assert reply.startswith(b"error: ")
-    big = ask_udp(time_server.port, b"%%" * 20000)
-    assert big == b"error: the format is longer than 1024 bytes"
+    for request in (b"%1024Y", b"%1022c", b"%01023s", b"%1000%", b"%c" * 500):
+        assert ask_udp(time_server.port, request) == b"error: reply too long"
+    assert ask_udp(time_server.port, b"%9999999Y") == b"error: cannot render format"
+    assert ask_udp(time_server.port, b"%%" * 20000) == b"error: format too long"
+    assert ask_udp(time_server.port, b"") in rendered_around("%Y-%m-%d %X")
 
 
 def test_utc_option():
@@ -244,6 +260,7 @@ def test_help_states_the_reply_bound():
     result = run("time-server", "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.decode().split())
+    assert "never larger than the request (or 32 bytes for a shorter one)" in text
     assert f"never more than {MAX_REPLY} bytes" in text
     assert "9000" in text
 

@@ -139,9 +139,11 @@ def time_server(
 
     UDP: the request is a strftime format and the reply is the time in it (an
     empty request gets '%Y-%m-%d %X'; a trailing newline is kept). TCP: one
-    daytime line, then close. Replies are never more than 1024 bytes (1 KiB):
-    a format that would render longer, or is longer itself, gets a short
-    error reply, so the server cannot be used to amplify traffic.
+    daytime line, then close. A UDP reply is never larger than the request
+    (or 32 bytes for a shorter one) and never more than 1024 bytes: a format
+    that would render larger, is longer than 1024 bytes or cannot be
+    rendered gets a short error reply, so the server cannot be used to
+    amplify traffic.
 
     Examples:
       socktool time-server

@@ -200,6 +200,7 @@ class EchoServer(TcpUdpService):
         assert self.udp is not None
         sock = self.udp.sock
         view = self._dgram_view
+        refuses = self.loop_guard.refuses  # type: ignore[union-attr]
         for _ in range(DATAGRAM_BATCH):
             try:
                 size, addr = sock.recvfrom_into(self._dgram_buffer)
@@ -207,6 +208,8 @@ class EchoServer(TcpUdpService):
                 return
             except OSError:
                 continue  # an ICMP error queued for an earlier reply; nothing to do
+            if refuses(addr):
+                continue
             self.datagrams_in += 1
             self.received += size
             sent = 0

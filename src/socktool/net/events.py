@@ -78,6 +78,7 @@ class Stats(NamedTuple):
     connections: int = 0
     datagrams_in: int = 0
     datagrams_out: int = 0
+    dropped: int = 0  # datagrams a UDP service left unanswered (udpguard's loop rule)
 
 
 class Served(NamedTuple):

@@ -23,6 +23,7 @@ from socktool.net import interrupts
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import BindError, NetworkError, UsageError, describe
 from socktool.net.tcp import Listener, listen
+from socktool.net.udpguard import LoopGuard
 
 # The kernel caps this at net.core.somaxconn; a thousand clients connecting
 # at once must not have their SYNs dropped (a one-second retry each).
@@ -52,7 +53,9 @@ def bind_service(endpoint: Endpoint, *, family: int, tcp: bool, udp: bool) -> tu
     """Bind the TCP listener and the UDP socket of a service on one port, non-blocking.
 
     With port 0 the UDP socket takes the port TCP got (trying again with a new
-    port if that one is taken for UDP), so one number serves both.
+    port if that one is taken for UDP), so one number serves both. The UDP
+    socket is bound without SO_REUSEADDR: with it, anyone on the host could
+    bind the same port and take the clients' datagrams.
     """
     if endpoint.is_unix and tcp and udp:
         raise UsageError(
@@ -65,7 +68,11 @@ def bind_service(endpoint: Endpoint, *, family: int, tcp: bool, udp: bool) -> tu
         stream = listen(endpoint, family=family, backlog=BACKLOG) if tcp else None
         try:
             port = stream.port if stream is not None and not endpoint.is_unix else endpoint.port
-            dgram = listen(endpoint._replace(port=port), family=family, kind=socket.SOCK_DGRAM) if udp else None
+            dgram = (
+                listen(endpoint._replace(port=port), family=family, kind=socket.SOCK_DGRAM, reuse_addr=False)
+                if udp
+                else None
+            )
         except BindError:
             if stream is not None:
                 stream.close()
@@ -158,8 +165,11 @@ class TcpUdpService:
         self.sink = sink
         self.selector = selectors.DefaultSelector()
         self.acceptor = Acceptor(tcp, self.selector, ACCEPT, sink) if tcp is not None else None
+        self.loop_guard: LoopGuard | None = None
         if udp is not None:
             self.selector.register(udp.sock, selectors.EVENT_READ, DATAGRAMS)
+            own_ports = (udp.port, tcp.port if tcp is not None else 0)
+            self.loop_guard = LoopGuard(udp.address, own_ports, sink)
         wakeup = interrupts.wakeup_fd()
         if wakeup is not None:  # so that a signal is never missed while the loop waits
             self.selector.register(wakeup, selectors.EVENT_READ, WAKEUP)
@@ -179,6 +189,7 @@ class TcpUdpService:
             self.connections,
             self.datagrams_in,
             self.datagrams_out,
+            self.loop_guard.dropped if self.loop_guard is not None else 0,
         )
 
     def close_listeners(self) -> None:

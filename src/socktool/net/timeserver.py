@@ -1,9 +1,12 @@
 """The time server: strftime over UDP, daytime (RFC 867) over TCP, or RFC 868 binary time.
 
-Rule: no reply is ever longer than MAX_REPLY bytes, whatever the request,
-so a spoofed request cannot make this server send much more than it got to
-someone else. A format longer than that is refused unread, and a format
-that renders longer gets a short error reply instead of the time.
+Rule: a UDP reply is never larger than the request, or REPLY_ALLOWANCE
+(32) bytes for a shorter one (udpguard's rule 1), and never more than
+MAX_REPLY bytes: a spoofed request cannot make this server send more than it
+got to someone else. A format longer than MAX_REPLY is refused unread; a
+format that renders longer than its limit, or that cannot be rendered, gets
+a short error reply (at most REPLY_ALLOWANCE bytes) instead of the time,
+never a cut time and never an empty datagram. RFC 868 replies are 4 bytes.
 
 The replies are pure functions of (request, time, utc), tested without
 sockets; `TimeServer` only moves them.
@@ -20,6 +23,7 @@ from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.serving import ACCEPT, DATAGRAMS, TcpUdpService, close_quietly, peer_text
 from socktool.net.tcp import Listener
+from socktool.net.udpguard import REPLY_ALLOWANCE, reply_limit
 
 MAX_REPLY = 1024
 DEFAULT_FORMAT = "%Y-%m-%d %X"
@@ -48,28 +52,35 @@ def _split_line_end(request: bytes) -> tuple[bytes, bytes]:
     return request, b""
 
 
-def _error_reply(fmt: bytes, error: str, end: bytes) -> TimeReply:
-    return TimeReply(f"error: {error}".encode() + end, fmt, error)
+def _error_reply(fmt: bytes, short: str, error: str, end: bytes) -> TimeReply:
+    """`short` goes on the wire (it fits REPLY_ALLOWANCE); `error` is the full story, for the log."""
+    data = f"error: {short}".encode() + end
+    assert len(data) <= REPLY_ALLOWANCE
+    return TimeReply(data, fmt, error)
 
 
 def format_reply(request: bytes, now: float, *, utc: bool = False) -> TimeReply:
     """The reply to a UDP request: the time `now` in the strftime format it carries."""
     fmt, end = _split_line_end(request)
     if len(request) > MAX_REPLY:
-        return _error_reply(b"", f"the format is longer than {MAX_REPLY} bytes", end)
+        return _error_reply(b"", "format too long", f"the format is longer than {MAX_REPLY} bytes", end)
     if not fmt.strip():
         fmt = DEFAULT_FORMAT.encode()
     try:
         text = fmt.decode("utf-8")
     except UnicodeDecodeError:
-        return _error_reply(fmt, "the format is not UTF-8 text", end)
+        return _error_reply(fmt, "format not UTF-8", "the format is not UTF-8 text", end)
     try:
         rendered = time.strftime(text, _moment(now, utc)).encode("utf-8", "surrogateescape")
     except (ValueError, UnicodeError) as exc:
-        return _error_reply(fmt, f"cannot render the format: {exc}", end)
+        return _error_reply(fmt, "cannot render format", f"cannot render the format: {exc}", end)
+    if not rendered:  # glibc gives up on a format it cannot fit (%9999999Y): never an empty reply
+        return _error_reply(fmt, "cannot render format", "the format renders to nothing", end)
     reply = rendered + end
-    if len(reply) > MAX_REPLY:
-        return _error_reply(fmt, f"the time in that format is {len(reply)} bytes, more than {MAX_REPLY}", end)
+    limit = min(MAX_REPLY, reply_limit(len(request)))
+    if len(reply) > limit:
+        error = f"the time in that format is {len(reply)} bytes, more than {limit} (the request's size or {REPLY_ALLOWANCE})"
+        return _error_reply(fmt, "reply too long", error, end)
     return TimeReply(reply, fmt)
 
 
@@ -160,12 +171,15 @@ class TimeServer(TcpUdpService):
     def _answer_datagrams(self) -> None:
         assert self.udp is not None
         sock = self.udp.sock
+        refuses = self.loop_guard.refuses  # type: ignore[union-attr]
         for _ in range(DATAGRAM_BATCH):
             try:
                 size, addr = sock.recvfrom_into(self._buffer)
             except BlockingIOError:
                 return
             except OSError:
+                continue
+            if refuses(addr):
                 continue
             self.datagrams_in += 1
             self.received += size

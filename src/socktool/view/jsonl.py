@@ -57,6 +57,7 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
             "connections": event.connections,
             "datagrams_in": event.datagrams_in,
             "datagrams_out": event.datagrams_out,
+            "dropped": event.dropped,
         }
     if isinstance(event, ev.Served):
         return {

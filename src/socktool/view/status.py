@@ -40,6 +40,8 @@ def stats_line(event: ev.Stats) -> str:
     if datagrams:
         plural = "s" if event.datagrams_in != 1 else ""
         parts.append(f"{event.datagrams_in} datagram{plural} in, {event.datagrams_out} out")
+    if event.dropped:
+        parts.append(f"{event.dropped} dropped (loop check)")
     return "total: " + ", ".join(parts) + "; " + summary(event.sent, event.received, event.duration)
 
 
