@@ -49,7 +49,7 @@ class LoopGuard:
     kernel sets them, they cannot be forged.
     """
 
-    __slots__ = ("ports", "sink", "dropped", "_address")
+    __slots__ = ("_address", "dropped", "ports", "sink")
 
     def __init__(self, address: str, own_ports: Iterable[int], sink: ev.Sink = ev.ignore):
         self.ports = loop_ports(own_ports)
