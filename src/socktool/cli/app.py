@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "udp-listen": ("socktool.cli.udp", "udp_listen"),
     "echo": ("socktool.cli.services", "echo"),
     "time-server": ("socktool.cli.services", "time_server"),
+    "forward": ("socktool.cli.forward", "forward"),
     "portscan": ("socktool.cli.scan", "portscan"),
     "wait": ("socktool.cli.wait", "wait"),
 }

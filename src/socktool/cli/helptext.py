@@ -12,9 +12,9 @@ import typer
 from typer._click.types import ParamType
 from typer.core import TyperArgument
 
-from socktool.cli.options import CONNECTION, IO, OUTPUT
+from socktool.cli.options import CONNECTION, FAULTS, IO, OUTPUT
 
-PANEL_ORDER = {CONNECTION: 1, IO: 2, OUTPUT: 3}
+PANEL_ORDER = {CONNECTION: 1, FAULTS: 2, IO: 3, OUTPUT: 4}
 
 
 class Unnamed(ParamType):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 T = TypeVar("T")
 
 CONNECTION = "Connection"
+FAULTS = "Faults"  # forward's faults for testing clients and servers
 IO = "Input and output"
 OUTPUT = "Output"
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SENT = "sent"
 RECEIVED = "received"
+# forward's two directions: Data.peer is then the client, and these say which way the bytes went.
+UPSTREAM = "upstream"  # client → target
+DOWNSTREAM = "downstream"  # client ← target
 
 
 class Listening(NamedTuple):
@@ -43,7 +46,7 @@ class Rejected(NamedTuple):
 class Data(NamedTuple):
     conn: int
     peer: str
-    direction: str  # SENT or RECEIVED
+    direction: str  # SENT or RECEIVED (UPSTREAM or DOWNSTREAM in forward)
     data: bytes
 
 

@@ -20,7 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console, RenderableType
     from rich.text import Text
 
-ARROWS = {ev.SENT: ("→", "cyan"), ev.RECEIVED: ("←", "green")}
+ARROWS = {
+    ev.SENT: ("→", "cyan"),
+    ev.RECEIVED: ("←", "green"),
+    ev.UPSTREAM: ("client → target", "cyan"),
+    ev.DOWNSTREAM: ("client ← target", "green"),
+}
 
 
 def clock(ts: float) -> str:

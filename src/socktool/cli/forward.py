@@ -1,0 +1,311 @@
+"""forward LISTEN TARGET: a relay between two endpoints that shows, records and
+can break the traffic on purpose."""
+
+from collections.abc import Callable
+from typing import Annotated, Any, cast
+
+import typer
+
+from socktool.cli import options as opt
+from socktool.net import events as ev
+from socktool.net.access import AccessPolicy, Network
+from socktool.net.address import Endpoint
+from socktool.view.output import build_sink
+from socktool.view.terminal import Mode, Terminal
+
+
+def _faults_option(*names: str, metavar: str, parser: "Callable[[str], object]", help: str) -> Any:
+    return typer.Option(
+        *names, metavar=metavar, parser=parser, help=help, rich_help_panel=opt.FAULTS, show_default=False
+    )
+
+
+NonNegativeInt = opt.value_parser(lambda text: _non_negative(text))
+
+
+def _non_negative(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if number < 0:
+        raise ValueError(f"must not be negative, got {number}")
+    return number
+
+
+def _rate(text: str) -> int:
+    from socktool.net.faults import parse_rate
+
+    return parse_rate(text)
+
+
+def _fraction(text: str) -> float:
+    from socktool.net.faults import parse_fraction
+
+    return parse_fraction(text)
+
+
+def forward(
+    listen: Annotated[
+        Endpoint,
+        typer.Argument(
+            metavar="LISTEN",
+            parser=opt.value_parser(lambda text: _parse_listen(text)),
+            help="Where to listen: PORT, HOST:PORT, [IPV6]:PORT or unix:PATH; port 0 picks a free one.",
+            show_default=False,
+        ),
+    ],
+    target: opt.ConnectAddress,
+    max_clients: Annotated[
+        int | None,
+        typer.Option(
+            "--max-clients",
+            metavar="N",
+            parser=opt.PositiveInt,
+            help="Turn away clients beyond N at once.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            metavar="CIDR",
+            parser=opt.Cidr,
+            help="Only clients in CIDR (repeatable).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    deny: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deny",
+            metavar="CIDR",
+            parser=opt.Cidr,
+            help="Turn away clients in CIDR (repeatable).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "-w",
+            "--timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Connect timeout for each connection to the target.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = "10s",  # type: ignore[assignment]  # parsed like a given value
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "-i",
+            "--idle-timeout",
+            metavar="DUR",
+            parser=opt.PositiveDuration,
+            help="Close a connection after DUR without traffic either way.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "-s",
+            "--source",
+            metavar="ADDR",
+            help="Local address to connect to the target from.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = None,
+    keepalive: Annotated[
+        bool, typer.Option("--keepalive", help="TCP keepalive on both sides.", rich_help_panel=opt.CONNECTION)
+    ] = False,
+    nodelay: Annotated[
+        bool,
+        typer.Option("--nodelay", help="Disable Nagle's algorithm on both sides.", rich_help_panel=opt.CONNECTION),
+    ] = False,
+    ipv4: opt.IPv4 = False,
+    ipv6: opt.IPv6 = False,
+    delay: Annotated[
+        float,
+        _faults_option("--delay", metavar="DUR", parser=opt.Duration, help="Hold each read DUR before writing it."),
+    ] = 0.0,
+    jitter: Annotated[
+        float,
+        _faults_option("--jitter", metavar="DUR", parser=opt.Duration, help="Vary --delay by up to ±DUR (order kept)."),
+    ] = 0.0,
+    rate: Annotated[
+        int | None,
+        _faults_option(
+            "--rate", metavar="BYTES/s", parser=opt.value_parser(_rate), help="At most this many bytes a second."
+        ),
+    ] = None,
+    chunk: Annotated[
+        int | None,
+        _faults_option("--chunk", metavar="N", parser=opt.PositiveInt, help="Write in segments of at most N bytes."),
+    ] = None,
+    chunk_delay: Annotated[
+        float,
+        _faults_option(
+            "--chunk-delay", metavar="DUR", parser=opt.Duration, help="Pause between two --chunk segments [10ms]."
+        ),
+    ] = 0.01,
+    reset_after: Annotated[
+        int | None,
+        _faults_option(
+            "--reset-after", metavar="BYTES", parser=NonNegativeInt, help="Reset both sides after BYTES in a direction."
+        ),
+    ] = None,
+    close_after: Annotated[
+        int | None,
+        _faults_option(
+            "--close-after", metavar="BYTES", parser=NonNegativeInt, help="Close both sides after BYTES in a direction."
+        ),
+    ] = None,
+    upstream: Annotated[
+        bool,
+        typer.Option(
+            "--upstream", help="Faults only client → target (default: both ways).", rich_help_panel=opt.FAULTS
+        ),
+    ] = False,
+    downstream: Annotated[
+        bool,
+        typer.Option(
+            "--downstream", help="Faults only target → client (default: both ways).", rich_help_panel=opt.FAULTS
+        ),
+    ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", metavar="N", help="Seed for --jitter, to repeat a run exactly.", rich_help_panel=opt.FAULTS
+        ),
+    ] = None,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            metavar="FILE",
+            help="Write every event and every byte both ways to FILE as JSON Lines.",
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = None,
+    hex: opt.Hex = False,
+    json: opt.Json = False,
+    view: Annotated[
+        bool | None,
+        typer.Option(
+            "--view/--no-view",
+            help="Draw the traffic on stdout. Default: when stdout is a terminal.",
+            rich_help_panel=opt.OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    verbose: opt.Verbose = False,
+    quiet: opt.Quiet = False,
+    no_color: opt.NoColor = False,
+    debug: opt.Debug = False,
+) -> int:
+    """Relay every client of LISTEN to TARGET, both ways, many at once.
+
+    TCP and unix sockets in any combination. Each client gets its own
+    connection to TARGET; half-close is carried through both ways; a target
+    that refuses closes that client and the relay goes on. At a terminal both
+    directions of every connection are drawn (--json: one object per event);
+    with nothing to show, record or break, bytes move by splice.
+
+    Examples:
+      socktool forward 2375 unix:/var/run/docker.sock
+      socktool forward 8080 127.0.0.1:8000 --record session.jsonl
+      socktool forward 9000 127.0.0.1:9999 --delay 100ms --upstream
+    """
+    from socktool.net import tcp
+    from socktool.net.faults import FaultPlan, Faults
+    from socktool.net.fdio import raise_open_file_limit
+    from socktool.net.forward import Forwarder, ForwardOptions
+    from socktool.net.serving import BACKLOG
+
+    family = opt.family(ipv4, ipv6)
+    faults = Faults(
+        delay=delay,
+        jitter=jitter,
+        rate=rate,
+        chunk=chunk,
+        chunk_gap=chunk_delay,
+        reset_after=reset_after,
+        close_after=close_after,
+    )
+    if chunk is None and chunk_delay != 0.01:
+        raise typer.BadParameter("--chunk-delay spaces --chunk segments: give --chunk N", param_hint="'--chunk-delay'")
+    if (upstream or downstream) and not faults.active:
+        raise typer.BadParameter(
+            "say which fault to put there (--delay, --rate, ...)", param_hint="'--upstream/--downstream'"
+        )
+    if seed is not None and not jitter:
+        raise typer.BadParameter("nothing random to seed: --seed goes with --jitter", param_hint="'--seed'")
+    both = not upstream and not downstream
+    plan = FaultPlan(
+        upstream=faults if upstream or both else Faults(),
+        downstream=faults if downstream or both else Faults(),
+        seed=seed,
+    )
+    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
+    mode = terminal.mode(view=view, json=json)
+    if hex and mode is not Mode.VIEW:
+        raise typer.BadParameter(
+            "--hex is a way to draw the view; stdout is not drawn (add --view)", param_hint="'--hex'"
+        )
+    sink = build_sink(terminal, mode, hex=hex, numbered=True, stats=True)
+    recorder = _recorder(record)
+    if recorder is not None:
+        sink = _both(sink, recorder)
+    raise_open_file_limit()
+    options = ForwardOptions(
+        target=target,
+        family=family,
+        connect_timeout=timeout,
+        source=source,
+        socket_options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),
+        max_clients=max_clients,
+        access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
+        idle_timeout=idle_timeout,
+        emit_data=mode is not Mode.RAW or recorder is not None,
+        faults=plan,
+    )
+    listener = tcp.listen(listen, family=family, backlog=BACKLOG)
+    with listener:  # closed (and a unix socket file removed) whatever happens next
+        forwarder = Forwarder(listener, options, sink)
+        sink(ev.Listening(listener.address))
+        sink(ev.Notice(f"forwarding to {target}"))
+        forwarder.serve()
+    return 0
+
+
+def _parse_listen(text: str) -> Endpoint:
+    from socktool.net.address import parse_listen_endpoint
+
+    return parse_listen_endpoint(text)
+
+
+def _recorder(path: str | None) -> ev.Sink | None:
+    """The --record sink: the same records as --json, with every byte, to a file."""
+    if path is None:
+        return None
+    import os
+
+    from socktool.net.errors import UsageError, describe
+    from socktool.view.jsonl import JsonLines
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UsageError(f"cannot write the recording to {path}", describe(exc)) from exc
+    return JsonLines(fd)
+
+
+def _both(first: ev.Sink, second: ev.Sink) -> ev.Sink:
+    def sink(event: ev.Event) -> None:
+        first(event)
+        second(event)
+
+    return sink
