@@ -323,7 +323,7 @@ def test_source_address_is_used_for_the_target_side():
 
 
 def test_a_thousand_clients_twenty_round_trips_each_every_byte_checked():
-    with echo_server() as echo, forwarding(f"127.0.0.1:{echo}", verbose=False) as (proc, port):
+    with echo_server() as echo, forwarding(f"127.0.0.1:{echo}", verbose=False) as (_proc, port):
         socks = connect_many(port, 1000)
         try:
             good, errors = ping_pong(socks, rounds=20, size=64, deadline=time.monotonic() + 50)

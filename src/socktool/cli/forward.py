@@ -291,16 +291,18 @@ def _recorder(path: str | None) -> ev.Sink | None:
     """The --record sink: the same records as --json, with every byte, to a file."""
     if path is None:
         return None
+    import functools
     import os
 
     from socktool.net.errors import UsageError, describe
+    from socktool.net.fdio import write_all
     from socktool.view.jsonl import JsonLines
 
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise UsageError(f"cannot write the recording to {path}", describe(exc)) from exc
-    return JsonLines(fd)
+    return JsonLines(functools.partial(write_all, fd))
 
 
 def _both(first: ev.Sink, second: ev.Sink) -> ev.Sink:

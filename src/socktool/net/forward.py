@@ -42,7 +42,7 @@ from socktool.net.faults import CLOSE, RESET, FaultPlan, Shaper
 from socktool.net.fdio import SPLICE_F_NONBLOCK, widen_pipe
 from socktool.net.serving import ACCEPT, Acceptor, close_quietly, peer_text
 from socktool.net.tcp import Listener, SocketOptions
-from socktool.net.values import format_duration
+from socktool.values import format_duration
 
 CHUNK = 64 * 1024  # one read of the copying path
 SPLICE_CHUNK = 1024 * 1024
@@ -129,7 +129,7 @@ class Loop:
 class _End:
     """One socket of a pair: the client's or the target's."""
 
-    __slots__ = ("sock", "fd", "pair", "role", "outflow", "inflow", "mask", "connecting")
+    __slots__ = ("connecting", "fd", "inflow", "mask", "outflow", "pair", "role", "sock")
 
     def __init__(self, sock: socket.socket, pair: _Pair, role: str):
         self.sock = sock
@@ -146,21 +146,21 @@ class _Flow:
     """One direction of a pair: bytes read from `src`, written to `dst`."""
 
     __slots__ = (
-        "pair",
-        "src",
-        "dst",
+        "blocked",
         "direction",
+        "dst",
+        "eof",
+        "in_pipe",
+        "pair",
+        "pipe",
         "queue",
         "queued",
-        "blocked",
-        "eof",
-        "shut",
         "read",
-        "written",
         "shaper",
-        "pipe",
-        "in_pipe",
+        "shut",
+        "src",
         "timer_due",
+        "written",
     )
 
     def __init__(self, pair: _Pair, src: _End, dst: _End, direction: str):
@@ -197,7 +197,7 @@ class _Flow:
 
 
 class _Pair:
-    __slots__ = ("conn", "peer", "started", "last_activity", "client", "target", "up", "down", "closed", "candidates")
+    __slots__ = ("candidates", "client", "closed", "conn", "down", "last_activity", "peer", "started", "target", "up")
 
     def __init__(self, conn: int, peer: str, client: socket.socket, now: float):
         self.conn = conn
