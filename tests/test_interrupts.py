@@ -242,12 +242,22 @@ def test_udp_send_waiting_for_replies(gdb_script):
 
 
 def test_wait_between_tries(gdb_script):
-    """The main thread waits in slices of 0.1 s for the probing threads: any call may take the signal."""
+    """The probes' selector waits in slices of 0.1 s between tries: any call may take the signal."""
+
+    def polling(pid: int) -> bool:
+        fds = f"/proc/{pid}/fd"
+        for fd in os.listdir(fds):
+            try:
+                if os.readlink(f"{fds}/{fd}") == "anon_inode:[eventpoll]":
+                    return True
+            except OSError:  # closed in between
+                pass
+        return False
 
     @contextmanager
     def start():
         proc = Proc("wait", f"127.0.0.1:{free_port()}", "--timeout", "60s", "--interval", "10s")
-        wait_until(lambda: len(os.listdir(f"/proc/{proc.popen.pid}/task")) >= 2, what="its probing thread")
+        wait_until(lambda: polling(proc.popen.pid), what="its probe loop")
         yield proc, lambda: None
 
     every_call(gdb_script, start, most=4, ticking=True)

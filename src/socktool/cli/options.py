@@ -4,6 +4,7 @@ Values are parsed here by the one parser for each kind (address, duration,
 CIDR, ...): a bad value is Typer's usage error, exit 2.
 """
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -85,6 +86,16 @@ Duration = value_parser(values.parse_duration)
 PositiveDuration = value_parser(positive_duration)
 PositiveInt = value_parser(positive_int)
 Cidr = value_parser(parse_cidr)
+
+
+def expect_pattern(expect: str | None) -> re.Pattern[bytes] | None:
+    """--expect's REGEX, compiled over bytes (a usage error when it is not one)."""
+    if expect is None:
+        return None
+    try:
+        return re.compile(expect.encode("utf-8", "surrogateescape"))
+    except re.error as exc:
+        raise typer.BadParameter(f"not a regular expression: {exc}", param_hint="'--expect'") from None
 
 
 class Command(TyperCommand):

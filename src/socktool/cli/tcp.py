@@ -1,7 +1,6 @@
 """tcp-connect and tcp-listen: netcat's pipe, client and server side."""
 
 import contextlib
-import re
 import shlex
 import shutil
 import socket
@@ -115,15 +114,6 @@ def _payload(
     )
 
 
-def _expect_pattern(expect: str | None) -> re.Pattern[bytes] | None:
-    if expect is None:
-        return None
-    try:
-        return re.compile(expect.encode("utf-8", "surrogateescape"))
-    except re.error as exc:
-        raise typer.BadParameter(f"not a regular expression: {exc}", param_hint="'--expect'") from None
-
-
 def _relay_options(
     mode: Mode,
     *,
@@ -143,7 +133,7 @@ def _relay_options(
         output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
         emit_data=mode is not Mode.RAW,
         idle_timeout=idle_timeout,
-        expect=_expect_pattern(expect),
+        expect=opt.expect_pattern(expect),
         expect_timeout=timeout,
         linger=0.0 if terminal.stdin_isatty else 0.5,
     )

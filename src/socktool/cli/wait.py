@@ -6,9 +6,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from socktool.cli import checks
 from socktool.cli import options as opt
 from socktool.net.address import parse_connect_endpoint
 from socktool.net.errors import SocktoolError, TimedOut, describe
+from socktool.net.probe import Check, HttpRequest, parse_url_endpoint
+from socktool.net.wait import Watch
 from socktool.values import format_duration
 from socktool.view.terminal import Terminal
 
@@ -26,7 +29,7 @@ class CommandAfterDashes(opt.Command):
         if "--" in args:
             split = args.index("--")
             args, ctx.meta[self.AFTER_DASHES] = args[:split], args[split + 1 :]
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, _optional_path(args))
 
     def collect_usage_pieces(self, ctx: "Context") -> list[str]:
         return [*super().collect_usage_pieces(ctx), "[-- CMD [ARGS]...]"]
@@ -38,7 +41,7 @@ def wait(
         list[str],
         typer.Argument(
             metavar="HOST:PORT...",
-            help="Endpoints to wait for: HOST:PORT, [IPV6]:PORT or unix:PATH.",
+            help="Endpoints: HOST:PORT, [IPV6]:PORT, unix:PATH, http://HOST[:PORT]/PATH or tcp://HOST:PORT.",
             show_default=False,
         ),
     ],
@@ -66,9 +69,25 @@ def wait(
     invert: Annotated[
         bool,
         typer.Option(
-            "--invert", help="Wait until every endpoint stops accepting connections.", rich_help_panel=opt.CONNECTION
+            "--invert",
+            help="Wait until every endpoint fails its check (stops accepting).",
+            rich_help_panel=opt.CONNECTION,
         ),
     ] = False,
+    udp: checks.Udp = False,
+    send: checks.Send = None,
+    expect: checks.Expect = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            metavar="[PATH]",
+            help="Up when GET PATH (default /) answers with a --status; an http:// endpoint does this too.",
+            rich_help_panel=opt.IO,
+            show_default=False,
+        ),
+    ] = None,
+    statuses: checks.Statuses = None,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
     verbose: opt.Verbose = False,
@@ -76,34 +95,41 @@ def wait(
     no_color: opt.NoColor = False,
     debug: opt.Debug = False,
 ) -> int:
-    """Wait until every HOST:PORT accepts TCP connections, then run CMD (after --).
+    """Wait until every endpoint is up, then run CMD (after --).
 
-    Tries every --interval until all are up (exit 0, or CMD's exit status)
-    or --timeout passes (exit 1). --invert waits for them to go down.
+    Up means: accepts a TCP connection; with --send/--expect, also answers
+    with what REGEX matches; with --http or an http:// endpoint, answers GET
+    with a wanted --status; with --udp, answers a datagram. The options set
+    the check of HOST:PORT endpoints; an http:// or tcp:// endpoint carries
+    its own. Tries every --interval until all are up (exit 0, or CMD's exit
+    status) or --timeout passes (exit 1, with each late endpoint's last
+    failure). --invert waits for them to fail instead.
 
     Examples:
       socktool wait db:5432 cache:6379 -- ./migrate --all
-      socktool wait -w 2m localhost:8080 && curl localhost:8080/health
-      socktool wait --invert 127.0.0.1:8080
+      socktool wait -w 2m db:5432 http://api:8080/health --status 200,204
+      socktool wait --expect '^SSH-2.0' git.internal:22
     """
+    from socktool.net.scan import descriptor_budget
     from socktool.net.wait import Waiter
     from socktool.view.wait import WaitView
 
     family = opt.family(ipv4, ipv6)
-    parsed = []
-    for text in endpoints:
-        try:
-            parsed.append(parse_connect_endpoint(text))
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="HOST:PORT") from None
+    check = checks.build_check(udp=udp, send=send, expect=expect, http=http, statuses=statuses)
+    watches = [_watch(text, check, statuses) for text in endpoints]
+    checks.no_status_without_http(statuses, any(watch.check.http is not None for watch in watches))
     command = _command(ctx.meta.get(CommandAfterDashes.AFTER_DASHES))
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    with WaitView(terminal, [str(endpoint) for endpoint in parsed], invert=invert) as view:
-        waiter = Waiter(parsed, interval=interval, timeout=timeout, invert=invert, family=family, on_ready=view)
+    budget, _cut = descriptor_budget(len(watches), reserve=DESCRIPTOR_RESERVE)
+    with WaitView(terminal, [watch.name for watch in watches], invert=invert) as view:
+        waiter = Waiter(
+            watches, interval=interval, timeout=timeout, invert=invert, family=family, budget=budget, on_ready=view
+        )
         all_there = waiter.run()
     if not all_there:
-        goal = " to stop accepting" if invert else ""
-        late = ", ".join(f"{endpoint} ({waiter.last.get(endpoint, '?')})" for endpoint in waiter.waiting_for)
+        plain = all(watch.check == Check() for watch in watches)
+        goal = "" if not invert else " to stop accepting" if plain else " to fail"
+        late = ", ".join(f"{name} ({waiter.last.get(name, '?')})" for name in waiter.waiting_for)
         raise TimedOut(f"timed out after {format_duration(timeout)} waiting for {late}{goal}")
     if command is None:
         return 0
@@ -114,7 +140,36 @@ def wait(
     return 1  # not reached: exec replaced this process
 
 
+DESCRIPTOR_RESERVE = 8  # stdio, the wakeup pipe and the selector are counted already; a lookup's socket
+
+
+def _watch(text: str, check: Check, statuses: frozenset[int] | None) -> Watch:
+    """One endpoint argument: HOST:PORT (checked as the options say) or a URL (its own check)."""
+    try:
+        url = parse_url_endpoint(text)
+        endpoint = url.endpoint if url is not None else parse_connect_endpoint(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="HOST:PORT") from None
+    if url is None:
+        checks.check_fits(check, endpoint)
+        return Watch(endpoint, check)
+    if url.scheme == "tcp":
+        return Watch(endpoint, Check(), text)
+    request = HttpRequest(url.path, url.host_header, statuses or HttpRequest().statuses)
+    return Watch(endpoint, Check(http=request), text)
+
+
 wait.command_settings = {"cls": CommandAfterDashes}  # type: ignore[attr-defined]
+
+
+def _optional_path(args: list[str]) -> list[str]:
+    """`--http` takes an optional PATH: given one only when the next word starts with '/'."""
+    fixed: list[str] = []
+    for index, arg in enumerate(args):
+        fixed.append(arg)
+        if arg == "--http" and not (index + 1 < len(args) and args[index + 1].startswith("/")):
+            fixed.append("/")
+    return fixed
 
 
 def _command(argv: list[str] | None) -> list[str] | None:

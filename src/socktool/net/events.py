@@ -12,10 +12,7 @@ and start-up time is a feature.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:  # pragma: no cover
-    from socktool.net.address import Endpoint
+from typing import NamedTuple
 
 SENT = "sent"
 RECEIVED = "received"
@@ -131,9 +128,11 @@ class Target(NamedTuple):
 
 
 class Ready(NamedTuple):
-    endpoint: Endpoint
+    """wait: an endpoint got to the wanted state."""
+
+    endpoint: str  # as the user named it (HOST:PORT, a URL)
     elapsed: float  # seconds since the wait began
-    detail: str  # with invert: how it refused
+    detail: str  # with invert: how it failed; else what was seen (may be "")
 
 
 def count_states(results: list[ScanResult]) -> dict[str, int]:

@@ -71,7 +71,7 @@ def resolve_target(host: str, family: int = socket.AF_UNSPEC) -> Target:
     return Target(host, first_family, first, tuple(sockaddr[0] for _, sockaddr in candidates[1:]))
 
 
-def descriptor_budget(requested: int) -> tuple[int, bool]:
+def descriptor_budget(requested: int, reserve: int = DESCRIPTOR_RESERVE) -> tuple[int, bool]:
     """How many sockets may be in flight: (limit, whether the request was cut).
 
     The soft open-file limit is raised to the hard one first; the budget is
@@ -84,7 +84,7 @@ def descriptor_budget(requested: int) -> tuple[int, bool]:
         in_use = len(os.listdir("/proc/self/fd"))
     except OSError:
         in_use = 16
-    available = max(1, soft - in_use - DESCRIPTOR_RESERVE)
+    available = max(1, soft - in_use - reserve)
     return min(requested, available), requested > available
 
 

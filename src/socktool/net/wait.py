@@ -1,121 +1,203 @@
-"""Waiting for endpoints to accept TCP connections (or, inverted, to stop).
+"""Waiting for endpoints to pass their check (or, inverted, to fail it).
 
-Rule: an endpoint is "up" when a connect to it completes, to any of the
-addresses its name resolves to; anything else — refused, no answer within
-the attempt timeout, a name that does not resolve yet — is "not up", and
-is tried again every interval until the deadline. Each endpoint is watched
-by its own thread, so one that hangs in a connect or a DNS lookup does not
-hold up the others.
+Rule: an endpoint is "up" when one probe of it passes its check (net/probe:
+a connect that completes, to any of the addresses its name resolves to,
+and, when asked, the right answer); anything else — refused, no answer
+within the attempt timeout, the wrong answer, a name that does not resolve
+yet — is "not up", and it is tried again every interval until the deadline.
+The reason for the last failure is kept for each endpoint.
+
+Probes run on one selector (net/probe.Prober), at most `budget` at once:
+the descriptors they may hold, as portscan's budget is found. An endpoint
+whose probe cannot start for lack of a descriptor is "not up yet" and
+waits its turn; endpoints take turns in the order they fell due, so one
+that hangs in a connect does not starve the others. Names (not literal
+addresses) are resolved in a few helper threads, so a slow DNS lookup does
+not hold up the others either.
 """
 
 from __future__ import annotations
 
+import heapq
+import ipaddress
 import socket
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
-from socktool.net import tcp
-from socktool.net.address import Endpoint
+from socktool.net.address import Endpoint, resolve
 from socktool.net.errors import NetworkError
 from socktool.net.events import Ready
+from socktool.net.probe import Check, Outcome, Prober, Target
 
-MIN_ATTEMPT_TIMEOUT = 1.0  # a connect gets at least this long to complete, whatever the interval
-WAIT_SLICE = 0.1  # the main thread waits in slices: a signal landing just before a wait is seen by the next
+MIN_ATTEMPT_TIMEOUT = 1.0  # a probe gets at least this long to complete, whatever the interval
+WAIT_SLICE = 0.1  # the loop looks at the clock at least this often
+RESOLVING_SLICE = 0.02  # ... and this often while a name is being resolved
+RESOLVER_THREADS = 4
+NOT_TRIED = "not tried yet"
+OUT_OF_DESCRIPTORS = "out of file descriptors; retrying"
 
 
-class Probe(NamedTuple):
-    up: bool
-    detail: str  # why not up ("connection refused", ...), "" when up
+class Watch(NamedTuple):
+    """One endpoint to wait for: where, how to check it, and how to name it."""
+
+    endpoint: Endpoint
+    check: Check = Check()
+    label: str = ""  # as the user wrote it (a URL); str(endpoint) when empty
+
+    @property
+    def name(self) -> str:
+        return self.label or str(self.endpoint)
 
 
-def probe(endpoint: Endpoint, *, family: int = socket.AF_UNSPEC, timeout: float = MIN_ATTEMPT_TIMEOUT) -> Probe:
-    """Try one connect and close it at once."""
-    try:
-        sock = tcp.connect(endpoint, family=family, timeout=timeout)
-    except NetworkError as exc:
-        return Probe(False, exc.detail or exc.what)
-    sock.close()
-    return Probe(True, "")
+class _State:
+    __slots__ = ("resolving", "target", "watch")
+
+    def __init__(self, watch: Watch):
+        self.watch = watch
+        self.target: Target | None = None
+        self.resolving: Future[Target] | None = None
 
 
 class Waiter:
     """Probe every endpoint until each is in the wanted state, or the timeout passes.
 
     `run()` returns True when all got there in time. `on_ready` is called
-    (from a watcher thread) for each endpoint as it gets there; `last`
-    holds, for each one that has not, the last reason it was not.
+    for each endpoint as it gets there; `last` holds, for each one that has
+    not, the last reason it was not.
     """
 
     def __init__(
         self,
-        endpoints: list[Endpoint],
+        watches: list[Watch],
         *,
         interval: float = 0.25,
         timeout: float = 30.0,
         invert: bool = False,
         family: int = socket.AF_UNSPEC,
+        budget: int = 1000,
         on_ready: Callable[[Ready], None] = lambda ready: None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.endpoints = list(dict.fromkeys(endpoints))
+        self.watches = list(dict.fromkeys(watches))
         self.interval = interval
         self.timeout = timeout
         self.invert = invert
         self.family = family
+        self.budget = max(1, budget)
         self.on_ready = on_ready
         self.clock = clock
-        self.last: dict[Endpoint, str] = {endpoint: "not tried yet" for endpoint in self.endpoints}
-        self._lock = threading.Lock()
-        self._all_ready = threading.Event()
-        self._stop = threading.Event()
+        self.last: dict[str, str] = {watch.name: NOT_TRIED for watch in self.watches}
+        self._resolver: ThreadPoolExecutor | None = None
 
     @property
-    def waiting_for(self) -> list[Endpoint]:
-        with self._lock:
-            return list(self.last)
+    def waiting_for(self) -> list[str]:
+        return list(self.last)
 
     def run(self) -> bool:
-        self._began = self.clock()
-        self._deadline = self._began + self.timeout
-        watchers = [
-            threading.Thread(target=self._watch, args=(endpoint,), name=f"wait {endpoint}", daemon=True)
-            for endpoint in self.endpoints
-        ]
-        for watcher in watchers:
-            watcher.start()
-        try:
-            while not self._all_ready.is_set() and (left := self._deadline - self.clock()) > 0:
-                self._all_ready.wait(min(left, WAIT_SLICE))
-        finally:
-            self._stop.set()  # watchers still probing give up at their next step
-        with self._lock:
-            return not self.last
-
-    def _watch(self, endpoint: Endpoint) -> None:
+        began = self.clock()
+        deadline = began + self.timeout
         attempt_timeout = max(self.interval, MIN_ATTEMPT_TIMEOUT)
-        while not self._stop.is_set():
-            started = self.clock()
-            remaining = self._deadline - started
-            if remaining <= 0:
-                return
-            result = probe(endpoint, family=self.family, timeout=min(attempt_timeout, remaining))
-            if result.up != self.invert:
-                self._arrived(Ready(endpoint, self.clock() - self._began, result.detail))
-                return
-            with self._lock:
-                self.last[endpoint] = result.detail or "accepting connections"
-            pause = min(self.interval - (self.clock() - started), self._deadline - self.clock())
-            if pause > 0 and self._stop.wait(pause):
-                return
+        states = [_State(watch) for watch in self.watches]
+        queue = [(0.0, index) for index in range(len(states))]  # (due, index): who probes next
+        prober = Prober(self.clock)
+        resolving: list[int] = []
+        try:
+            while self.last and (now := self.clock()) < deadline:
+                for index in list(resolving):
+                    if self._resolved(states[index]):
+                        resolving.remove(index)
+                        heapq.heappush(queue, (now if states[index].target else now + self.interval, index))
+                while queue and queue[0][0] <= now and prober.in_flight < self.budget:
+                    _due, index = heapq.heappop(queue)
+                    state = states[index]
+                    if state.target is None:
+                        self._resolve(state)
+                        if state.resolving is not None:
+                            resolving.append(index)
+                            continue
+                        if state.target is None:  # the name does not resolve: try again later
+                            heapq.heappush(queue, (now + self.interval, index))
+                            continue
+                    probe_deadline = min(now + attempt_timeout, deadline)
+                    cut = probe_deadline == deadline
+                    done = self._done_callback(state, began, queue, index, cut_at=deadline if cut else None)
+                    if not prober.start(state.target, state.watch.check, probe_deadline, done):
+                        self.last[state.watch.name] = OUT_OF_DESCRIPTORS
+                        heapq.heappush(queue, (now + self.interval, index))
+                        # Fewer at once from now on; at least one, when the others have let go.
+                        self.budget = max(1, prober.in_flight)
+                        break
+                wake = [deadline, now + WAIT_SLICE]
+                if queue and prober.in_flight < self.budget:
+                    wake.append(queue[0][0])
+                if resolving:
+                    wake.append(now + RESOLVING_SLICE)
+                if (due := prober.next_deadline()) is not None:
+                    wake.append(due)
+                prober.poll(max(0.0, min(wake) - self.clock()))
+        finally:
+            prober.close()
+            if self._resolver is not None:
+                self._resolver.shutdown(wait=False, cancel_futures=True)
+        return not self.last
 
-    def _arrived(self, ready: Ready) -> None:
-        if self._stop.is_set():
+    def _done_callback(
+        self, state: _State, began: float, queue: list[tuple[float, int]], index: int, cut_at: float | None
+    ) -> Callable[[Outcome], None]:
+        """What to do with a probe's outcome. `cut_at`: the probe's time ends with the wait's
+        own deadline; a time-out then says less than the reason already known, so that stays."""
+        started = self.clock()
+
+        def done(outcome: Outcome) -> None:
+            name = state.watch.name
+            if name not in self.last:
+                return
+            if outcome.ok != self.invert:
+                del self.last[name]
+                self.on_ready(Ready(name, self.clock() - began, outcome.detail))
+                return
+            cut_short = cut_at is not None and self.clock() >= cut_at and self.last[name] != NOT_TRIED
+            if not cut_short:
+                self.last[name] = outcome.detail or ("accepting connections" if self.invert else "not up")
+            state.target = None  # resolve again next time: the name may move
+            heapq.heappush(queue, (max(started + self.interval, self.clock()), index))
+
+        return done
+
+    # -- names -----------------------------------------------------------------------------
+    def _resolve(self, state: _State) -> None:
+        """Resolve at once (a literal address, a unix path) or start doing so in a thread."""
+        endpoint = state.watch.endpoint
+        if endpoint.path is not None:
+            state.target = Target(endpoint, ((socket.AF_UNIX, endpoint.path),))
             return
-        with self._lock:
-            del self.last[ready.endpoint]
-            done = not self.last
-        self.on_ready(ready)
-        if done:
-            self._all_ready.set()
+        try:
+            ipaddress.ip_address((endpoint.host or "").split("%", 1)[0])
+        except ValueError:
+            if self._resolver is None:
+                self._resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="wait-resolve")
+            state.resolving = self._resolver.submit(self._lookup, endpoint, state.watch.check.udp)
+            return
+        try:
+            state.target = self._lookup(endpoint, state.watch.check.udp)
+        except NetworkError as exc:
+            self.last[state.watch.name] = exc.detail or exc.what
+
+    def _resolved(self, state: _State) -> bool:
+        future = state.resolving
+        if future is None or not future.done():
+            return False
+        state.resolving = None
+        try:
+            state.target = future.result()
+        except NetworkError as exc:
+            self.last[state.watch.name] = exc.detail or exc.what
+        except OSError as exc:  # pragma: no cover - getaddrinfo out of descriptors
+            self.last[state.watch.name] = str(exc)
+        return True
+
+    def _lookup(self, endpoint: Endpoint, udp: bool) -> Target:
+        kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+        return Target(endpoint, tuple(resolve(endpoint.host, endpoint.port, family=self.family, kind=kind)))

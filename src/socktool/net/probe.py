@@ -1,0 +1,505 @@
+"""Probes: one try at "is the service there and answering?", many at once on one selector.
+
+Rule: a probe's outcome comes only from what the peer did within the
+probe's deadline —
+  TCP   the connect completed (its time is the probe's time); then, when the
+        check asks for it, the bytes to send went out and what came back
+        matched (--expect) or carried a wanted HTTP status (--http);
+  UDP   the request datagram was answered (and the answer matched); an ICMP
+        port unreachable (ECONNREFUSED on the connected socket) is a
+        refusal, silence until the deadline is "no reply".
+Anything else is a failure with a short reason ("connection refused",
+"no match for '^SSH' in 'garbage' (peer closed)", "HTTP 503 Service
+Unavailable, want 200"). Running out of descriptors is neither: `Prober.start`
+returns False and the caller tries again later.
+
+Every socket is non-blocking and lives on the Prober's selector, so the
+number of probes in flight is the number of descriptors they hold, and the
+caller bounds it. Names are resolved before a probe starts (`Target`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import selectors
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from socktool.net import interrupts
+from socktool.net.address import Endpoint, sockaddr_text
+from socktool.net.errors import describe
+from socktool.values import format_duration, printable
+
+READ_LIMIT = 65536  # bytes of a reply kept for matching
+SHOWN = 40  # characters of a reply quoted in a failure reason
+NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class HttpRequest(NamedTuple):
+    path: str = "/"
+    host: str = ""  # the Host header; the endpoint's host:port when empty
+    statuses: frozenset[int] = frozenset(range(200, 300))
+    method: str = "GET"
+
+
+class Check(NamedTuple):
+    """What makes an endpoint count as up."""
+
+    udp: bool = False
+    send: bytes = b""
+    expect: re.Pattern[bytes] | None = None  # with http: matched against the body
+    http: HttpRequest | None = None
+    banner: int = 0  # read up to this many bytes, whatever they are (portscan --banner)
+    fallback: bytes = b""  # sent when nothing came within half the time (a banner probe)
+
+    @property
+    def reads(self) -> bool:
+        return self.expect is not None or self.http is not None or self.banner > 0
+
+
+class Target(NamedTuple):
+    """An endpoint and the socket addresses it resolved to, in the order to try them."""
+
+    endpoint: Endpoint
+    addresses: tuple[tuple[int, object], ...]  # (family, sockaddr); a unix path has AF_UNIX
+
+
+class Outcome(NamedTuple):
+    ok: bool
+    detail: str  # why not ok; for ok probes what was seen ("HTTP 200 OK"), may be ""
+    elapsed: float  # seconds from the start to the outcome (TCP without reading: the connect time)
+    reply: bytes = b""  # what the peer sent (up to READ_LIMIT)
+    peer: str = ""  # the address answered / tried last
+    status: int | None = None  # the HTTP status
+
+
+def http_request(request: HttpRequest, endpoint: Endpoint) -> bytes:
+    from socktool import __version__
+
+    host = request.host or str(endpoint)
+    return (
+        f"{request.method} {request.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: socktool/{__version__}\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    ).encode("utf-8", "surrogateescape")
+
+
+_STATUS_LINE = re.compile(rb"HTTP/\d(?:\.\d)? (\d{3})(?: ([^\r\n]*))?\r?\n")
+
+
+def http_response(data: bytes) -> tuple[int, str, bytes] | None:
+    """(status, reason, body so far) once the headers are complete, else None.
+    ValueError when what came is not HTTP."""
+    match = _STATUS_LINE.match(data)
+    if match is None:
+        if b"\n" in data or not b"HTTP/".startswith(data[:5]):
+            raise ValueError(f"not an HTTP response: {quote(data)}")
+        return None
+    end = data.find(b"\r\n\r\n")
+    skip = 4
+    if end < 0:
+        end, skip = data.find(b"\n\n"), 2
+    if end < 0:
+        return None
+    reason = (match.group(2) or b"").decode("latin-1").strip()
+    return int(match.group(1)), reason, data[end + skip :]
+
+
+def quote(data: bytes) -> str:
+    """A reply as a reason quotes it: printable, cut at SHOWN characters."""
+    text = printable(data[: SHOWN * 4].decode("utf-8", "surrogateescape"))
+    return repr(text[:SHOWN] + ("…" if len(text) > SHOWN or len(data) > SHOWN * 4 else ""))
+
+
+class _Probe:
+    """One probe's life: connect (each address in turn), send, read, decide."""
+
+    __slots__ = (
+        "addresses",
+        "check",
+        "created",
+        "deadline",
+        "fallback_at",
+        "on_done",
+        "outbox",
+        "peer",
+        "prober",
+        "received",
+        "sock",
+        "stage",
+        "started",
+    )
+
+    def __init__(self, prober: Prober, target: Target, check: Check, deadline: float, on_done: OnDone):
+        self.prober = prober
+        self.check = check
+        self.deadline = deadline
+        self.on_done = on_done
+        self.addresses = list(target.addresses)
+        self.started = self.created = prober.clock()
+        self.sock: socket.socket | None = None
+        self.received = bytearray()
+        self.outbox = b""
+        self.peer = ""
+        self.stage = "start"
+        self.fallback_at: float | None = None
+        request = http_request(check.http, target.endpoint) if check.http is not None else b""
+        self.outbox = check.send + request
+
+    # -- connecting -------------------------------------------------------------------
+    def next_address(self, last: str = "") -> None:
+        if not self.addresses:
+            self.finish(False, last or "no address")
+            return
+        family, sockaddr = self.addresses.pop(0)
+        self.peer = sockaddr_text(sockaddr)
+        kind = socket.SOCK_DGRAM if self.check.udp else socket.SOCK_STREAM
+        try:
+            sock = socket.socket(family, kind)
+        except OSError as exc:
+            if self.stage == "start":
+                raise  # Prober.start: out of descriptors is "try later", not a failure
+            self.finish(False, describe(exc))
+            return
+        self.sock = sock
+        self.stage = "connect"
+        sock.setblocking(False)
+        if family != socket.AF_UNIX and not self.check.udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        code = sock.connect_ex(sockaddr)  # type: ignore[arg-type]
+        if code == errno.EINPROGRESS:
+            self.prober.watch(self, selectors.EVENT_WRITE)
+        elif code == 0:
+            self.connected()
+        else:
+            self.failed_address(code)
+
+    def failed_address(self, code: int) -> None:
+        if code == errno.EAGAIN:  # a unix listener whose backlog is full
+            detail = "backlog full"
+        else:
+            detail = describe(OSError(code, os.strerror(code)))
+        self.drop_socket()
+        self.next_address(detail)
+
+    def connected(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        if not self.check.udp and sock.family != socket.AF_UNIX:
+            try:
+                if sock.getsockname()[:2] == sock.getpeername()[:2]:
+                    self.failed_address(errno.ECONNREFUSED)  # a self-connect: nobody listens there
+                    return
+            except OSError as exc:
+                self.failed_address(exc.errno or errno.ECONNRESET)
+                return
+        # A TLS handshake step belongs here: wrap the socket (do_handshake_on_connect=False)
+        # and drive do_handshake() from on_ready until it completes, then converse.
+        self.converse()
+
+    # -- the conversation ---------------------------------------------------------------
+    def converse(self) -> None:
+        if not self.outbox and not self.check.reads and not self.check.udp:
+            self.finish(True, "")
+            return
+        if self.check.fallback:
+            self.fallback_at = self.started + (self.deadline - self.started) / 2
+        self.stage = "send"
+        self.send()
+
+    def send(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        while self.outbox or (self.check.udp and self.stage == "send"):  # a datagram may be empty
+            try:
+                sent = sock.send(self.outbox)
+            except BlockingIOError:
+                self.prober.watch(self, selectors.EVENT_WRITE)
+                return
+            except OSError as exc:
+                self.finish(False, describe(exc))
+                return
+            self.outbox = self.outbox[sent:]
+            if self.check.udp:
+                self.stage = "read"
+                self.started = self.prober.clock()  # a UDP probe times the round trip from here
+        if not self.check.reads and not self.check.udp:
+            self.finish(True, "")
+            return
+        self.stage = "read"
+        self.prober.watch(self, selectors.EVENT_READ)
+
+    def read(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        try:
+            data = sock.recv(READ_LIMIT)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            refused = exc.errno == errno.ECONNREFUSED and self.check.udp
+            self.finish(False, "port unreachable" if refused else describe(exc))
+            return
+        if self.check.udp:
+            self.received += data
+            self.judge(closed=True)
+            return
+        if data:
+            self.received += data[: READ_LIMIT - len(self.received)]
+        self.judge(closed=not data or len(self.received) >= READ_LIMIT)
+
+    def judge(self, *, closed: bool) -> None:
+        """Decide on what came so far; with `closed`, nothing more will come."""
+        data = bytes(self.received)
+        check = self.check
+        if check.http is not None:
+            self.judge_http(data, closed=closed)
+            return
+        if check.expect is not None:
+            if check.expect.search(data):
+                self.finish(True, "")
+            elif closed:
+                why = "peer closed" if not check.udp else "one datagram"
+                self.finish(False, f"no match for {quote(check.expect.pattern)} in {quote(data)} ({why})")
+            return
+        if check.banner and (closed or len(data) >= check.banner):
+            self.finish(True, "", data[: check.banner])
+        elif check.udp and closed:
+            self.finish(True, "")
+
+    def judge_http(self, data: bytes, *, closed: bool) -> None:
+        check = self.check
+        assert check.http is not None
+        try:
+            parsed = http_response(data)
+        except ValueError as exc:
+            self.finish(False, str(exc))
+            return
+        if parsed is None:
+            if closed:
+                self.finish(False, f"peer closed before the HTTP headers ended: {quote(data)}")
+            return
+        status, reason, body = parsed
+        line = f"HTTP {status} {reason}".rstrip()
+        if status not in check.http.statuses:
+            self.finish(False, f"{line}, want {status_text(check.http.statuses)}", status=status)
+        elif check.expect is None:
+            self.finish(True, line, status=status)
+        elif check.expect.search(body):
+            self.finish(True, line, status=status)
+        elif closed:
+            self.finish(False, f"{line} but no match for {quote(check.expect.pattern)} in the body", status=status)
+
+    # -- the Prober's calls ------------------------------------------------------------
+    def on_ready(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        if self.stage == "connect":
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            self.prober.unwatch(self)
+            if code:
+                self.failed_address(code)
+            else:
+                self.connected()
+        elif self.stage == "send":
+            self.prober.unwatch(self)
+            self.send()
+        else:
+            self.read()
+
+    def due(self) -> float:
+        return self.deadline if self.fallback_at is None else min(self.deadline, self.fallback_at)
+
+    def on_tick(self, now: float) -> None:
+        if now >= self.deadline:
+            self.timed_out()
+        elif self.fallback_at is not None and now >= self.fallback_at and not self.received and self.stage == "read":
+            self.fallback_at = None
+            self.outbox = self.check.fallback
+            self.prober.unwatch(self)
+            self.stage = "send"
+            self.send()
+
+    def timed_out(self) -> None:
+        after = format_duration(round(self.deadline - self.created, 3))
+        if self.stage == "connect":
+            self.finish(False, f"timed out after {after}")
+        elif self.check.udp:
+            self.finish(False, f"no reply within {after}")
+        elif self.check.banner:
+            self.finish(True, "", bytes(self.received[: self.check.banner]))
+        else:
+            self.judge(closed=False)
+            if self.sock is not None:
+                seen = f"only {quote(bytes(self.received))}" if self.received else "nothing"
+                self.finish(False, f"{seen} within {after}")
+
+    def drop_socket(self) -> None:
+        if self.sock is not None:
+            self.prober.unwatch(self)
+            self.sock.close()
+            self.sock = None
+
+    def finish(self, ok: bool, detail: str, reply: bytes | None = None, status: int | None = None) -> None:
+        elapsed = self.prober.clock() - self.started
+        self.drop_socket()
+        self.prober.forget(self)
+        kept = bytes(self.received) if reply is None else reply
+        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status))
+
+
+OnDone = Callable[[Outcome], None]
+
+
+def status_text(statuses: frozenset[int]) -> str:
+    """200,204 or 200-299, as the user would write it."""
+    ordered = sorted(statuses)
+    if ordered and ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ",".join(map(str, ordered))
+
+
+class Prober:
+    """Probes in flight on one selector. `start` begins one; `poll` moves them on.
+
+    `in_flight` is how many probes are running (each holds at most one
+    descriptor). The caller's on_done runs inside start or poll.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._selector = selectors.DefaultSelector()
+        wakeup = interrupts.wakeup_fd()
+        if wakeup is not None:  # a signal is never missed while waiting for answers
+            self._selector.register(wakeup, selectors.EVENT_READ, None)
+        self._probes: set[_Probe] = set()
+        self._watched: set[_Probe] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._probes)
+
+    def start(self, target: Target, check: Check, deadline: float, on_done: OnDone) -> bool:
+        """Begin a probe; False (and nothing started) when no descriptor is left."""
+        probe = _Probe(self, target, check, deadline, on_done)
+        self._probes.add(probe)
+        try:
+            probe.next_address()
+        except OSError as exc:
+            probe.drop_socket()
+            self._probes.discard(probe)
+            if exc.errno in NO_DESCRIPTORS:
+                return False
+            on_done(Outcome(False, describe(exc), 0.0, b"", probe.peer))
+        return True
+
+    def next_deadline(self) -> float | None:
+        return min((probe.due() for probe in self._probes), default=None)
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to `timeout` for answers, then settle what is due."""
+        if self._watched or timeout > 0:
+            for key, _events in self._selector.select(max(0.0, timeout)):
+                probe = key.data
+                if probe is None:
+                    interrupts.drain()
+                elif probe in self._probes:
+                    probe.on_ready()
+        now = self.clock()
+        for probe in [p for p in self._probes if p.due() <= now]:
+            if probe in self._probes:
+                probe.on_tick(now)
+
+    def watch(self, probe: _Probe, events: int) -> None:
+        assert probe.sock is not None
+        if probe in self._watched:
+            self._selector.modify(probe.sock, events, probe)
+        else:
+            self._selector.register(probe.sock, events, probe)
+            self._watched.add(probe)
+
+    def unwatch(self, probe: _Probe) -> None:
+        if probe in self._watched:
+            assert probe.sock is not None
+            self._selector.unregister(probe.sock)
+            self._watched.discard(probe)
+
+    def forget(self, probe: _Probe) -> None:
+        self._probes.discard(probe)
+
+    def close(self) -> None:
+        for probe in list(self._probes):
+            probe.drop_socket()
+        self._probes.clear()
+        self._selector.close()
+
+    def run_one(self, target: Target, check: Check, timeout: float) -> Outcome | None:
+        """One probe, waited for (ping). None when no descriptor was free."""
+        outcomes: list[Outcome] = []
+        if not self.start(target, check, self.clock() + timeout, outcomes.append):
+            return None
+        while not outcomes:
+            due = self.next_deadline()
+            self.poll(0.0 if due is None else max(0.0, due - self.clock()))
+        return outcomes[0]
+
+
+def parse_statuses(text: str) -> frozenset[int]:
+    """--status: 200 · 200,204 · 200-299 · 2xx · a mix. ValueError names the bad part."""
+    codes: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        if len(part) == 3 and part[0] in "12345" and part[1:].lower() == "xx":
+            first, last = int(part[0]) * 100, int(part[0]) * 100 + 99
+        elif low.isascii() and low.isdigit() and (not dash or (high.isascii() and high.isdigit())):
+            first, last = int(low), int(high) if dash else int(low)
+        else:
+            raise ValueError(f"{part!r} is not an HTTP status, a range (200-299) or a class (2xx)")
+        if not 100 <= first <= last <= 599:
+            raise ValueError(f"{part!r}: HTTP statuses are 100-599, low to high")
+        codes.update(range(first, last + 1))
+    return frozenset(codes)
+
+
+class UrlEndpoint(NamedTuple):
+    scheme: str  # "http" or "tcp"
+    endpoint: Endpoint
+    path: str  # with its query; "/" when the URL has none
+    host_header: str  # HOST[:PORT] as the URL wrote it
+
+
+DEFAULT_PORTS = {"http": 80}
+
+
+def parse_url_endpoint(text: str) -> UrlEndpoint | None:
+    """`http://HOST[:PORT][/PATH]` or `tcp://HOST:PORT`; None when `text` is no URL.
+    ValueError for a URL that cannot be waited for."""
+    from socktool.net.address import parse_connect_endpoint
+
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return None
+    scheme = scheme.lower()
+    if scheme == "https":
+        raise ValueError(f"{text!r}: https:// needs TLS, which wait does not do yet; use http:// or HOST:PORT")
+    if scheme not in ("http", "tcp"):
+        raise ValueError(f"{text!r}: unknown scheme {scheme!r} (http:// or tcp://)")
+    authority, slash, path = rest.partition("#")[0].partition("/")
+    authority = authority.rpartition("@")[2]
+    if not authority:
+        raise ValueError(f"{text!r}: no host in the URL")
+    has_port = authority.rpartition("]")[2].count(":") == 1 if authority.startswith("[") else ":" in authority
+    if not has_port:
+        if scheme not in DEFAULT_PORTS:
+            raise ValueError(f"{text!r}: tcp:// needs a port")
+        authority_with_port = f"{authority}:{DEFAULT_PORTS[scheme]}"
+    else:
+        authority_with_port = authority
+    endpoint = parse_connect_endpoint(authority_with_port)
+    return UrlEndpoint(scheme, endpoint, "/" + path if slash else "/", authority)
