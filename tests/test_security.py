@@ -112,7 +112,10 @@ def test_turned_away_clients_bytes_never_reach_the_output():
 # -- how many at once --------------------------------------------------------------------------
 def test_max_clients_holds_a_burst_to_the_limit_and_reads_nothing_from_the_rest():
     limit, burst = 3, 20
-    with Proc("tcp-listen", "-k", "--json", "--max-clients", str(limit), "127.0.0.1:0") as listener:
+    # stdin stays open: at its end every client would be half-closed (as ncat -k does), which reads as EOF here.
+    with Proc(
+        "tcp-listen", "-k", "--json", "--max-clients", str(limit), "127.0.0.1:0", stdin=subprocess.PIPE
+    ) as listener:
         port = listener.wait_listening()
         clients = []
         for n in range(burst):

@@ -1,10 +1,7 @@
 """tcp-connect and tcp-listen: netcat's pipe, client and server side."""
 
 import contextlib
-import shlex
 import shutil
-import socket
-import time
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
@@ -12,13 +9,15 @@ import typer
 from socktool.cli import options as opt
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy, Network
-from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.relay import Connection, Payload, Relay, RelayOptions
+from socktool.net.relay import Payload, RelayOptions
 from socktool.values import decode_hex, to_crlf
+from socktool.shellwords import split_command
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 
 if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.hub import Hub
+    from socktool.net.pipe import AcceptOne
     from socktool.view.progress import Counters
 
 # -- options the two commands share ----------------------------------------------
@@ -216,7 +215,8 @@ def tcp_connect(
       socktool tcp-connect -z db:5432 && echo up
       socktool tcp-connect localhost:6379 --send $'PING\\r\\n' --expect PONG
     """
-    from socktool.net import tcp
+    from socktool.net.pipe import Dial, DialOptions
+    from socktool.net.tcp import SocketOptions
 
     family = opt.family(ipv4, ipv6)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
@@ -233,29 +233,18 @@ def tcp_connect(
         terminal=terminal,
     )
     sink = build_sink(terminal, mode, hex=hex)
-    sock = tcp.connect(
-        address,
+    dial_options = DialOptions(
         family=family,
         timeout=timeout,
         source=source,
         source_port=source_port,
-        options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),
-        sink=sink,
+        socket_options=SocketOptions(keepalive=keepalive, nodelay=nodelay),
+        zero=zero,
     )
-    conn = Connection(sock, 1, _peer_text(sock, address), _local_text(sock))
-    sink(conn.connected_event())
-    if zero:
-        sock.close()
-        return 0
-    reason = "error"
-    try:
-        total = payload.stdin_fd is not None and _stdin_size(terminal)
-        with _progress(terminal, progress, lambda: (conn.sent, conn.received), total or None):
-            reason = Relay(conn, payload, relay_options, sink).run()
-    finally:
-        sock.close()
-        sink(conn.closed_event(reason))
-        sink(ev.Stats(sent=conn.sent, received=conn.received, duration=time.monotonic() - conn.started, connections=1))
+    session = Dial(address, dial_options, payload, relay_options, sink)
+    total = _stdin_size(terminal) if payload.stdin_fd is not None and not zero else None
+    with _progress(terminal, progress, session.counters, total):
+        session.run()
     return 0
 
 
@@ -263,14 +252,6 @@ def _stdin_size(terminal: Terminal) -> int | None:
     from socktool.net.fdio import file_size
 
     return file_size(terminal.stdin_fd)
-
-
-def _peer_text(sock: socket.socket, address: Endpoint) -> str:
-    return str(address) if address.is_unix else sockaddr_text(sock.getpeername())
-
-
-def _local_text(sock: socket.socket) -> str:
-    return "" if sock.family == socket.AF_UNIX else sockaddr_text(sock.getsockname())
 
 
 def tcp_listen(
@@ -377,13 +358,27 @@ def tcp_listen(
       socktool tcp-listen -k --exec 'cat' 7000
     """
     from socktool.net import tcp
-    from socktool.net.server import ServeOptions, Server
-    from socktool.net.serving import BACKLOG
 
     family = opt.family(ipv4, ipv6)
-    keep_open = keep_open or broker
     opt.exclusive(exec=exec_, broker=broker)
+    many = keep_open or broker
+    _check_listen_options(
+        many=many,
+        exec_=exec_,
+        max_clients=max_clients,
+        send=send,
+        hex_input=hex_input,
+        repeat=repeat,
+        interval=interval,
+        expect=expect,
+        hex=hex,
+        progress=progress,
+    )
     exec_argv = _exec_argv(exec_)
+    if exec_argv is not None and max_clients is None:
+        from socktool.net.execute import DEFAULT_MAX_CLIENTS
+
+        max_clients = DEFAULT_MAX_CLIENTS
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
     payload = _payload(terminal, send, hex_input, crlf, repeat, interval)
@@ -397,40 +392,82 @@ def tcp_listen(
         timeout=timeout,
         terminal=terminal,
     )
-    sink = build_sink(terminal, mode, hex=hex, numbered=keep_open)
-    # With -k, a burst of clients must not overflow the accept queue (each dropped SYN costs a client 1s).
-    backlog = BACKLOG if keep_open else 128
-    listener = tcp.listen(address, family=family, reuse_addr=reuse_addr, backlog=backlog)
-    with listener:  # closed (and a unix socket file removed) whatever happens next
-        server = Server(
-            listener,
-            payload,
-            relay_options,
-            ServeOptions(
-                keep_open=keep_open,
-                max_clients=max_clients,
-                access=AccessPolicy(
-                    tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))
-                ),
-                exec_argv=exec_argv,
-                broker=broker,
-                socket_options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),
-                accept_timeout=None if keep_open else timeout,
-            ),
-            sink,
+    sink = build_sink(terminal, mode, hex=hex, numbered=many)
+    access = AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ())))
+    socket_options = tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay)
+    engine: Hub | AcceptOne  # noqa: F823  # the names come from TYPE_CHECKING imports
+    if many or exec_argv is not None:
+        from socktool.net.hub import Hub, HubOptions
+        from socktool.net.loop import BACKLOG
+
+        # With -k, a burst of clients must not overflow the accept queue (each dropped SYN costs a client 1s).
+        listener = tcp.listen(address, family=family, reuse_addr=reuse_addr, backlog=BACKLOG if many else 128)
+        hub_options = HubOptions(
+            keep_open=many,
+            max_clients=max_clients,
+            access=access,
+            broker=broker,
+            exec_argv=exec_argv,
+            socket_options=socket_options,
+            first_client_timeout=timeout,
         )
+        engine = Hub(listener, payload, relay_options, hub_options, sink)
+    else:
+        from socktool.net.pipe import AcceptOne
+
+        listener = tcp.listen(address, family=family, reuse_addr=reuse_addr)
+        engine = AcceptOne(
+            listener, payload, relay_options, access=access, socket_options=socket_options, timeout=timeout, sink=sink
+        )
+    with listener:  # closed (and a unix socket file removed) whatever happens next
         sink(ev.Listening(listener.address))
         total = _stdin_size(terminal) if payload.stdin_fd is not None else None
-        with _progress(terminal, progress, server.totals, total):
-            server.serve()
+        with _progress(terminal, progress, engine.counters, total):
+            engine.run()
     return 0
+
+
+def _check_listen_options(
+    *,
+    many: bool,
+    exec_: str | None,
+    max_clients: int | None,
+    send: list[str] | None,
+    hex_input: bool,
+    repeat: int,
+    interval: float,
+    expect: str | None,
+    hex: bool,
+    progress: bool,
+) -> None:
+    """Reject what cannot mean anything in this mode (exit 2), rather than ignore it."""
+    if max_clients is not None and not many:
+        raise typer.BadParameter(
+            "only with -k/--keep-open or --broker (one client is served without it)", param_hint="'--max-clients'"
+        )
+    if exec_ is None:
+        return
+    payload_options = {
+        "--send": bool(send),
+        "--hex-input": hex_input,
+        "--repeat": repeat != 1,
+        "--interval": bool(interval),
+        "--expect": expect is not None,
+        "--hex": hex,
+        "--progress": progress,
+    }
+    for name, given in payload_options.items():
+        if given:
+            raise typer.BadParameter(
+                f"{name} cannot be used with --exec (the command's output is what clients get)", param_hint="'--exec'"
+            )
 
 
 def _exec_argv(command: str | None) -> tuple[str, ...] | None:
     if command is None:
         return None
     try:
-        argv = tuple(shlex.split(command))
+        argv = tuple(split_command(command))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--exec'") from None
     if not argv:

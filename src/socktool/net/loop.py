@@ -1,0 +1,720 @@
+"""The loop: one thread, one selector, non-blocking sockets, every multi-connection mode.
+
+The model, for whoever builds on it (tcp-listen -k / --broker / --exec, echo,
+time-server, forward, the console, the ui):
+
+- A `Loop` owns a selector and runs in one thread (`run()`). Everything it
+  owns (connections, acceptors, timers, watched descriptors) is touched only
+  from that thread, so none of it takes a lock.
+- Other threads drive it through its thread-safe commands, which go on a
+  queue and wake the loop with a byte on a pipe: `send(conn_id, data)`,
+  `kick(conn_id)`, `pause_accepting()`, `resume_accepting()`, `stop()`, and
+  `call(fn)` for anything else (fn then runs in the loop's thread).
+- A `Connection` is one stream socket with its counters, a bounded output
+  buffer and a `Handler`: what the bytes mean (relay to stdout, echo,
+  daytime, broker, exec, forward pair) is the handler's business; moving
+  them, counting them, timing out and closing is the connection's.
+- Backpressure: `conn.write(data)` sends what the socket takes now and keeps
+  the rest; once more than HIGH_WATER bytes wait, `conn.writable` is False
+  and a producer stops (pauses its source) until the handler's `drained`
+  runs. `pause_reading()` / `resume_reading()` stop and restart reading
+  from a connection; a connection that reads nothing costs nothing.
+- The bytes go through `conn.transport` (`recv_into`, `send`,
+  `shutdown_write`, `close`): a plain non-blocking socket today; TLS swaps
+  in a layer (ssl.SSLObject + MemoryBIO) without the handlers knowing.
+- Other descriptors (stdin, a child's pipes, a UDP socket) are watched with
+  `watch(fd, callback, write=False)`; timers are `call_later(delay, fn)`.
+- Accepting: `Acceptor` takes clients off a listener (a batch per wake-up);
+  out of descriptors it warns once, stops watching the listener and tries
+  again when a connection closes or after RETRY_PAUSED (the one
+  out-of-descriptors policy of every server).
+- Signals: in the main thread the loop watches interrupts.wakeup_fd() too,
+  so Ctrl-C and SIGTERM raise out of `run()` at once; `close()` then closes
+  every connection (reporting each) and listener.
+- A handler's exception (stdout gone, a bad --hex-input on stdin) ends
+  `run()`; a socket's error ends only its connection.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import heapq
+import itertools
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from socktool.net import events as ev
+from socktool.net import interrupts
+from socktool.net.errors import NetworkError, describe
+
+READ_CHUNK = 256 * 1024  # one recv per readiness event, into the loop's one buffer
+HIGH_WATER = 1024 * 1024  # bytes waiting in a connection's output before `writable` is False
+LOW_WATER = 256 * 1024  # ... and the level under which `drained` runs again
+# Accepting: how many per wake-up (a flood of clients cannot starve the
+# others), how long to wait before trying again when out of descriptors.
+ACCEPT_BATCH = 128
+RETRY_PAUSED = 1.0
+# The kernel caps this at net.core.somaxconn; a thousand clients connecting
+# at once must not have their SYNs dropped (a one-second retry each).
+BACKLOG = 4096
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# accept() failures that concern only the connection being accepted (it left already).
+CLIENT_GONE = frozenset(
+    {
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.EPERM,
+        errno.EINTR,
+        errno.ENETDOWN,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+    }
+)
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+class Handler:
+    """What a connection does with its bytes. Every method runs in the loop's thread.
+
+    `received` gets a view of the loop's read buffer, valid during the call
+    only: copy (`bytes(data)`) what you keep.
+    """
+
+    def connected(self, conn: Connection) -> None:
+        """The connection is registered; write a greeting, start timers."""
+
+    def received(self, conn: Connection, data: memoryview) -> None:
+        """Bytes from the peer."""
+
+    def eof(self, conn: Connection) -> None:
+        """The peer will send nothing more. Default: close once the output is sent."""
+        conn.close_when_sent("closed by peer")
+
+    def drained(self, conn: Connection) -> None:
+        """The output buffer fell under LOW_WATER: a paused producer may go on."""
+
+    def closed(self, conn: Connection, reason: str) -> None:
+        """The socket is closed; `reason` says why."""
+
+
+class Transport(Protocol):
+    """The byte path of a connection: a plain socket, or TLS over one."""
+
+    def fileno(self) -> int: ...
+    def recv_into(self, buffer: bytearray | memoryview) -> int: ...
+    def send(self, data: bytes | memoryview) -> int: ...
+    def shutdown_write(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class SocketTransport:
+    """A non-blocking stream socket as it is."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket):
+        sock.setblocking(False)
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv_into(self, buffer: bytearray | memoryview) -> int:
+        return self.sock.recv_into(buffer)
+
+    def send(self, data: bytes | memoryview) -> int:
+        return self.sock.send(data)
+
+    def shutdown_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        close_quietly(self.sock)
+
+
+class Timer:
+    """A call_later handle."""
+
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], None]):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Connection:
+    """One stream socket in the loop: counters, a bounded output buffer, a handler."""
+
+    __slots__ = (
+        "loop",
+        "id",
+        "peer",
+        "local",
+        "inbound",
+        "transport",
+        "handler",
+        "sent",
+        "received",
+        "started",
+        "last_activity",
+        "last_progress",
+        "closed",
+        "context",
+        "_out",
+        "_out_size",
+        "_reading",
+        "_events",
+        "_after_sent",
+        "_write_shut",
+        "_drain_due",
+        "_idle_timer",
+        "_idle",
+        "_eof",
+    )
+
+    def __init__(
+        self,
+        loop: Loop,
+        transport: Transport,
+        handler: Handler,
+        *,
+        peer: str,
+        local: str = "",
+        inbound: bool = True,
+    ):
+        self.loop = loop
+        self.id = 0  # numbered by Loop.add
+        self.peer = peer
+        self.local = local
+        self.inbound = inbound
+        self.transport = transport
+        self.handler = handler
+        self.sent = 0
+        self.received = 0
+        self.started = self.last_activity = self.last_progress = time.monotonic()
+        self.closed = False
+        self.context: object = None  # the handler's own per-connection state
+        self._out: collections.deque[memoryview] = collections.deque()
+        self._out_size = 0
+        self._reading = True
+        self._events = 0
+        self._after_sent: str | None = None  # close with this reason once the output is sent
+        self._write_shut = False  # shut the write side once the output is sent
+        self._drain_due = False
+        self._idle_timer: Timer | None = None
+        self._idle: float | None = None
+        self._eof = False  # the peer sent EOF: reading never resumes
+
+    # -- what handlers call --------------------------------------------------
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the socket."""
+        return self._out_size
+
+    @property
+    def writable(self) -> bool:
+        """False while more than HIGH_WATER bytes wait: stop producing until `drained`."""
+        return self._out_size <= HIGH_WATER
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Send `data` in order after what waits; keep what the socket does not take now."""
+        if self.closed or self._write_shut or not data:
+            return
+        view = memoryview(data)
+        if not self._out:
+            try:
+                sent = self.transport.send(view)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
+                return
+            if sent:
+                self._count_sent(sent)
+            if sent == len(view):
+                return
+            view = view[sent:]
+        if view.obj is self.loop.buffer:  # the read buffer is reused: keep a copy
+            view = memoryview(bytes(view))
+        self._out.append(view)
+        self._out_size += len(view)
+        if self._out_size > HIGH_WATER:
+            self._drain_due = True
+        self._update()
+
+    def shutdown_write(self) -> None:
+        """Half-close once everything written is sent."""
+        if self.closed or self._write_shut:
+            return
+        self._write_shut = True
+        if not self._out:
+            self._shut_now()
+
+    def close_when_sent(self, reason: str) -> None:
+        """Close once everything written is sent (at once if nothing waits)."""
+        if self.closed:
+            return
+        if not self._out:
+            self.close(reason)
+            return
+        self._after_sent = reason
+        self._reading = False
+        self._update()
+
+    def pause_reading(self) -> None:
+        if self._reading and not self.closed:
+            self._reading = False
+            self._update()
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self.closed and self._after_sent is None and not self._eof:
+            self._reading = True
+            self._update()
+
+    @property
+    def reading(self) -> bool:
+        return self._reading
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Close after `seconds` without a byte either way (None: never)."""
+        self._idle = seconds
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if seconds is not None and not self.closed:
+            self._idle_timer = self.loop.call_later(seconds, self._check_idle)
+
+    def close(self, reason: str) -> None:
+        """Close now (what waits is dropped) and tell the handler why."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self.loop._forget(self)
+        self.transport.close()
+        self._out.clear()
+        self._out_size = 0
+        self.handler.closed(self, reason)
+
+    def connected_event(self) -> ev.Connected:
+        return ev.Connected(self.id, self.peer, self.local, self.inbound)
+
+    def closed_event(self, reason: str) -> ev.Closed:
+        return ev.Closed(self.id, self.peer, reason, self.sent, self.received, time.monotonic() - self.started)
+
+    # -- what the loop calls -------------------------------------------------
+    def _on_ready(self, mask: int) -> None:
+        if mask & _WRITE:
+            self._flush()
+            if self.closed:
+                return
+        if mask & _READ and self._reading:
+            self._read()
+
+    def _read(self) -> None:
+        loop = self.loop
+        try:
+            count = self.transport.recv_into(loop.buffer)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if not count:
+            self._eof = True
+            self._reading = False
+            self._update()
+            self.handler.eof(self)
+            return
+        self.received += count
+        self.last_activity = loop.now
+        self.handler.received(self, loop.view[:count])
+
+    def _flush(self) -> None:
+        out = self._out
+        while out:
+            head = out[0]
+            try:
+                sent = self.transport.send(head)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._fail(exc)
+                return
+            self._count_sent(sent)
+            self._out_size -= sent
+            if sent < len(head):
+                out[0] = head[sent:]
+                break
+            out.popleft()
+        if not out:
+            if self._after_sent is not None:
+                self.close(self._after_sent)
+                return
+            if self._write_shut:
+                self._shut_now()
+        self._update()
+        if self._drain_due and self._out_size <= LOW_WATER:
+            self._drain_due = False
+            self.handler.drained(self)
+
+    def _count_sent(self, count: int) -> None:
+        self.sent += count
+        self.last_activity = self.last_progress = self.loop.now
+
+    def _shut_now(self) -> None:
+        try:
+            self.transport.shutdown_write()
+        except OSError:
+            pass  # the peer left already; reading tells
+
+    def _fail(self, exc: OSError) -> None:
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            self.close("reset by peer")
+        else:
+            self.close(describe(exc))
+
+    def _update(self) -> None:
+        if self.closed:
+            return
+        events = (_READ if self._reading else 0) | (_WRITE if self._out else 0)
+        if events != self._events:
+            self.loop._set_events(self, self._events, events)
+            self._events = events
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        if self.closed or self._idle is None:
+            return
+        left = self.last_activity + self._idle - time.monotonic()
+        if left > 0:
+            self._idle_timer = self.loop.call_later(left, self._check_idle)
+        else:
+            self.close("idle timeout")
+
+
+Callback = Callable[[], None]
+
+
+class Loop:
+    """One selector in one thread; see the module's docstring for the model."""
+
+    def __init__(self, sink: ev.Sink = ev.ignore):
+        self.sink = sink
+        self.selector = selectors.DefaultSelector()
+        self.connections: dict[int, Connection] = {}
+        self.buffer = bytearray(READ_CHUNK)
+        self.view = memoryview(self.buffer)
+        self.now = time.monotonic()
+        self.acceptors: list[Acceptor] = []
+        self._ids = itertools.count(1)
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_seq = itertools.count()
+        self._commands: collections.deque[Callback] = collections.deque()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self.selector.register(self._wake_read, _READ, self._run_commands)
+        self._signals: int | None = None
+        self._always_ready: dict[int, Callback] = {}  # regular files: epoll cannot watch them
+        self._stopping = False
+        self._closed = False
+
+    # -- thread-safe commands --------------------------------------------------
+    def call(self, fn: Callback) -> None:
+        """Run `fn` in the loop's thread, soon. Safe from any thread."""
+        self._commands.append(fn)
+        try:
+            os.write(self._wake_write, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a full pipe is an awake loop; a closed one a finished loop
+
+    def send(self, conn_id: int, data: bytes) -> None:
+        """Write `data` to connection `conn_id` (ignored if it is gone)."""
+        self.call(lambda: self._with(conn_id, lambda conn: conn.write(data)))
+
+    def kick(self, conn_id: int, reason: str = "kicked") -> None:
+        """Close connection `conn_id` now."""
+        self.call(lambda: self._with(conn_id, lambda conn: conn.close(reason)))
+
+    def pause_accepting(self) -> None:
+        """Stop taking new clients (they wait in the kernel's queue) until `resume_accepting`."""
+        self.call(self._pause_accepting)
+
+    def resume_accepting(self) -> None:
+        self.call(self._resume_accepting)
+
+    def stop(self) -> None:
+        """End `run()` after the current round. Safe from any thread."""
+        self.call(self._stop)
+
+    # -- in the loop's thread --------------------------------------------------
+    def add(self, conn: Connection) -> Connection:
+        """Register a new connection (numbered here) and call its handler's `connected`."""
+        conn.id = next(self._ids)
+        self.connections[conn.id] = conn
+        conn._events = _READ
+        self.selector.register(conn.transport.fileno(), _READ, conn)
+        conn.handler.connected(conn)
+        return conn
+
+    def next_id(self) -> int:
+        """The number the next connection will get (for a client turned away, to log it)."""
+        return next(self._ids)
+
+    def watch(self, fd: int, callback: Callback, *, write: bool = False) -> None:
+        """Call `callback` whenever `fd` is readable (or writable); a regular file always is."""
+        try:
+            self.selector.register(fd, _WRITE if write else _READ, callback)
+        except PermissionError:  # epoll refuses regular files and /dev/null: always ready
+            self._always_ready[fd] = callback
+
+    def unwatch(self, fd: int) -> None:
+        if self._always_ready.pop(fd, None) is None:
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+
+    def call_later(self, delay: float, callback: Callback) -> Timer:
+        timer = Timer(time.monotonic() + delay, callback)
+        heapq.heappush(self._timers, (timer.when, next(self._timer_seq), timer))
+        return timer
+
+    def run(self) -> None:
+        """Serve until `stop()` (or an exception: an interrupt, stdout gone)."""
+        wakeup = interrupts.wakeup_fd()
+        if wakeup is not None and self._signals is None:
+            self.selector.register(wakeup, _READ, interrupts.drain)
+            self._signals = wakeup
+        select = self.selector.select
+        while not self._stopping:
+            ready = select(self._timeout())
+            self.now = time.monotonic()
+            for key, mask in ready:
+                target = key.data
+                if target.__class__ is Connection:
+                    target._on_ready(mask)
+                else:
+                    target()
+            if self._always_ready:
+                for callback in list(self._always_ready.values()):
+                    callback()
+            if self._timers:
+                self._run_timers()
+
+    def close(self) -> None:
+        """Close every connection (each reported by its handler) and acceptor; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for conn in list(self.connections.values()):
+                conn.close("server stopped")
+        finally:
+            for conn in list(self.connections.values()):
+                conn.transport.close()
+            for acceptor in self.acceptors:
+                acceptor.close()
+            self.selector.close()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+
+    # -- inside ------------------------------------------------------------------
+    def _timeout(self) -> float | None:
+        if self._commands or self._always_ready:
+            return 0
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+        if not timers:
+            return None
+        return max(0.0, timers[0][0] - time.monotonic())
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)[2]
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
+
+    def _run_commands(self) -> None:
+        try:
+            os.read(self._wake_read, 4096)
+        except BlockingIOError:
+            pass
+        while self._commands:
+            self._commands.popleft()()
+
+    def _stop(self) -> None:
+        self._stopping = True
+
+    def _pause_accepting(self) -> None:
+        for acceptor in self.acceptors:
+            acceptor.pause()
+
+    def _resume_accepting(self) -> None:
+        for acceptor in self.acceptors:
+            acceptor.resume()
+
+    def _with(self, conn_id: int, action: Callable[[Connection], None]) -> None:
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            action(conn)
+
+    def _set_events(self, conn: Connection, old: int, new: int) -> None:
+        fd = conn.transport.fileno()
+        if not old:
+            self.selector.register(fd, new, conn)
+        elif not new:
+            self.selector.unregister(fd)
+        else:
+            self.selector.modify(fd, new, conn)
+
+    def _forget(self, conn: Connection) -> None:
+        self.connections.pop(conn.id, None)
+        if conn._events:
+            try:
+                self.selector.unregister(conn.transport.fileno())
+            except (KeyError, ValueError):
+                pass
+            conn._events = 0
+        for acceptor in self.acceptors:
+            acceptor.client_left()
+
+
+class Acceptor:
+    """Takes clients off a non-blocking listening socket and hands each to `on_client`.
+
+    The one accept loop of every server: a batch per wake-up; out of
+    descriptors, a warning once, the listener unwatched (the waiting clients
+    stay in the kernel's queue) and watched again when a connection closes
+    or RETRY_PAUSED later. `pause()` / `resume()` are the controllers'.
+    """
+
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        address: str,
+        on_client: Callable[[socket.socket, object], None],
+    ):
+        self.loop = loop
+        self.sock = sock
+        self.address = address
+        self.on_client = on_client
+        self._watching = False
+        self._paused = False  # by a controller
+        self._retry: Timer | None = None  # out of descriptors: when to try again
+        self._warned = False
+        sock.setblocking(False)
+        loop.acceptors.append(self)
+        self._watch()
+
+    def _watch(self) -> None:
+        if not self._watching and not self._paused and self._retry is None:
+            self.loop.selector.register(self.sock, _READ, self._accept)
+            self._watching = True
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self.loop.selector.unregister(self.sock)
+            self._watching = False
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            if not self._watching:  # on_client paused us, or closed the listener
+                return
+            try:
+                client, addr = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in OUT_OF_DESCRIPTORS:
+                    self._out_of_descriptors(exc)
+                    return
+                if exc.errno in CLIENT_GONE:
+                    continue
+                raise NetworkError(f"accept on {self.address} failed", describe(exc)) from exc
+            self.on_client(client, addr)
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        self._unwatch()
+        if self._retry is None:
+            self._retry = self.loop.call_later(RETRY_PAUSED, self._try_again)
+        if not self._warned:
+            self._warned = True
+            self.loop.sink(
+                ev.Notice(
+                    f"cannot accept more clients on {self.address}: {describe(exc)}; "
+                    "new clients wait until one leaves (raise 'ulimit -n' to serve more)",
+                    warning=True,
+                )
+            )
+
+    def _try_again(self) -> None:
+        self._retry = None
+        self._watch()
+
+    def client_left(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._try_again()
+
+    def pause(self) -> None:
+        self._paused = True
+        self._unwatch()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._watch()
+
+    def close(self) -> None:
+        """Stop accepting (the listening socket itself belongs to whoever bound it)."""
+        self._paused = True
+        if self._retry is not None:
+            self._retry.cancel()
+        try:
+            self._unwatch()
+        except (KeyError, ValueError, OSError):
+            self._watching = False
+
+
+def close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+__all__ = [
+    "BACKLOG",
+    "HIGH_WATER",
+    "LOW_WATER",
+    "Acceptor",
+    "Connection",
+    "Handler",
+    "Loop",
+    "SocketTransport",
+    "Timer",
+    "Transport",
+    "close_quietly",
+]

@@ -1,0 +1,145 @@
+"""The pipe's sessions: one connection between stdin/stdout and a socket.
+
+tcp-connect dials, tcp-listen without -k takes one client; then both run a
+Relay (net/relay.py, with its splice fast path) and report the connection's
+life: Connected, then Closed and Stats whatever happened. The CLI builds
+the options and the sink and calls `run()`; nothing else.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import NamedTuple
+
+from socktool.net import events as ev
+from socktool.net import tcp
+from socktool.net.access import AccessPolicy
+from socktool.net.address import Endpoint, sockaddr_text
+from socktool.net.errors import TimedOut
+from socktool.net.hub import peer_host, peer_text
+from socktool.net.loop import Acceptor, Loop, close_quietly
+from socktool.net.relay import Connection, Payload, Relay, RelayOptions
+from socktool.values import format_duration
+
+
+class DialOptions(NamedTuple):
+    family: int = socket.AF_UNSPEC
+    timeout: float | None = 10.0
+    source: str | None = None
+    source_port: int | None = None
+    socket_options: tcp.SocketOptions = tcp.SocketOptions()
+    zero: bool = False  # -z: connect, close, done
+
+
+class Session:
+    """One relayed connection; `totals()` may be read from another thread (--progress)."""
+
+    def __init__(self, payload: Payload, relay: RelayOptions, sink: ev.Sink = ev.ignore):
+        self.payload = payload
+        self.relay = relay
+        self.sink = sink
+        self.conn: Connection | None = None
+
+    def counters(self) -> tuple[int, int]:
+        conn = self.conn
+        return (conn.sent, conn.received) if conn is not None else (0, 0)
+
+    def _relay(self, conn: Connection, *, zero: bool = False) -> None:
+        self.conn = conn
+        self.sink(conn.connected_event())
+        if zero:
+            conn.sock.close()
+            return
+        reason = "error"
+        try:
+            reason = Relay(conn, self.payload, self.relay, self.sink).run()
+        finally:
+            conn.sock.close()
+            self.sink(conn.closed_event(reason))
+            self.sink(
+                ev.Stats(
+                    sent=conn.sent, received=conn.received, duration=time.monotonic() - conn.started, connections=1
+                )
+            )
+
+
+class Dial(Session):
+    """tcp-connect: dial `endpoint`, relay, report."""
+
+    def __init__(
+        self, endpoint: Endpoint, options: DialOptions, payload: Payload, relay: RelayOptions, sink: ev.Sink = ev.ignore
+    ):
+        super().__init__(payload, relay, sink)
+        self.endpoint = endpoint
+        self.options = options
+
+    def run(self) -> None:
+        o = self.options
+        sock = tcp.connect(
+            self.endpoint,
+            family=o.family,
+            timeout=o.timeout,
+            source=o.source,
+            source_port=o.source_port,
+            options=o.socket_options,
+            sink=self.sink,
+        )
+        peer = str(self.endpoint) if self.endpoint.is_unix else sockaddr_text(sock.getpeername())
+        local = "" if sock.family == socket.AF_UNIX else sockaddr_text(sock.getsockname())
+        self._relay(Connection(sock, 1, peer, local), zero=o.zero)
+
+
+class AcceptOne(Session):
+    """tcp-listen without -k: the first client let in, relayed; the listener closes when it comes."""
+
+    def __init__(
+        self,
+        listener: tcp.Listener,
+        payload: Payload,
+        relay: RelayOptions,
+        *,
+        access: AccessPolicy = AccessPolicy(),
+        socket_options: tcp.SocketOptions = tcp.SocketOptions(),
+        timeout: float | None = None,
+        sink: ev.Sink = ev.ignore,
+    ):
+        super().__init__(payload, relay, sink)
+        self.listener = listener
+        self.access = access
+        self.socket_options = socket_options
+        self.timeout = timeout  # -w: from start to the first accepted client
+
+    def run(self) -> None:
+        listener, sink = self.listener, self.sink
+        loop = Loop(sink)
+        chosen: list[Connection] = []
+
+        def on_client(sock: socket.socket, addr: object) -> None:
+            peer = peer_text(listener, addr)
+            reason = self.access.refusal(peer_host(addr))
+            if reason is not None:
+                close_quietly(sock)
+                sink(ev.Rejected(peer, reason))
+                return
+            self.socket_options.apply(sock)
+            local = sockaddr_text(sock.getsockname()) if listener.path is None else listener.address
+            chosen.append(Connection(sock, 1, peer, local, inbound=True))
+            acceptor.close()
+            loop.stop()
+
+        def no_client() -> None:
+            raise TimedOut(f"no client connected to {listener.address}", f"within {format_duration(self.timeout or 0)}")
+
+        acceptor = Acceptor(loop, listener.sock, listener.address, on_client)
+        if self.timeout is not None:
+            loop.call_later(self.timeout, no_client)
+        try:
+            loop.run()
+        finally:
+            loop.close()
+            listener.sock.close()  # like nc: one client, no one else queues up (the unix file goes at the end)
+        self._relay(chosen[0])
+
+
+__all__ = ["AcceptOne", "Dial", "DialOptions", "Session"]

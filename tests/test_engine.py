@@ -1,0 +1,340 @@
+"""The loop and its engines driven in-process: port-0 listeners and socketpair()s, a list sink.
+
+No subprocess here: each test builds an engine, runs it in a thread, talks to
+it over loopback sockets and reads what it reported.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from socktool.net import events as ev
+from socktool.net.address import Endpoint
+from socktool.net.hub import Hub, HubOptions
+from socktool.net.loop import HIGH_WATER, Acceptor, Connection, Handler, Loop, SocketTransport
+from socktool.net.relay import Payload, RelayOptions
+from socktool.net.tcp import listen
+
+
+def until(condition: Callable[[], object], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def read_exactly(sock: socket.socket, size: int, timeout: float = 10) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def read_to_eof(sock: socket.socket, timeout: float = 10) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@contextmanager
+def running(run: Callable[[], None], stop: Callable[[], None]) -> Iterator[list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield errors
+    finally:
+        stop()
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+class Recorder(Handler):
+    """Keeps what it gets; echoes when asked to."""
+
+    def __init__(self, echo: bool = False):
+        self.echo = echo
+        self.data = bytearray()
+        self.reasons: list[str] = []
+        self.drains = 0
+
+    def received(self, conn: Connection, data: memoryview) -> None:
+        self.data += data
+        if self.echo:
+            conn.write(data)
+
+    def drained(self, conn: Connection) -> None:
+        self.drains += 1
+
+    def closed(self, conn: Connection, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+@contextmanager
+def loop_with_listener(handler: Handler) -> Iterator[tuple[Loop, int]]:
+    server = socket.create_server(("127.0.0.1", 0))
+    loop = Loop()
+
+    def on_client(sock: socket.socket, addr: object) -> None:
+        loop.add(Connection(loop, SocketTransport(sock), handler, peer=str(addr)))
+
+    Acceptor(loop, server, "test", on_client)
+
+    def run() -> None:
+        try:
+            loop.run()
+        finally:
+            loop.close()
+            server.close()
+
+    with running(run, loop.stop) as errors:
+        yield loop, server.getsockname()[1]
+    assert not errors
+
+
+# -- the loop ---------------------------------------------------------------------------
+def test_controller_commands_send_to_and_kick_a_connection_from_another_thread():
+    handler = Recorder()
+    with loop_with_listener(handler) as (loop, port):
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        until(lambda: loop.connections)
+        (conn_id,) = list(loop.connections)
+        loop.send(conn_id, b"from the console\n")
+        assert read_exactly(client, 17) == b"from the console\n"
+        loop.kick(conn_id)
+        assert read_to_eof(client) == b""
+        until(lambda: handler.reasons == ["kicked"])
+        client.close()
+
+
+def test_paused_accepting_leaves_clients_queued_until_resumed():
+    handler = Recorder(echo=True)
+    with loop_with_listener(handler) as (loop, port):
+        loop.pause_accepting()
+        done = threading.Event()
+        loop.call(done.set)
+        until(done.is_set)
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)  # the kernel's queue takes it
+        client.sendall(b"ping")
+        time.sleep(0.05)  # give a wrongly accepting loop the chance to take it
+        assert not loop.connections
+        loop.resume_accepting()
+        assert read_exactly(client, 4) == b"ping"
+        client.close()
+
+
+def test_a_client_that_does_not_read_fills_only_its_own_buffer_and_drains_later():
+    big = os.urandom(8 * HIGH_WATER)
+
+    class Blaster(Handler):
+        def __init__(self) -> None:
+            self.conn: Connection | None = None
+            self.drained_at: int | None = None
+
+        def connected(self, conn: Connection) -> None:
+            self.conn = conn
+            conn.write(big)
+
+        def drained(self, conn: Connection) -> None:
+            self.drained_at = conn.sent
+
+    handler = Blaster()
+    with loop_with_listener(handler) as (loop, port):
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        until(lambda: handler.conn is not None and handler.conn.buffered)
+        assert handler.conn is not None and not handler.conn.writable
+        assert read_exactly(client, len(big)) == big
+        until(lambda: handler.drained_at is not None)
+        client.close()
+
+
+def test_idle_timeout_closes_a_silent_connection():
+    handler = Recorder()
+
+    class Idle(Recorder):
+        def connected(self, conn: Connection) -> None:
+            conn.set_idle_timeout(0.05)
+
+    handler = Idle()
+    with loop_with_listener(handler) as (_loop, port):
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert read_to_eof(client) == b""
+        until(lambda: handler.reasons == ["idle timeout"])
+        client.close()
+
+
+def test_an_exception_in_a_handler_ends_run_and_close_reports_every_connection():
+    class Boom(Recorder):
+        def received(self, conn: Connection, data: memoryview) -> None:
+            raise RuntimeError("boom")
+
+    handler = Boom()
+    loop = Loop()
+    a, b = socket.socketpair()
+    loop.add(Connection(loop, SocketTransport(a), handler, peer="pair"))
+    b.sendall(b"x")
+    with pytest.raises(RuntimeError):
+        loop.run()
+    loop.close()
+    assert handler.reasons == ["server stopped"]
+    assert read_to_eof(b) == b""
+    b.close()
+
+
+# -- tcp-listen -k: the hub -------------------------------------------------------------
+@contextmanager
+def hub(payload: Payload, relay: RelayOptions, options: HubOptions = HubOptions()) -> Iterator[tuple[Hub, int, list]]:
+    events: list[ev.Event] = []
+    listener = listen(Endpoint(host="127.0.0.1", port=0))
+    engine = Hub(listener, payload, relay, options, events.append)
+    with running(engine.run, engine.loop.stop) as errors:
+        yield engine, listener.port, events
+    listener.close()
+    assert not errors
+
+
+def test_keep_open_sends_the_greeting_to_each_client_when_it_connects():
+    payload = Payload(stdin_fd=None, messages=(b"welcome\n",))
+    with hub(payload, RelayOptions(output_fd=None)) as (_hub, port, events):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                assert read_to_eof(client) == b"welcome\n"  # then half-closed, as for one client
+    assert [e.conn for e in events if isinstance(e, ev.Connected)] == [1, 2, 3]
+
+
+def test_keep_open_repeats_the_payload_with_its_interval_for_each_client():
+    payload = Payload(stdin_fd=None, messages=(b"a", b"b"), repeat=3, interval=0.01)
+    with hub(payload, RelayOptions(output_fd=None)) as (_hub, port, _events):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            assert read_to_eof(client) == b"ababab"
+
+
+def test_stdin_reaches_every_client_as_it_arrives_without_a_newline():
+    read_end, write_end = os.pipe()
+    with hub(Payload(stdin_fd=read_end), RelayOptions(output_fd=None)) as (engine, port, _events):
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        until(lambda: len(engine.clients) == 3)
+        os.write(write_end, b"no newline yet")
+        for client in clients:
+            assert read_exactly(client, 14) == b"no newline yet"
+        os.close(write_end)
+        for client in clients:
+            assert read_to_eof(client) == b""  # stdin ended: half-closed
+            client.close()
+    os.close(read_end)
+
+
+def test_send_only_client_data_is_dropped_and_the_client_closed_after_its_payload():
+    payload = Payload(stdin_fd=None, messages=(b"only this",))
+    out_r, out_w = os.pipe()
+    with hub(payload, RelayOptions(receive=False, output_fd=out_w)) as (_hub, port, events):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"ignored")
+            assert read_to_eof(client) == b"only this"
+        until(lambda: any(isinstance(e, ev.Closed) for e in events))
+    os.close(out_w)
+    assert os.read(out_r, 100) == b""
+    os.close(out_r)
+    assert [e.reason for e in events if isinstance(e, ev.Closed)] == ["sent everything"]
+
+
+def test_broker_send_only_relays_nothing_between_clients():
+    relay = RelayOptions(receive=False, output_fd=None)
+    stdin_r, stdin_w = os.pipe()  # stdin open: it is all that reaches clients
+    with hub(Payload(stdin_fd=stdin_r), relay, HubOptions(broker=True)) as (engine, port, _events):
+        one = socket.create_connection(("127.0.0.1", port), timeout=10)
+        two = socket.create_connection(("127.0.0.1", port), timeout=10)
+        until(lambda: len(engine.clients) == 2)
+        one.sendall(b"from one")
+        until(lambda: engine.totals().received == 8)
+        two.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            two.recv(10)
+        os.write(stdin_w, b"from stdin")
+        assert read_exactly(one, 10) == b"from stdin"
+        assert read_exactly(two, 10) == b"from stdin"
+        one.close()
+        two.close()
+    os.close(stdin_r)
+    os.close(stdin_w)
+
+
+def test_broker_recv_only_sends_clients_nothing():
+    out_r, out_w = os.pipe()
+    relay = RelayOptions(send=False, output_fd=out_w)
+    with hub(Payload(stdin_fd=None), relay, HubOptions(broker=True)) as (engine, port, _events):
+        one = socket.create_connection(("127.0.0.1", port), timeout=10)
+        two = socket.create_connection(("127.0.0.1", port), timeout=10)
+        until(lambda: len(engine.clients) == 2)
+        one.sendall(b"from one")
+        assert os.read(out_r, 100) == b"from one"
+        two.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            two.recv(10)
+        one.close()
+        two.close()
+    os.close(out_r)
+    os.close(out_w)
+
+
+def test_expect_ends_only_the_client_that_matched():
+    import re
+
+    relay = RelayOptions(output_fd=None, expect=re.compile(b"hello"))
+    with hub(Payload(stdin_fd=None), relay, HubOptions()) as (engine, port, events):
+        quiet = socket.create_connection(("127.0.0.1", port), timeout=10)
+        talker = socket.create_connection(("127.0.0.1", port), timeout=10)
+        until(lambda: len(engine.clients) == 2)
+        talker.sendall(b"well hello there")
+        until(lambda: any(isinstance(e, ev.Closed) for e in events))
+        assert [e.reason for e in events if isinstance(e, ev.Closed)] == ["expected data received"]
+        assert len(engine.clients) == 1
+        quiet.close()
+        talker.close()
+
+
+def test_first_client_deadline_counts_from_the_start_whatever_is_refused_meanwhile():
+    from socktool.net.access import AccessPolicy, parse_cidr
+    from socktool.net.errors import TimedOut
+
+    listener = listen(Endpoint(host="127.0.0.1", port=0))
+    options = HubOptions(access=AccessPolicy(allow=(parse_cidr("10.0.0.1"),)), first_client_timeout=0.5)
+    engine = Hub(listener, Payload(stdin_fd=None), RelayOptions(output_fd=None), options)
+    stop = threading.Event()
+
+    def refused_clients() -> None:
+        while not stop.wait(0.1):
+            try:
+                socket.create_connection(("127.0.0.1", listener.port), timeout=1).close()
+            except OSError:
+                return
+
+    thread = threading.Thread(target=refused_clients, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        engine.run()
+    stop.set()
+    thread.join(5)
+    listener.close()
+    assert time.monotonic() - started < 5
