@@ -96,7 +96,7 @@ CASES = [
     case("tcp-listen --allow 10.0.0.0/33 0", 2, "'10.0.0.0/33' is not an IP address"),
     case("tcp-listen -w 0 0", 2, "'--timeout': duration must be more than zero"),
     case(["tcp-listen", "--exec", "", "0"], 2, "'--exec': empty command"),
-    case(["tcp-listen", "--exec", "cat 'unclosed", "0"], 2, "'--exec': No closing quotation"),
+    case(["tcp-listen", "--exec", "cat 'unclosed", "0"], 2, "'--exec': no closing quotation"),
     case("tcp-listen --exec cat --broker 0", 2, "--exec and --broker cannot be used together"),
     case("tcp-listen unix:/etc/passwd", 2, "unix:/etc/passwd: the path exists and is not a socket"),
     case("tcp-listen unix:/nonexistent-dir/x.sock", 1, "no such file or directory"),

@@ -159,7 +159,7 @@ def test_a_client_that_does_not_read_fills_only_its_own_buffer_and_drains_later(
             self.drained_at = conn.sent
 
     handler = Blaster()
-    with loop_with_listener(handler) as (loop, port):
+    with loop_with_listener(handler) as (_loop, port):
         client = socket.create_connection(("127.0.0.1", port), timeout=10)
         until(lambda: handler.conn is not None and handler.conn.buffered)
         assert handler.conn is not None and not handler.conn.writable

@@ -10,8 +10,8 @@ from socktool.cli import options as opt
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy, Network
 from socktool.net.relay import Payload, RelayOptions
-from socktool.values import decode_hex, to_crlf
 from socktool.shellwords import split_command
+from socktool.values import decode_hex, to_crlf
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 

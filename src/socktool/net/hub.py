@@ -451,7 +451,7 @@ def _pattern(relay: RelayOptions) -> str:
 class Script:
     """A connection's fixed payload: parts, `repeat` times, `interval` apart, as the socket takes them."""
 
-    __slots__ = ("conn", "parts", "total", "index", "interval", "done", "timer")
+    __slots__ = ("conn", "done", "index", "interval", "parts", "timer", "total")
 
     def __init__(
         self, conn: Connection, parts: tuple[bytes, ...], repeat: int, interval: float, done: Callable[[], None]

@@ -146,7 +146,7 @@ class SocketTransport:
 class Timer:
     """A call_later handle."""
 
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "when")
 
     def __init__(self, when: float, callback: Callable[[], None]):
         self.when = when
@@ -161,30 +161,30 @@ class Connection:
     """One stream socket in the loop: counters, a bounded output buffer, a handler."""
 
     __slots__ = (
-        "loop",
-        "id",
-        "peer",
-        "local",
-        "inbound",
-        "transport",
-        "handler",
-        "sent",
-        "received",
-        "started",
-        "last_activity",
-        "last_progress",
-        "closed",
-        "context",
+        "_after_sent",
+        "_drain_due",
+        "_eof",
+        "_events",
+        "_idle",
+        "_idle_timer",
         "_out",
         "_out_size",
         "_reading",
-        "_events",
-        "_after_sent",
         "_write_shut",
-        "_drain_due",
-        "_idle_timer",
-        "_idle",
-        "_eof",
+        "closed",
+        "context",
+        "handler",
+        "id",
+        "inbound",
+        "last_activity",
+        "last_progress",
+        "local",
+        "loop",
+        "peer",
+        "received",
+        "sent",
+        "started",
+        "transport",
     )
 
     def __init__(
