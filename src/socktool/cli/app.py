@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forward": ("socktool.cli.forward", "forward"),
     "portscan": ("socktool.cli.scan", "portscan"),
     "wait": ("socktool.cli.wait", "wait"),
+    "ping": ("socktool.cli.ping", "ping"),
 }
 
 

@@ -58,6 +58,16 @@ def positive_int(text: str) -> int:
     return number
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {number}")
+    return number
+
+
 def port_number(text: str) -> int:
     return address.parse_port(text)
 

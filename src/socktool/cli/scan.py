@@ -10,16 +10,6 @@ from socktool.net.ports import ALL_PORTS, PortList, parse_port_argument, parse_s
 from socktool.view.terminal import Terminal
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if number < 0:
-        raise ValueError(f"must be 0 or more, got {number}")
-    return number
-
-
 def portscan(
     host: Annotated[
         str,
@@ -66,7 +56,7 @@ def portscan(
         typer.Option(
             "--retries",
             metavar="N",
-            parser=opt.value_parser(non_negative_int),
+            parser=opt.value_parser(opt.non_negative_int),
             help="Try a filtered port N more times.",
             rich_help_panel=opt.CONNECTION,
         ),

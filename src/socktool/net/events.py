@@ -148,3 +148,38 @@ Sink = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """A sink that drops everything."""
+
+
+class Probed(NamedTuple):
+    """ping: one probe's outcome. `elapsed` is the connect (or round-trip) time when `ok`."""
+
+    seq: int
+    target: str  # as the user named it
+    peer: str  # the address probed
+    ok: bool
+    elapsed: float
+    detail: str = ""  # why not ok
+    size: int = 0  # bytes of the reply (UDP, --expect)
+
+
+class PingSummary(NamedTuple):
+    """ping's totals, like ping(8)'s: times in seconds over the answered probes."""
+
+    target: str
+    peer: str
+    sent: int
+    received: int
+    duration: float
+    times: tuple[float, ...] = ()
+
+    def spread(self) -> tuple[float, float, float, float]:
+        """(min, avg, max, mdev) as ping(8) reports them; mdev = sqrt(mean(t²) - mean(t)²)."""
+        times = self.times
+        if not times:
+            return (0.0, 0.0, 0.0, 0.0)
+        mean = sum(times) / len(times)
+        square_mean = sum(t * t for t in times) / len(times)
+        return (min(times), mean, max(times), max(0.0, square_mean - mean * mean) ** 0.5)
+
+
+PingEvent = Probed | PingSummary  # ping's own sink takes these (no other sink sees them)

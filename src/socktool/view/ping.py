@@ -1,0 +1,100 @@
+"""ping's output on stdout, as ping(8) writes it: a line per probe as it ends, then
+the statistics; with --json, one object per probe and a summary object."""
+
+from __future__ import annotations
+
+import time
+
+from socktool.net.events import PingEvent, PingSummary, Probed
+from socktool.values import printable
+from socktool.view.jsonl import JsonLines
+from socktool.view.terminal import Mode, Terminal
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def loss_percent(summary: PingSummary) -> float:
+    return 0.0 if not summary.sent else round(100 * (summary.sent - summary.received) / summary.sent, 1)
+
+
+def probe_line(probe: Probed, udp: bool) -> str:
+    if not probe.ok:
+        return f"{probe.peer}: seq={probe.seq} {probe.detail}"
+    what = f"{probe.size} bytes from" if udp or probe.size else "connected to"
+    return f"{what} {probe.peer}: seq={probe.seq} time={ms(probe.elapsed):.3f} ms"
+
+
+def summary_lines(summary: PingSummary) -> list[str]:
+    lines = [
+        f"--- {summary.target} ping statistics ---",
+        f"{summary.sent} probes, {summary.received} answered, {loss_percent(summary):g}% loss, "
+        f"time {ms(summary.duration):.0f}ms",
+    ]
+    if summary.times:
+        low, mean, high, mdev = (ms(t) for t in summary.spread())
+        lines.append(f"rtt min/avg/max/mdev = {low:.3f}/{mean:.3f}/{high:.3f}/{mdev:.3f} ms")
+    return lines
+
+
+def probe_record(probe: Probed) -> dict[str, object]:
+    return {
+        "event": "probe",
+        "ts": round(time.time(), 6),
+        "seq": probe.seq,
+        "target": probe.target,
+        "peer": probe.peer,
+        "ok": probe.ok,
+        "time_ms": ms(probe.elapsed) if probe.ok else None,
+        "size": probe.size,
+        "error": probe.detail or None,
+    }
+
+
+def summary_record(summary: PingSummary) -> dict[str, object]:
+    low, mean, high, mdev = (ms(t) for t in summary.spread())
+    answered = bool(summary.times)
+    return {
+        "event": "summary",
+        "ts": round(time.time(), 6),
+        "target": summary.target,
+        "peer": summary.peer,
+        "sent": summary.sent,
+        "received": summary.received,
+        "loss_pct": loss_percent(summary),
+        "min_ms": low if answered else None,
+        "avg_ms": mean if answered else None,
+        "max_ms": high if answered else None,
+        "mdev_ms": mdev if answered else None,
+        "elapsed_ms": ms(summary.duration),
+    }
+
+
+class PingView:
+    """A sink for ping's events: lines or JSON on stdout, written as each probe ends."""
+
+    def __init__(self, terminal: Terminal, mode: Mode, *, udp: bool = False):
+        self.terminal = terminal
+        self.udp = udp
+        self.json = JsonLines(terminal.write_out) if mode is Mode.JSON else None
+
+    def header(self, target: str, peer: str, what: str) -> None:
+        if self.json is None:
+            self._line(f"PING {target} ({peer}): {what}")
+
+    def __call__(self, event: PingEvent) -> None:
+        if isinstance(event, Probed):
+            if self.json is not None:
+                self.json.write(probe_record(event))
+            else:
+                self._line(probe_line(event, self.udp))
+        elif self.json is not None:
+            self.json.write(summary_record(event))
+        else:
+            self._line("")
+            for line in summary_lines(event):
+                self._line(line)
+
+    def _line(self, text: str) -> None:
+        self.terminal.write_out((printable(text) + "\n").encode("utf-8", "surrogateescape"))

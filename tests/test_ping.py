@@ -1,0 +1,165 @@
+"""ping HOST:PORT: probes and ping(8)-style statistics, against real loopback peers."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from conftest import Proc, command, free_port, one_line_error, run
+from reliability_helpers import PtyProc
+
+PROBE = re.compile(r"^connected to 127\.0\.0\.1:(\d+): seq=(\d+) time=(\d+\.\d{3}) ms$")
+RTT = re.compile(r"^rtt min/avg/max/mdev = (\d+\.\d{3})/(\d+\.\d{3})/(\d+\.\d{3})/(\d+\.\d{3}) ms$")
+
+
+def test_five_probes_and_a_ping_style_summary():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        result = run("ping", "-c", "5", "-i", "50ms", f"127.0.0.1:{port}")
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == f"PING 127.0.0.1:{port} (127.0.0.1:{port}): TCP connect"
+    probes = [PROBE.match(line) for line in lines[1:6]]
+    assert all(probes), lines
+    assert [int(m.group(2)) for m in probes if m] == [1, 2, 3, 4, 5]
+    assert lines[6:8] == ["", f"--- 127.0.0.1:{port} ping statistics ---"]
+    assert re.fullmatch(r"5 probes, 5 answered, 0% loss, time \d+ms", lines[8]), lines[8]
+    rtt = RTT.match(lines[9])
+    assert rtt, lines
+    low, avg, high, _mdev = map(float, rtt.groups())
+    times = [float(m.group(3)) for m in probes if m]
+    assert low == min(times) and high == max(times) and low <= avg <= high
+    assert result.stderr == b""
+
+
+def test_closed_port_is_100_percent_loss_and_exit_1():
+    port = free_port()
+    result = run("ping", "-c", "3", "-i", "50ms", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    out = result.stdout.decode()
+    assert out.count("connection refused") == 3
+    assert "3 probes, 0 answered, 100% loss" in out
+    assert "rtt" not in out
+    assert "0 of 3 probes answered" in one_line_error(result.stderr)
+
+
+def test_json_per_probe_and_summary():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        result = run("ping", "-c", "3", "-i", "50ms", "--json", f"127.0.0.1:{port}")
+    assert result.returncode == 0, result.stderr.decode()
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["event"] for r in records] == ["probe", "probe", "probe", "summary"]
+    for seq, record in enumerate(records[:3], 1):
+        assert set(record) == {"event", "ts", "seq", "target", "peer", "ok", "time_ms", "size", "error"}
+        assert record["seq"] == seq and record["ok"] is True and record["error"] is None
+        assert isinstance(record["time_ms"], float) and record["time_ms"] >= 0
+        assert record["target"] == record["peer"] == f"127.0.0.1:{port}"
+    summary = records[3]
+    assert set(summary) == {
+        "event", "ts", "target", "peer", "sent", "received", "loss_pct",
+        "min_ms", "avg_ms", "max_ms", "mdev_ms", "elapsed_ms",
+    }  # fmt: skip
+    assert (summary["sent"], summary["received"], summary["loss_pct"]) == (3, 3, 0.0)
+    times = [r["time_ms"] for r in records[:3]]
+    assert summary["min_ms"] == min(times) and summary["max_ms"] == max(times)
+
+
+def test_json_of_a_closed_port():
+    result = run("ping", "-c", "2", "-i", "50ms", "--json", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [(r["ok"], r["error"], r["time_ms"]) for r in records[:2]] == [(False, "connection refused", None)] * 2
+    assert records[2]["loss_pct"] == 100.0 and records[2]["min_ms"] is None
+
+
+def test_udp_round_trips_against_echo_and_time_server():
+    with (
+        Proc("echo", "-v", "--udp-only", "127.0.0.1:0") as echo,
+        Proc("time-server", "-v", "--udp-only", "127.0.0.1:0") as clock,
+    ):
+        echo_port, clock_port = echo.wait_listening(), clock.wait_listening()
+        result = run("ping", "--udp", "--send", "hello", "-c", "2", "-i", "50ms", f"127.0.0.1:{echo_port}")
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout.decode().count(f"5 bytes from 127.0.0.1:{echo_port}") == 2
+        result = run("ping", "--udp", "--send", "%Y", "--expect", r"^\d{4}$", "-c", "2", f"127.0.0.1:{clock_port}")
+        assert result.returncode == 0, result.stderr.decode()
+        assert "2 probes, 2 answered, 0% loss" in result.stdout.decode()
+
+
+def test_udp_closed_port_is_unreachable():
+    port = free_port(socket.SOCK_DGRAM)
+    result = run("ping", "--udp", "-c", "2", "-i", "50ms", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stdout.decode().count("port unreachable") == 2
+
+
+def test_require_counts_answered_probes():
+    """Probe 3 of 3 is refused (the listener closes after the second line): --require 2 passes, 3 fails."""
+    for require, code in ((2, 0), (3, 1)):
+        server = socket.create_server(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        proc = subprocess.Popen(
+            command("ping", "-c", "3", "-i", "1s", "--require", str(require), f"127.0.0.1:{port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        seen = [proc.stdout.readline() for _ in range(3)]  # the header, probes 1 and 2
+        server.close()
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == code, (seen, out, err)
+        assert b"3 probes, 2 answered, 33.3% loss" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-c", "2", "--require", "3"],
+        ["-c", "-1"],
+        ["-i", "0"],
+        ["--udp", "unix:/tmp/x.sock"],
+        ["--expect", "("],
+    ],
+)
+def test_usage_errors(args):
+    target = [] if any(a.startswith("unix:") for a in args) else ["127.0.0.1:9"]
+    result = run("ping", *args, *target)
+    assert result.returncode == 2, result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_a_live_line_per_probe_at_a_terminal():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        proc = PtyProc("ping", "-c", "2", "-i", "3s", f"127.0.0.1:{port}")
+        try:
+            proc.wait_for(rb"seq=1 time=")
+            assert proc.popen.poll() is None  # the first line is there while the second probe waits
+            code, screen = proc.finish(timeout=15)
+        finally:
+            proc.kill()
+    assert code == 0
+    assert b"2 probes, 2 answered, 0% loss" in screen
+
+
+def test_interrupt_prints_the_summary_and_exits_130():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        proc = subprocess.Popen(
+            command("ping", "-c", "0", "-i", "100ms", f"127.0.0.1:{port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        for _ in range(3):
+            proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, _err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert f"--- 127.0.0.1:{port} ping statistics ---" in out.decode()
