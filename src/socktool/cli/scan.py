@@ -9,6 +9,9 @@ from socktool.net.errors import ExpectNotMet
 from socktool.net.ports import ALL_PORTS, PortList, parse_port_argument, parse_scan_host
 from socktool.view.terminal import Terminal
 
+BANNER_SIZE = 256
+UDP_CONCURRENCY = 128  # datagrams waiting for an answer at once: ICMP errors are rate-limited
+
 
 def portscan(
     host: Annotated[
@@ -30,16 +33,17 @@ def portscan(
         ),
     ] = "1-1024",  # type: ignore[assignment]
     concurrency: Annotated[
-        int,
+        int | None,
         typer.Option(
             "-c",
             "--concurrency",
             metavar="N",
             parser=opt.PositiveInt,
-            help="Connects in flight at once (capped by the open-file limit).",
+            help="Probes in flight at once (default 1000, 128 with --udp; capped by the open-file limit).",
             rich_help_panel=opt.CONNECTION,
+            show_default=False,
         ),
-    ] = 1000,
+    ] = None,
     timeout: Annotated[
         float,
         typer.Option(
@@ -47,7 +51,7 @@ def portscan(
             "--timeout",
             metavar="DUR",
             parser=opt.PositiveDuration,
-            help="A port with no answer within DUR is filtered.",
+            help="A port with no answer within DUR is filtered (open|filtered with --udp); also how long --banner reads.",
             rich_help_panel=opt.CONNECTION,
         ),
     ] = "1s",  # type: ignore[assignment]  # parsed like a given value,
@@ -57,10 +61,36 @@ def portscan(
             "--retries",
             metavar="N",
             parser=opt.value_parser(opt.non_negative_int),
-            help="Try a filtered port N more times.",
+            help="Try a filtered (UDP: open|filtered) port N more times.",
             rich_help_panel=opt.CONNECTION,
         ),
     ] = 0,
+    udp: Annotated[
+        bool,
+        typer.Option(
+            "--udp",
+            help="UDP scan: a reply is open, ICMP port unreachable closed, silence open|filtered.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = False,
+    banner: Annotated[
+        bool,
+        typer.Option(
+            "--banner",
+            help="Show what each open port's service says first (a silent one is sent an HTTP HEAD).",
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = False,
+    banner_size: Annotated[
+        int,
+        typer.Option(
+            "--banner-size",
+            metavar="N",
+            parser=opt.PositiveInt,
+            help="Read at most N bytes of a banner (up to its first line end).",
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = BANNER_SIZE,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
     all_: Annotated[
@@ -87,20 +117,24 @@ def portscan(
     no_color: opt.NoColor = False,
     debug: opt.Debug = False,
 ) -> int:
-    """TCP connect scan of HOST's PORTS (default 1-1024): open, closed, filtered.
+    """TCP connect (or --udp) scan of HOST's PORTS (default 1-1024).
 
-    Open ports are listed (all with --all) with their service names; on a
-    terminal as a table after a progress bar, in a pipe as PORT/tcp STATE
-    SERVICE lines, with --json as one object per port and a summary.
+    Open ports are listed (all with --all) with their service names, and
+    with --banner what each service says first; on a terminal as a table
+    after a progress bar, in a pipe as PORT/tcp STATE SERVICE lines, with
+    --json as one object per port and a summary. --udp sends each port a
+    datagram (a DNS, NTP, SNMP or echo probe on those ports): a reply is
+    open, ICMP port unreachable closed, silence open|filtered.
 
     Examples:
-      socktool portscan 127.0.0.1
+      socktool portscan 127.0.0.1 --banner
       socktool portscan ::1 22,80,443,8000-8100 --all
       socktool portscan db.internal 5432 --require-open -q || exit 1
     """
     from socktool.net.events import OPEN
-    from socktool.net.ports import ServiceNames
-    from socktool.net.scan import Scanner, descriptor_budget, resolve_target
+    from socktool.net.ports import BUILTIN_UDP_SERVICES, ServiceNames
+    from socktool.net.probescan import UdpScanner, grab_banners
+    from socktool.net.scan import DEFAULT_CONCURRENCY, Scanner, descriptor_budget, resolve_target
     from socktool.view.scan import ScanProgress, ScanReport
 
     family = opt.family(ipv4, ipv6)
@@ -112,13 +146,27 @@ def portscan(
             f"{host} has {len(target.others) + 1} addresses; scanning {target.address} "
             f"(also {', '.join(target.others)}; -4/-6 choose the family)"
         )
-    limit, cut = descriptor_budget(concurrency)
+    wanted = concurrency or (UDP_CONCURRENCY if udp else DEFAULT_CONCURRENCY)
+    limit, cut = descriptor_budget(wanted)
     if cut:
-        terminal.warn(f"--concurrency {concurrency} is more than the open-file limit allows; using {limit}")
-    scanner = Scanner(target, ports.ports, timeout=timeout, retries=retries, concurrency=limit)
+        terminal.warn(f"--concurrency {wanted} is more than the open-file limit allows; using {limit}")
+    scanner: Scanner | UdpScanner
+    if udp:
+        scanner = UdpScanner(target, ports.ports, timeout=timeout, retries=retries, concurrency=limit)
+    else:
+        scanner = Scanner(target, ports.ports, timeout=timeout, retries=retries, concurrency=limit)
     with ScanProgress(terminal, target.address, len(ports.ports), lambda: scanner.done):
         results = scanner.run()
-    ScanReport(terminal, mode, target, ServiceNames(), show_all=all_).show(results, scanner.elapsed)
+    banners: dict[int, bytes] | None = None
+    if banner and isinstance(scanner, UdpScanner):
+        banners = {port: reply[:banner_size] for port, reply in scanner.replies.items()}
+    elif banner:
+        opened = [r.port for r in results if r.state == OPEN]
+        banners = grab_banners(target, opened, size=banner_size, timeout=timeout, concurrency=limit)
+    protocol = "udp" if udp else "tcp"
+    services = ServiceNames(builtin=BUILTIN_UDP_SERVICES, proto="udp") if udp else ServiceNames()
+    report = ScanReport(terminal, mode, target, services, show_all=all_, protocol=protocol, banners=banners)
+    report.show(results, scanner.elapsed)
     if require_open:
         missing = [r for r in results if r.state != OPEN]
         if missing:

@@ -103,7 +103,9 @@ OPEN = "open"
 CLOSED = "closed"
 FILTERED = "filtered"
 ERROR = "error"
+OPEN_FILTERED = "open|filtered"  # UDP: no reply, which an open port and a firewall both give
 STATES = (OPEN, CLOSED, FILTERED, ERROR)
+UDP_STATES = (OPEN, CLOSED, OPEN_FILTERED, ERROR)
 
 
 class ScanResult(NamedTuple):
@@ -135,8 +137,8 @@ class Ready(NamedTuple):
     detail: str  # with invert: how it failed; else what was seen (may be "")
 
 
-def count_states(results: list[ScanResult]) -> dict[str, int]:
-    counts = dict.fromkeys(STATES, 0)
+def count_states(results: list[ScanResult], states: tuple[str, ...] = STATES) -> dict[str, int]:
+    counts = dict.fromkeys(states, 0)
     for result in results:
         counts[result.state] += 1
     return counts

@@ -85,6 +85,25 @@ BUILTIN_SERVICES: dict[int, str] = {
 }
 
 
+# UDP where it differs from the TCP table, and the small services the UDP scan probes.
+BUILTIN_UDP_SERVICES: dict[int, str] = {
+    **BUILTIN_SERVICES,
+    7: "echo",
+    13: "daytime",
+    19: "chargen",
+    37: "time",
+    67: "bootps",
+    68: "bootpc",
+    137: "netbios-ns",
+    138: "netbios-dgm",
+    162: "snmp-trap",
+    500: "isakmp",
+    514: "syslog",
+    1900: "ssdp",
+    5353: "mdns",
+}
+
+
 def _parse_one(text: str, part: str) -> int:
     if not text.isdigit():
         raise ValueError(f"{part!r} in the port list is not a port number")
@@ -171,7 +190,7 @@ def read_services(path: str = "/etc/services", proto: str = "tcp") -> dict[int, 
 
 
 class ServiceNames:
-    """Service names for TCP ports: system database, then the built-in table.
+    """Service names for TCP (or UDP) ports: system database, then the built-in table.
 
     The services file is read once (a scan may name 65535 ports, and
     getservbyport re-reads the file on every call); where there is no file,
@@ -179,20 +198,21 @@ class ServiceNames:
     NSS sources.
     """
 
-    def __init__(self, path: str = "/etc/services", builtin: dict[int, str] = BUILTIN_SERVICES):
+    def __init__(self, path: str = "/etc/services", builtin: dict[int, str] = BUILTIN_SERVICES, proto: str = "tcp"):
         self.path = path
         self.builtin = builtin
+        self.proto = proto
         self._system: dict[int, str] | None = None
         self._loaded = False
 
     def _from_system(self, port: int) -> str | None:
         if not self._loaded:
-            self._system = read_services(self.path)
+            self._system = read_services(self.path, self.proto)
             self._loaded = True
         if self._system is not None:
             return self._system.get(port)
         try:
-            return socket.getservbyport(port, "tcp")
+            return socket.getservbyport(port, self.proto)
         except (OSError, OverflowError):
             return None
 

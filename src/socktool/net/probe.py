@@ -27,14 +27,16 @@ import selectors
 import socket
 import struct
 import time
-from collections.abc import Callable
-from typing import NamedTuple
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, TypeVar
 
 from socktool.net import interrupts
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.errors import describe
+from socktool.net.errors import NetworkError, describe
 from socktool.values import format_duration, printable
 
+PORT_UNREACHABLE = "port unreachable"  # a UDP probe's ICMP answer
 READ_LIMIT = 65536  # bytes of a reply kept for matching
 SHOWN = 40  # characters of a reply quoted in a failure reason
 NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -77,6 +79,7 @@ class Outcome(NamedTuple):
     reply: bytes = b""  # what the peer sent (up to READ_LIMIT)
     peer: str = ""  # the address answered / tried last
     status: int | None = None  # the HTTP status
+    silent: bool = False  # nothing decided before the deadline (no reply, no answer)
 
 
 def http_request(request: HttpRequest, endpoint: Endpoint) -> bytes:
@@ -243,7 +246,7 @@ class _Probe:
             return
         except OSError as exc:
             refused = exc.errno == errno.ECONNREFUSED and self.check.udp
-            self.finish(False, "port unreachable" if refused else describe(exc))
+            self.finish(False, PORT_UNREACHABLE if refused else describe(exc))
             return
         if self.check.udp:
             self.received += data
@@ -267,7 +270,7 @@ class _Probe:
                 why = "peer closed" if not check.udp else "one datagram"
                 self.finish(False, f"no match for {quote(check.expect.pattern)} in {quote(data)} ({why})")
             return
-        if check.banner and (closed or len(data) >= check.banner):
+        if check.banner and (closed or len(data) >= check.banner or b"\n" in data):  # a line is enough
             self.finish(True, "", data[: check.banner])
         elif check.udp and closed:
             self.finish(True, "")
@@ -328,9 +331,9 @@ class _Probe:
     def timed_out(self) -> None:
         after = format_duration(round(self.deadline - self.created, 3))
         if self.stage == "connect":
-            self.finish(False, f"timed out after {after}")
+            self.finish(False, f"timed out after {after}", silent=True)
         elif self.check.udp:
-            self.finish(False, f"no reply within {after}")
+            self.finish(False, f"no reply within {after}", silent=True)
         elif self.check.banner:
             self.finish(True, "", bytes(self.received[: self.check.banner]))
         else:
@@ -345,15 +348,20 @@ class _Probe:
             self.sock.close()
             self.sock = None
 
-    def finish(self, ok: bool, detail: str, reply: bytes | None = None, status: int | None = None) -> None:
+    def finish(
+        self, ok: bool, detail: str, reply: bytes | None = None, status: int | None = None, silent: bool = False
+    ) -> None:
         elapsed = self.prober.clock() - self.started
         self.drop_socket()
         self.prober.forget(self)
         kept = bytes(self.received) if reply is None else reply
-        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status))
+        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status, silent))
 
 
 OnDone = Callable[[Outcome], None]
+K = TypeVar("K")
+Job = tuple[K, Target, Check]  # (the caller's key, where, what)
+JobDone = Callable[[K, Outcome], bool]  # True: probe it again
 
 
 def status_text(statuses: frozenset[int]) -> str:
@@ -437,6 +445,28 @@ class Prober:
             probe.drop_socket()
         self._probes.clear()
         self._selector.close()
+
+    def run_all(self, jobs: Iterable[Job[K]], timeout: float, concurrency: int, on_done: JobDone[K]) -> None:
+        """Every job probed, at most `concurrency` at once (fewer when descriptors run
+        out), each given `timeout`; a job for which on_done returns True is queued again."""
+        queue: deque[Job[K]] = deque(jobs)
+        limit = max(1, concurrency)
+
+        def finished(job: Job[K]) -> OnDone:
+            return lambda outcome: queue.append(job) if on_done(job[0], outcome) else None
+
+        while queue or self._probes:
+            while queue and len(self._probes) < limit:
+                job = queue[0]
+                if not self.start(job[1], job[2], self.clock() + timeout, finished(job)):
+                    if not self._probes:
+                        raise NetworkError("cannot open a socket", "out of file descriptors")
+                    limit = len(self._probes)  # out of descriptors after all: fewer at once
+                    break
+                queue.popleft()
+            due = self.next_deadline()
+            if due is not None:
+                self.poll(max(0.0, due - self.clock()))
 
     def run_one(self, target: Target, check: Check, timeout: float) -> Outcome | None:
         """One probe, waited for (ping). None when no descriptor was free."""

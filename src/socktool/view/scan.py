@@ -13,17 +13,37 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from socktool.net.events import CLOSED, ERROR, FILTERED, OPEN, ScanResult, Target, count_states
-from socktool.values import format_duration
+from socktool.net.events import (
+    CLOSED,
+    ERROR,
+    FILTERED,
+    OPEN,
+    OPEN_FILTERED,
+    STATES,
+    UDP_STATES,
+    ScanResult,
+    Target,
+    count_states,
+)
+from socktool.values import format_duration, printable
+from socktool.view.render import text_or_none
 from socktool.view.terminal import Mode, Terminal
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.progress import Progress
     from rich.text import Text
 
+BANNER_WIDTH = 60
 PROGRESS_MIN_PORTS = 300  # smaller scans are over before a bar is worth drawing
-STATE_STYLES = {OPEN: "bold green", CLOSED: "dim", FILTERED: "yellow", ERROR: "red"}
-_QUIET_DETAILS = ("", "refused", "no answer")  # the usual reason for a state: not worth a note
+STATE_STYLES = {OPEN: "bold green", CLOSED: "dim", FILTERED: "yellow", OPEN_FILTERED: "yellow", ERROR: "red"}
+_QUIET_DETAILS = (
+    "",
+    "refused",
+    "no answer",
+    "reply",
+    "no reply",
+    "port unreachable",
+)  # the usual reason for a state: not worth a note
 
 
 def latency_ms(result: ScanResult) -> float | None:
@@ -37,28 +57,49 @@ def latency_text(result: ScanResult) -> str:
     return f"{ms:.3f} ms" if ms < 10 else f"{ms:.0f} ms"
 
 
-def port_record(target: Target, result: ScanResult, service: str | None) -> dict[str, object]:
-    return {
+def port_record(
+    target: Target, result: ScanResult, service: str | None, *, protocol: str = "tcp", banner: bytes | None = None
+) -> dict[str, object]:
+    record: dict[str, object] = {
         "host": target.address,
         "port": result.port,
         "state": result.state,
         "service": service,
         "latency_ms": latency_ms(result),
     }
+    if protocol != "tcp":
+        record["protocol"] = protocol
+    if banner is not None:
+        record["banner"] = text_or_none(banner)
+        record["banner_hex"] = banner.hex()
+    return record
 
 
-def plain_line(result: ScanResult, service: str | None) -> str:
-    return f"{result.port}/tcp {result.state} {service or 'unknown'}"
+def banner_text(banner: bytes | None, width: int = BANNER_WIDTH) -> str:
+    """A banner as a table or a line shows it: its first line, escaped, cut to `width`."""
+    if not banner:
+        return ""
+    first = banner.split(b"\n", 1)[0].rstrip(b"\r")
+    text = printable(first.decode("utf-8", "surrogateescape"))
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary_line(target: Target, counts: dict[str, int], *, show_all: bool, elapsed: float) -> str:
+def plain_line(result: ScanResult, service: str | None, protocol: str = "tcp", banner: bytes | None = None) -> str:
+    line = f"{result.port}/{protocol} {result.state} {service or 'unknown'}"
+    shown = banner_text(banner)
+    return f"{line} {shown}" if shown else line
+
+
+def summary_line(
+    target: Target, counts: dict[str, int], *, show_all: bool, elapsed: float, listed: tuple[str, ...] = (OPEN,)
+) -> str:
     total = sum(counts.values())
     name = target.address if target.host == target.address else f"{target.host} ({target.address})"
     shown = [f"{counts[OPEN]} open"]
     hidden: list[str] = []
-    for state in (CLOSED, FILTERED, ERROR):
+    for state in [state for state in counts if state != OPEN]:
         if counts[state]:
-            (shown if show_all else hidden).append(f"{counts[state]} {state}")
+            (shown if show_all or state in listed else hidden).append(f"{counts[state]} {state}")
     text = f"{name}: {total} port{'s' if total != 1 else ''} scanned in {format_duration(elapsed)}: " + ", ".join(shown)
     if hidden:
         text += "; not shown: " + ", ".join(hidden)
@@ -84,18 +125,33 @@ class ScanReport:
         services: Callable[[int], str | None],
         *,
         show_all: bool = False,
+        protocol: str = "tcp",
+        banners: dict[int, bytes] | None = None,
     ):
         self.terminal = terminal
         self.mode = mode
         self.target = target
         self.show_all = show_all
         self.services = services
+        self.protocol = protocol
+        self.banners = banners  # None: not asked for (--banner)
+
+    def _listed(self) -> tuple[str, ...]:
+        """The states shown without --all. UDP: an open|filtered port may be open, so it is listed too."""
+        return (OPEN, OPEN_FILTERED) if self.protocol == "udp" else (OPEN,)
+
+    def _banner(self, port: int) -> bytes | None:
+        return None if self.banners is None else self.banners.get(port, b"")
 
     def show(self, results: list[ScanResult], elapsed: float) -> None:
-        shown = results if self.show_all else [r for r in results if r.state == OPEN]
-        counts = count_states(results)
+        listed = self._listed()
+        shown = results if self.show_all else [r for r in results if r.state in listed]
+        counts = count_states(results, UDP_STATES if self.protocol == "udp" else STATES)
         if self.mode is Mode.JSON:
-            records = [port_record(self.target, r, self.services(r.port)) for r in shown]
+            records = [
+                port_record(self.target, r, self.services(r.port), protocol=self.protocol, banner=self._banner(r.port))
+                for r in shown
+            ]
             records.append(summary_record(self.target, counts, elapsed))
             self._write(json.dumps(record, separators=(",", ":")) for record in records)
             return
@@ -103,8 +159,10 @@ class ScanReport:
             if shown:
                 self._table(shown)
         else:
-            self._write(plain_line(r, self.services(r.port)) for r in shown)
-        self.terminal.status(summary_line(self.target, counts, show_all=self.show_all, elapsed=elapsed))
+            self._write(plain_line(r, self.services(r.port), self.protocol, self._banner(r.port)) for r in shown)
+        self.terminal.status(
+            summary_line(self.target, counts, show_all=self.show_all, elapsed=elapsed, listed=self._listed())
+        )
 
     def _write(self, lines: Iterable[str]) -> None:
         """Lines to stdout in a few large writes (a full scan with --all is 65535 of them)."""
@@ -131,15 +189,19 @@ class ScanReport:
         table.add_column("LATENCY", justify="right")
         if notes:
             table.add_column("NOTE", style="dim")
+        if self.banners is not None:
+            table.add_column("BANNER", overflow="fold")
         for r in shown:
             row: list[str | Text] = [
-                f"{r.port}/tcp",
+                f"{r.port}/{self.protocol}",
                 Text(r.state, style=STATE_STYLES[r.state]),
                 self.services(r.port) or "unknown",
                 latency_text(r),
             ]
             if notes:
                 row.append("" if r.detail in _QUIET_DETAILS else r.detail)
+            if self.banners is not None:
+                row.append(Text(banner_text(self._banner(r.port))))
             table.add_row(*row)
         self.terminal.console().print(table)
 
