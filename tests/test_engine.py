@@ -17,10 +17,9 @@ import pytest
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint
-from socktool.net.hub import Hub, HubOptions
+from socktool.net.hub import Hub, ListenOptions
 from socktool.net.loop import HIGH_WATER, Acceptor, Connection, Handler, Loop, SocketTransport
 from socktool.net.relay import Payload, RelayOptions
-from socktool.net.tcp import listen
 
 
 def until(condition: Callable[[], object], timeout: float = 10) -> None:
@@ -202,14 +201,20 @@ def test_an_exception_in_a_handler_ends_run_and_close_reports_every_connection()
 
 
 # -- tcp-listen -k: the hub -------------------------------------------------------------
+def listening_port(events: list[ev.Event]) -> int:
+    until(lambda: any(isinstance(e, ev.Listening) for e in events))
+    address = next(e.address for e in events if isinstance(e, ev.Listening))
+    return int(address.rsplit(":", 1)[1])
+
+
 @contextmanager
-def hub(payload: Payload, relay: RelayOptions, options: HubOptions = HubOptions()) -> Iterator[tuple[Hub, int, list]]:
+def hub(
+    payload: Payload, relay: RelayOptions, options: ListenOptions = ListenOptions()
+) -> Iterator[tuple[Hub, int, list]]:
     events: list[ev.Event] = []
-    listener = listen(Endpoint(host="127.0.0.1", port=0))
-    engine = Hub(listener, payload, relay, options, events.append)
+    engine = Hub(Endpoint(host="127.0.0.1", port=0), payload, relay, options, events.append)
     with running(engine.run, engine.loop.stop) as errors:
-        yield engine, listener.port, events
-    listener.close()
+        yield engine, listening_port(events), events
     assert not errors
 
 
@@ -261,7 +266,7 @@ def test_send_only_client_data_is_dropped_and_the_client_closed_after_its_payloa
 def test_broker_send_only_relays_nothing_between_clients():
     relay = RelayOptions(receive=False, output_fd=None)
     stdin_r, stdin_w = os.pipe()  # stdin open: it is all that reaches clients
-    with hub(Payload(stdin_fd=stdin_r), relay, HubOptions(broker=True)) as (engine, port, _events):
+    with hub(Payload(stdin_fd=stdin_r), relay, ListenOptions(broker=True)) as (engine, port, _events):
         one = socket.create_connection(("127.0.0.1", port), timeout=10)
         two = socket.create_connection(("127.0.0.1", port), timeout=10)
         until(lambda: len(engine.clients) == 2)
@@ -282,7 +287,7 @@ def test_broker_send_only_relays_nothing_between_clients():
 def test_broker_recv_only_sends_clients_nothing():
     out_r, out_w = os.pipe()
     relay = RelayOptions(send=False, output_fd=out_w)
-    with hub(Payload(stdin_fd=None), relay, HubOptions(broker=True)) as (engine, port, _events):
+    with hub(Payload(stdin_fd=None), relay, ListenOptions(broker=True)) as (engine, port, _events):
         one = socket.create_connection(("127.0.0.1", port), timeout=10)
         two = socket.create_connection(("127.0.0.1", port), timeout=10)
         until(lambda: len(engine.clients) == 2)
@@ -301,7 +306,7 @@ def test_expect_ends_only_the_client_that_matched():
     import re
 
     relay = RelayOptions(output_fd=None, expect=re.compile(b"hello"))
-    with hub(Payload(stdin_fd=None), relay, HubOptions()) as (engine, port, events):
+    with hub(Payload(stdin_fd=None), relay, ListenOptions()) as (engine, port, events):
         quiet = socket.create_connection(("127.0.0.1", port), timeout=10)
         talker = socket.create_connection(("127.0.0.1", port), timeout=10)
         until(lambda: len(engine.clients) == 2)
@@ -317,15 +322,18 @@ def test_first_client_deadline_counts_from_the_start_whatever_is_refused_meanwhi
     from socktool.net.access import AccessPolicy, parse_cidr
     from socktool.net.errors import TimedOut
 
-    listener = listen(Endpoint(host="127.0.0.1", port=0))
-    options = HubOptions(access=AccessPolicy(allow=(parse_cidr("10.0.0.1"),)), first_client_timeout=0.5)
-    engine = Hub(listener, Payload(stdin_fd=None), RelayOptions(output_fd=None), options)
+    events: list[ev.Event] = []
+    options = ListenOptions(access=AccessPolicy(allow=(parse_cidr("10.0.0.1"),)), first_client_timeout=0.5)
+    engine = Hub(
+        Endpoint(host="127.0.0.1", port=0), Payload(stdin_fd=None), RelayOptions(output_fd=None), options, events.append
+    )
     stop = threading.Event()
 
     def refused_clients() -> None:
+        port = listening_port(events)
         while not stop.wait(0.1):
             try:
-                socket.create_connection(("127.0.0.1", listener.port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
             except OSError:
                 return
 
@@ -336,5 +344,5 @@ def test_first_client_deadline_counts_from_the_start_whatever_is_refused_meanwhi
         engine.run()
     stop.set()
     thread.join(5)
-    listener.close()
     assert time.monotonic() - started < 5
+    assert sum(isinstance(e, ev.Rejected) for e in events) >= 1

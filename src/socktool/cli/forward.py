@@ -223,7 +223,7 @@ def forward(
     from socktool.net.faults import FaultPlan, Faults
     from socktool.net.fdio import raise_open_file_limit
     from socktool.net.forward import Forwarder, ForwardOptions
-    from socktool.net.serving import BACKLOG
+    from socktool.net.loop import BACKLOG
 
     family = opt.family(ipv4, ipv6)
     faults = Faults(

@@ -1,7 +1,5 @@
 """echo and time-server: the small servers every network programmer writes once."""
 
-import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,7 +11,7 @@ from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from socktool.net.tcp import Listener
+    from socktool.net.service import ServiceKinds
 
 ECHO_PORT = 9999
 TIME_PORT = 9000
@@ -32,31 +30,26 @@ TcpOnly = Annotated[bool, typer.Option("--tcp-only", help="Serve TCP only.", ric
 UdpOnly = Annotated[bool, typer.Option("--udp-only", help="Serve UDP only.", rich_help_panel=opt.CONNECTION)]
 
 
-@contextlib.contextmanager
-def _serving(
-    terminal: Terminal, json: bool, address: Endpoint, family: int, tcp_only: bool, udp_only: bool
-) -> "Iterator[tuple[ev.Sink, Listener | None, Listener | None]]":
-    """Bind the service's sockets and announce them; yields (sink, tcp, udp).
+def _service_setup(
+    json: bool,
+    verbose: bool,
+    quiet: bool,
+    no_color: bool,
+    debug: bool,
+    *,
+    ipv4: bool,
+    ipv6: bool,
+    tcp_only: bool,
+    udp_only: bool,
+) -> "tuple[ev.Sink, ServiceKinds]":
+    """The sink and the sockets to bind, from the options echo and time-server share."""
+    from socktool.net.service import ServiceKinds
 
-    From the bind on, an interrupt however early still closes them and
-    removes a unix socket file.
-    """
-    from socktool.net.fdio import raise_open_file_limit
-    from socktool.net.serving import bind_service
-
+    family = opt.family(ipv4, ipv6)
     opt.exclusive(tcp_only=tcp_only, udp_only=udp_only)
+    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     sink = build_sink(terminal, Mode.JSON if json else Mode.RAW, numbered=True, stats=True)
-    raise_open_file_limit()
-    tcp, udp = bind_service(address, family=family, tcp=not udp_only, udp=not tcp_only)
-    try:
-        for listener, kind in ((tcp, "tcp"), (udp, "udp")):
-            if listener is not None:
-                sink(ev.Listening(listener.address, kind))
-        yield sink, tcp, udp
-    finally:
-        for listener in (tcp, udp):
-            if listener is not None:
-                listener.close()
+    return sink, ServiceKinds(tcp=not udp_only, udp=not tcp_only, family=family)
 
 
 def echo(
@@ -105,10 +98,10 @@ def echo(
     """
     from socktool.net.echo import EchoOptions, EchoServer
 
-    family = opt.family(ipv4, ipv6)
-    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    with _serving(terminal, json, address, family, tcp_only, udp_only) as (sink, tcp, udp):
-        EchoServer(tcp, udp, EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout), sink).serve()
+    sink, kinds = _service_setup(
+        json, verbose, quiet, no_color, debug, ipv4=ipv4, ipv6=ipv6, tcp_only=tcp_only, udp_only=udp_only
+    )
+    EchoServer(address, kinds, EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout), sink).serve()
     return 0
 
 
@@ -152,8 +145,8 @@ def time_server(
     """
     from socktool.net.timeserver import TimeOptions, TimeServer
 
-    family = opt.family(ipv4, ipv6)
-    terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    with _serving(terminal, json, address, family, tcp_only, udp_only) as (sink, tcp, udp):
-        TimeServer(tcp, udp, TimeOptions(rfc868=rfc868, utc=utc), sink).serve()
+    sink, kinds = _service_setup(
+        json, verbose, quiet, no_color, debug, ipv4=ipv4, ipv6=ipv6, tcp_only=tcp_only, udp_only=udp_only
+    )
+    TimeServer(address, kinds, TimeOptions(rfc868=rfc868, utc=utc), sink).serve()
     return 0

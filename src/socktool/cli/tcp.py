@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from socktool.cli import options as opt
-from socktool.net import events as ev
 from socktool.net.access import AccessPolicy, Network
 from socktool.net.relay import Payload, RelayOptions
 from socktool.shellwords import split_command
@@ -16,8 +15,6 @@ from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from socktool.net.hub import Hub
-    from socktool.net.pipe import AcceptOne
     from socktool.view.progress import Counters
 
 # -- options the two commands share ----------------------------------------------
@@ -357,7 +354,7 @@ def tcp_listen(
       socktool tcp-listen -k --allow 127.0.0.1 9000 > log
       socktool tcp-listen -k --exec 'cat' 7000
     """
-    from socktool.net import tcp
+    from socktool.net.hub import ListenOptions
 
     family = opt.family(ipv4, ipv6)
     opt.exclusive(exec=exec_, broker=broker)
@@ -393,37 +390,24 @@ def tcp_listen(
         terminal=terminal,
     )
     sink = build_sink(terminal, mode, hex=hex, numbered=many)
-    access = AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ())))
-    socket_options = tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay)
-    engine: Hub | AcceptOne  # noqa: F823  # the names come from TYPE_CHECKING imports
-    if many or exec_argv is not None:
-        from socktool.net.hub import Hub, HubOptions
-        from socktool.net.loop import BACKLOG
+    from socktool.net.pipe import listen_engine
+    from socktool.net.tcp import SocketOptions
 
-        # With -k, a burst of clients must not overflow the accept queue (each dropped SYN costs a client 1s).
-        listener = tcp.listen(address, family=family, reuse_addr=reuse_addr, backlog=BACKLOG if many else 128)
-        hub_options = HubOptions(
-            keep_open=many,
-            max_clients=max_clients,
-            access=access,
-            broker=broker,
-            exec_argv=exec_argv,
-            socket_options=socket_options,
-            first_client_timeout=timeout,
-        )
-        engine = Hub(listener, payload, relay_options, hub_options, sink)
-    else:
-        from socktool.net.pipe import AcceptOne
-
-        listener = tcp.listen(address, family=family, reuse_addr=reuse_addr)
-        engine = AcceptOne(
-            listener, payload, relay_options, access=access, socket_options=socket_options, timeout=timeout, sink=sink
-        )
-    with listener:  # closed (and a unix socket file removed) whatever happens next
-        sink(ev.Listening(listener.address))
-        total = _stdin_size(terminal) if payload.stdin_fd is not None else None
-        with _progress(terminal, progress, engine.counters, total):
-            engine.run()
+    options = ListenOptions(
+        keep_open=many,
+        family=family,
+        reuse_addr=reuse_addr,
+        max_clients=max_clients,
+        access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
+        broker=broker,
+        exec_argv=exec_argv,
+        socket_options=SocketOptions(keepalive=keepalive, nodelay=nodelay),
+        first_client_timeout=timeout,
+    )
+    engine = listen_engine(address, payload, relay_options, options, sink)
+    total = _stdin_size(terminal) if payload.stdin_fd is not None else None
+    with _progress(terminal, progress, engine.counters, total):
+        engine.run()
     return 0
 
 

@@ -40,7 +40,8 @@ from socktool.net.errors import BindError, ResolveError, describe
 from socktool.net.events import DOWNSTREAM, UPSTREAM
 from socktool.net.faults import CLOSE, RESET, FaultPlan, Shaper
 from socktool.net.fdio import SPLICE_F_NONBLOCK, widen_pipe
-from socktool.net.serving import ACCEPT, Acceptor, close_quietly, peer_text
+from socktool.net.loop import close_quietly
+from socktool.net.serving import ACCEPT, Acceptor
 from socktool.net.tcp import Listener, SocketOptions
 from socktool.values import format_duration
 
@@ -308,7 +309,7 @@ class Forwarder(Loop):
 
     # -- clients and targets ------------------------------------------------
     def _accepted(self, sock: socket.socket, addr: object) -> None:
-        peer = peer_text(self.listener, addr)
+        peer = sockaddr_text(addr)
         reason = self.options.access.refusal(addr[0] if isinstance(addr, tuple) else None)
         limit = self.options.max_clients
         if reason is None and limit is not None and len(self.pairs) >= limit:

@@ -35,12 +35,22 @@ from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy
-from socktool.net.address import sockaddr_text
+from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import TimedOut, UsageError
 from socktool.net.fdio import raise_open_file_limit, write_all
-from socktool.net.loop import HIGH_WATER, Acceptor, Connection, Handler, Loop, SocketTransport, Timer, close_quietly
+from socktool.net.loop import (
+    BACKLOG,
+    HIGH_WATER,
+    Acceptor,
+    Connection,
+    Handler,
+    Loop,
+    SocketTransport,
+    Timer,
+    close_quietly,
+)
 from socktool.net.relay import EXPECT_WINDOW, Payload, RelayOptions
-from socktool.net.tcp import Listener, SocketOptions
+from socktool.net.tcp import Listener, SocketOptions, listen
 from socktool.values import CrlfEncoder, HexDecoder, format_duration
 
 STDIN_CHUNK = 64 * 1024
@@ -48,19 +58,18 @@ STALL_LIMIT = 2.0  # seconds a client may keep more than HIGH_WATER waiting whil
 STALL_CHECK = 0.25
 
 
-class HubOptions(NamedTuple):
-    keep_open: bool = True  # False: serve one client (--exec without -k), then end
+class ListenOptions(NamedTuple):
+    """tcp-listen's options beyond the relay's (net/relay.py)."""
+
+    keep_open: bool = True  # False: serve one client, then end
+    family: int = socket.AF_UNSPEC
+    reuse_addr: bool = True
     max_clients: int | None = None
     access: AccessPolicy = AccessPolicy()
     broker: bool = False
     exec_argv: tuple[str, ...] | None = None
     socket_options: SocketOptions = SocketOptions()
     first_client_timeout: float | None = None  # -w: from start to the first accepted client
-
-
-def peer_text(listener: Listener, addr: object) -> str:
-    """How a client of `listener` is named in events."""
-    return sockaddr_text(addr) if listener.path is None else "unix:(client)"
 
 
 def peer_host(addr: object) -> str | None:
@@ -70,15 +79,17 @@ def peer_host(addr: object) -> str | None:
 class Hub:
     """Serves clients of one listener until interrupted (or, without keep_open, one client)."""
 
+    listener: Listener  # bound by run()
+
     def __init__(
         self,
-        listener: Listener,
+        endpoint: Endpoint,
         payload: Payload,
         relay: RelayOptions,
-        options: HubOptions,
+        options: ListenOptions,
         sink: ev.Sink = ev.ignore,
     ):
-        self.listener = listener
+        self.endpoint = endpoint
         self.payload = payload
         self.relay = relay
         self.options = options
@@ -107,9 +118,19 @@ class Hub:
 
     # -- running ------------------------------------------------------------------
     def run(self) -> None:
-        loop = self.loop
-        if self.options.keep_open:
+        """Bind, announce, serve; the listener is closed (a unix file removed) whatever happens."""
+        options = self.options
+        if options.keep_open:
             raise_open_file_limit()
+        # With -k, a burst of clients must not overflow the accept queue (each dropped SYN costs a client 1s).
+        backlog = BACKLOG if options.keep_open else 128
+        with listen(self.endpoint, family=options.family, reuse_addr=options.reuse_addr, backlog=backlog) as listener:
+            self.listener = listener
+            self.sink(ev.Listening(listener.address))
+            self._serve()
+
+    def _serve(self) -> None:
+        loop = self.loop
         self.acceptor = Acceptor(loop, self.listener.sock, self.listener.address, self._on_client)
         if self.options.first_client_timeout is not None:
             self._deadline = loop.call_later(self.options.first_client_timeout, self._no_client)
@@ -161,7 +182,7 @@ class Hub:
 
     # -- clients ------------------------------------------------------------------
     def _on_client(self, sock: socket.socket, addr: object) -> None:
-        peer = peer_text(self.listener, addr)
+        peer = sockaddr_text(addr)
         reason = self.options.access.refusal(peer_host(addr))
         limit = self.options.max_clients
         if reason is None and limit is not None and len(self.clients) >= limit:
@@ -174,7 +195,7 @@ class Hub:
             self._deadline.cancel()
             self._deadline = None
         self.options.socket_options.apply(sock)
-        local = sockaddr_text(sock.getsockname()) if self.listener.path is None else self.listener.address
+        local = sockaddr_text(sock.getsockname())
         if not self.options.keep_open:
             self.acceptor.close()  # like nc: one client, no one else queues up
             self.listener.sock.close()  # the unix file stays until the end
@@ -491,4 +512,4 @@ class Script:
         self.done = None
 
 
-__all__ = ["HIGH_WATER", "ClientRelay", "Hub", "HubOptions", "peer_text"]
+__all__ = ["HIGH_WATER", "ClientRelay", "Hub", "ListenOptions"]

@@ -102,7 +102,8 @@ class Handler:
         conn.close_when_sent("closed by peer")
 
     def drained(self, conn: Connection) -> None:
-        """The output buffer fell under LOW_WATER: a paused producer may go on."""
+        """What waited in the output buffer is down to LOW_WATER or less (`conn.buffered`
+        says how much is left; 0 when all is sent): a paused producer may go on."""
 
     def closed(self, conn: Connection, reason: str) -> None:
         """The socket is closed; `reason` says why."""
@@ -253,8 +254,7 @@ class Connection:
             view = memoryview(bytes(view))
         self._out.append(view)
         self._out_size += len(view)
-        if self._out_size > HIGH_WATER:
-            self._drain_due = True
+        self._drain_due = True
         self._update()
 
     def shutdown_write(self) -> None:
@@ -385,10 +385,7 @@ class Connection:
             pass  # the peer left already; reading tells
 
     def _fail(self, exc: OSError) -> None:
-        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
-            self.close("reset by peer")
-        else:
-            self.close(describe(exc))
+        self.close(describe(exc if exc.errno != errno.EPIPE else ConnectionResetError(errno.ECONNRESET, "")))
 
     def _update(self) -> None:
         if self.closed:

@@ -14,10 +14,9 @@ from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net import tcp
-from socktool.net.access import AccessPolicy
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import TimedOut
-from socktool.net.hub import peer_host, peer_text
+from socktool.net.hub import Hub, ListenOptions, peer_host
 from socktool.net.loop import Acceptor, Loop, close_quietly
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
 from socktool.values import format_duration
@@ -95,51 +94,63 @@ class AcceptOne(Session):
 
     def __init__(
         self,
-        listener: tcp.Listener,
+        endpoint: Endpoint,
         payload: Payload,
         relay: RelayOptions,
-        *,
-        access: AccessPolicy = AccessPolicy(),
-        socket_options: tcp.SocketOptions = tcp.SocketOptions(),
-        timeout: float | None = None,
+        options: ListenOptions = ListenOptions(keep_open=False),
         sink: ev.Sink = ev.ignore,
     ):
         super().__init__(payload, relay, sink)
-        self.listener = listener
-        self.access = access
-        self.socket_options = socket_options
-        self.timeout = timeout  # -w: from start to the first accepted client
+        self.endpoint = endpoint
+        self.options = options
 
     def run(self) -> None:
-        listener, sink = self.listener, self.sink
+        o = self.options
+        with tcp.listen(self.endpoint, family=o.family, reuse_addr=o.reuse_addr) as listener:
+            self.sink(ev.Listening(listener.address))
+            conn = self._first_client(listener)
+            listener.sock.close()  # like nc: one client, no one else queues up (the unix file goes at the end)
+            self._relay(conn)
+
+    def _first_client(self, listener: tcp.Listener) -> Connection:
+        """Accept on the loop (its one acceptor and out-of-descriptors policy) until a client is let in."""
+        sink, o = self.sink, self.options
         loop = Loop(sink)
         chosen: list[Connection] = []
 
         def on_client(sock: socket.socket, addr: object) -> None:
-            peer = peer_text(listener, addr)
-            reason = self.access.refusal(peer_host(addr))
+            peer = sockaddr_text(addr)
+            reason = o.access.refusal(peer_host(addr))
             if reason is not None:
                 close_quietly(sock)
                 sink(ev.Rejected(peer, reason))
                 return
-            self.socket_options.apply(sock)
-            local = sockaddr_text(sock.getsockname()) if listener.path is None else listener.address
-            chosen.append(Connection(sock, 1, peer, local, inbound=True))
+            o.socket_options.apply(sock)
+            chosen.append(Connection(sock, 1, peer, sockaddr_text(sock.getsockname()), inbound=True))
             acceptor.close()
             loop.stop()
 
         def no_client() -> None:
-            raise TimedOut(f"no client connected to {listener.address}", f"within {format_duration(self.timeout or 0)}")
+            timeout = format_duration(o.first_client_timeout or 0)
+            raise TimedOut(f"no client connected to {listener.address}", f"within {timeout}")
 
         acceptor = Acceptor(loop, listener.sock, listener.address, on_client)
-        if self.timeout is not None:
-            loop.call_later(self.timeout, no_client)
+        if o.first_client_timeout is not None:
+            loop.call_later(o.first_client_timeout, no_client)
         try:
             loop.run()
         finally:
             loop.close()
-            listener.sock.close()  # like nc: one client, no one else queues up (the unix file goes at the end)
-        self._relay(chosen[0])
+        return chosen[0]
 
 
-__all__ = ["AcceptOne", "Dial", "DialOptions", "Session"]
+def listen_engine(
+    endpoint: Endpoint, payload: Payload, relay: RelayOptions, options: ListenOptions, sink: ev.Sink = ev.ignore
+) -> Hub | AcceptOne:
+    """tcp-listen's engine: the pipe for one client, the loop for many (or for --exec)."""
+    if options.keep_open or options.exec_argv is not None:
+        return Hub(endpoint, payload, relay, options, sink)
+    return AcceptOne(endpoint, payload, relay, options, sink)
+
+
+__all__ = ["AcceptOne", "Dial", "DialOptions", "Session", "listen_engine"]

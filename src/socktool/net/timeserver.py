@@ -20,17 +20,15 @@ import time
 from typing import NamedTuple
 
 from socktool.net import events as ev
-from socktool.net import interrupts
-from socktool.net.serving import ACCEPT, DATAGRAMS, TcpUdpService, close_quietly, peer_text
-from socktool.net.tcp import Listener
+from socktool.net.address import Endpoint, sockaddr_text
+from socktool.net.loop import close_quietly
+from socktool.net.service import Service, ServiceKinds
 from socktool.net.udpguard import REPLY_ALLOWANCE, reply_limit
 
 MAX_REPLY = 1024
 DEFAULT_FORMAT = "%Y-%m-%d %X"
 # Seconds from 1900-01-01 (RFC 868's epoch) to 1970-01-01 (Unix's).
 RFC868_OFFSET = 2_208_988_800
-DATAGRAM_MAX = 65535
-DATAGRAM_BATCH = 64
 
 
 # -- the replies ---------------------------------------------------------------
@@ -108,44 +106,20 @@ class TimeOptions(NamedTuple):
     utc: bool = False
 
 
-class TimeServer(TcpUdpService):
+class TimeServer(Service):
     """Answers each TCP connection with one reply, then closes; each datagram with one."""
 
     def __init__(
         self,
-        tcp: Listener | None,
-        udp: Listener | None,
+        endpoint: Endpoint,
+        kinds: ServiceKinds = ServiceKinds(),
         options: TimeOptions = TimeOptions(),
         sink: ev.Sink = ev.ignore,
     ):
-        super().__init__(tcp, udp, sink)
+        super().__init__(endpoint, kinds, sink)
         self.options = options
-        self._buffer = bytearray(DATAGRAM_MAX)
 
-    def serve(self) -> None:
-        try:
-            while True:
-                wait = None
-                if self.acceptor is not None and self.acceptor.paused_until is not None:
-                    wait = max(0.0, self.acceptor.paused_until - time.monotonic())
-                for key, _mask in self.selector.select(wait):
-                    if key.data is ACCEPT:
-                        self._answer_connections()
-                    elif key.data is DATAGRAMS:
-                        self._answer_datagrams()
-                    else:
-                        interrupts.drain()
-                if self.acceptor is not None:
-                    self.acceptor.tick(time.monotonic())
-        finally:
-            self.close()
-
-    def _answer_connections(self) -> None:
-        assert self.acceptor is not None
-        self.acceptor.accept(time.monotonic(), self._answer_connection)
-
-    def _answer_connection(self, sock: socket.socket, addr: object) -> None:
-        assert self.tcp is not None and self.acceptor is not None
+    def on_client(self, sock: socket.socket, addr: object) -> None:
         self.connections += 1
         now = time.time()
         reply = rfc868_time(now) if self.options.rfc868 else daytime_line(now, utc=self.options.utc)
@@ -165,45 +139,16 @@ class TimeServer(TcpUdpService):
         finally:
             close_quietly(sock)
         self.sent += sent
-        self.sink(ev.Served("tcp", peer_text(self.tcp, addr), 0, sent, self.connections))
-        self.acceptor.client_left()
+        self.sink(ev.Served("tcp", sockaddr_text(addr), 0, sent, self.connections))
 
-    def _answer_datagrams(self) -> None:
-        assert self.udp is not None
-        sock = self.udp.sock
-        refuses = self.loop_guard.refuses  # type: ignore[union-attr]
-        for _ in range(DATAGRAM_BATCH):
-            try:
-                size, addr = sock.recvfrom_into(self._buffer)
-            except BlockingIOError:
-                return
-            except OSError:
-                continue
-            if refuses(addr):
-                continue
-            self.datagrams_in += 1
-            self.received += size
-            if self.options.rfc868:
-                reply = TimeReply(rfc868_time(time.time()), b"")
-            else:
-                reply = format_reply(bytes(self._buffer[:size]), time.time(), utc=self.options.utc)
-            sent = 0
-            if addr:
-                try:
-                    sent = sock.sendto(reply.data, addr)
-                    self.datagrams_out += 1
-                    self.sent += sent
-                except OSError:
-                    pass
-            request = None if self.options.rfc868 else reply.format
-            self.sink(ev.Served("udp", peer_text(self.udp, addr), size, sent, self.datagrams_in, request, reply.error))
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.close_listeners()
-        self.sink(self.totals())
+    def on_datagram(self, sock: socket.socket, size: int, addr: object) -> None:
+        if self.options.rfc868:
+            reply = TimeReply(rfc868_time(time.time()), b"")
+        else:
+            reply = format_reply(bytes(self.datagram[:size]), time.time(), utc=self.options.utc)
+        sent = self.reply(sock, reply.data, addr)
+        request = None if self.options.rfc868 else reply.format
+        self.sink(ev.Served("udp", sockaddr_text(addr), size, sent, self.datagrams_in, request, reply.error))
 
 
 __all__ = [
