@@ -101,6 +101,7 @@ class Proc:
 
     def __exit__(self, *exc_info: object) -> None:
         self.kill()
+        self._reader.join(timeout=5)  # stderr is at EOF now: closing it under the reader would fail there
         for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if stream is not None:
                 stream.close()
