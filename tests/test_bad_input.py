@@ -54,7 +54,7 @@ def case(args: str | list[str], code: int, complaint: str, *, stdin: bytes | Non
 CASES = [
     # -- tcp-connect ---------------------------------------------------------
     case("tcp-connect 127.0.0.1:-1", 2, "port '-1'"),
-    case("tcp-connect 127.0.0.1:http", 2, "port 'http' is not a number"),
+    case("tcp-connect 127.0.0.1:htpp", 2, "port 'htpp' is not a number or a known service name"),
     case("tcp-connect 127.0.0.1:", 2, "missing port"),
     case("tcp-connect [::1", 2, "missing ']'"),
     case("tcp-connect [::1]", 2, "expected [IPV6]:PORT"),

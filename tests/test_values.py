@@ -35,7 +35,7 @@ def test_addresses_users_write_are_understood(text, listener, expected):
         ("host:0", False, "out of range"),
         ("host:65536", False, "out of range"),
         ("host:-1", False, "not a number"),
-        ("host:http", False, "not a number"),
+        ("host:htpp", False, "not a number or a known service name"),
         ("host", False, "expected HOST:PORT"),
         ("8898", False, "expected HOST:PORT"),
         (":80", False, "missing host"),

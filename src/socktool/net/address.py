@@ -39,9 +39,17 @@ def format_hostport(host: str, port: int) -> str:
 
 
 def parse_port(text: str, *, allow_zero: bool = False) -> int:
+    """A port number (ASCII digits), or a service name (`http`, `ssh`) as the system knows it."""
     text = text.strip()
-    if not text.isdigit():
-        raise ValueError(f"port {text!r} is not a number" if text else "missing port")
+    if not text:
+        raise ValueError("missing port")
+    if not (text.isascii() and text.isdigit()):
+        from socktool.net.ports import SERVICE_NAME_HINT, service_port  # reads /etc/services: only for names
+
+        named = service_port(text)
+        if named is None:
+            raise ValueError(f"port {text!r} is not a number or a known service name ({SERVICE_NAME_HINT})")
+        return named
     port = int(text)
     low = 0 if allow_zero else 1
     if not low <= port <= MAX_PORT:

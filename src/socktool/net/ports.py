@@ -105,8 +105,13 @@ BUILTIN_UDP_SERVICES: dict[int, str] = {
 
 
 def _parse_one(text: str, part: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"{part!r} in the port list is not a port number")
+    if not (text.isascii() and text.isdigit()):
+        port = service_port(text)
+        if port is None:
+            raise ValueError(
+                f"{part!r} in the port list is not a port number or a known service name ({SERVICE_NAME_HINT})"
+            )
+        return port
     port = int(text)
     if not 1 <= port <= MAX_PORT:
         raise ValueError(f"port {port} in the port list is out of range (1-{MAX_PORT})")
@@ -116,6 +121,9 @@ def _parse_one(text: str, part: str) -> int:
 def _parse_part(part: str) -> range:
     if part == "-":
         return range(1, MAX_PORT + 1)
+    named = service_port(part) if not part[:1].isdigit() and part[:1] != "-" else None
+    if named is not None:  # a name, dashes and all: http-alt
+        return range(named, named + 1)
     low, dash, high = part.partition("-")
     if not dash:
         port = _parse_one(low, part)
@@ -218,3 +226,53 @@ class ServiceNames:
 
     def __call__(self, port: int) -> str | None:
         return self._from_system(port) or self.builtin.get(port)
+
+
+SERVICE_NAME_HINT = "use a number, or a name from /etc/services such as http or ssh"
+
+
+def read_service_names(path: str = "/etc/services") -> dict[str, int] | None:
+    """name (and alias) → port from a services(5) file, TCP entries first; None when unreadable."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return None
+    ports: dict[str, int] = {}
+    for proto in ("tcp", "udp"):
+        for line in lines:
+            fields = line.split("#", 1)[0].split()
+            if len(fields) < 2:
+                continue
+            port, _slash, kind = fields[1].partition("/")
+            if kind == proto and port.isascii() and port.isdigit():
+                for name in (fields[0], *fields[2:]):
+                    ports.setdefault(name.lower(), int(port))
+    return ports
+
+
+_service_names: dict[str, int] | None = None  # the system's names over the built-in ones, once read
+_services_file = True  # whether the services file could be read
+
+
+def service_port(name: str, path: str = "/etc/services") -> int | None:
+    """The port a service name stands for (`http` → 80): the system's services database,
+    then the built-in tables; None for a name neither knows. Read once, on first use."""
+    global _service_names, _services_file
+    name = name.strip().lower()
+    if not name or not name.isascii() or not (name[0].isalpha() or name[0] == "_"):
+        return None
+    if _service_names is None:
+        system = read_service_names(path)
+        _services_file = system is not None
+        builtin = {service: port for port, service in (*BUILTIN_UDP_SERVICES.items(), *BUILTIN_SERVICES.items())}
+        _service_names = {**builtin, **(system or {})}
+    if name in _service_names:
+        return _service_names[name]
+    if not _services_file:  # no file: NSS may know other sources
+        for proto in ("tcp", "udp"):
+            try:
+                return socket.getservbyname(name, proto)
+            except OSError:
+                pass
+    return None
