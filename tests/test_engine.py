@@ -346,3 +346,50 @@ def test_first_client_deadline_counts_from_the_start_whatever_is_refused_meanwhi
     thread.join(5)
     assert time.monotonic() - started < 5
     assert sum(isinstance(e, ev.Rejected) for e in events) >= 1
+
+
+# -- every sink takes every event ----------------------------------------------------------
+ONE_OF_EACH: list[ev.Event] = [
+    ev.Listening("127.0.0.1:9000"),
+    ev.Connected(1, "127.0.0.1:5000", "127.0.0.1:9000", True),
+    ev.Rejected("10.0.0.1:5000", "not in --allow"),
+    ev.Data(1, "127.0.0.1:5000", ev.RECEIVED, b"text\n"),
+    ev.Data(1, "127.0.0.1:5000", ev.SENT, b"\x00\xff binary"),
+    ev.Closed(1, "127.0.0.1:5000", "closed by peer", 5, 10, 0.5),
+    ev.Datagram("127.0.0.1:5000", ev.RECEIVED, b"datagram"),
+    ev.Notice("something happened"),
+    ev.Notice("something went wrong", warning=True),
+    ev.Stats(5, 10, 0.5, 1, 2, 2, 1),
+    ev.Served("udp", "127.0.0.1:5000", 4, 19, 1, b"%H:%M", ""),
+    ev.Served("tcp", "unix:(unnamed)", 0, 26, 2),
+]
+
+
+def test_the_sample_holds_every_event_type():
+    import typing
+
+    assert {type(event) for event in ONE_OF_EACH} == set(typing.get_args(ev.Event))
+
+
+@pytest.mark.parametrize("mode", ["raw", "view", "json"])
+@pytest.mark.parametrize(("hex", "numbered", "stats"), [(False, False, False), (True, True, True)])
+def test_every_sink_handles_every_event_type(tmp_path, mode, hex, numbered, stats):
+    from socktool.view.output import build_sink
+    from socktool.view.terminal import Mode, Terminal
+
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    err = os.open(tmp_path / "err", os.O_WRONLY | os.O_CREAT)
+    try:
+        terminal = Terminal(verbose=True, no_color=True, stdout_fd=out, stderr_fd=err)
+        sink = build_sink(terminal, Mode(mode), hex=hex, numbered=numbered, stats=stats)
+        for event in ONE_OF_EACH:
+            sink(event)
+    finally:
+        os.close(out)
+        os.close(err)
+    assert (tmp_path / "err").read_text()  # the status lines
+    if mode == "json":
+        import json
+
+        records = [json.loads(line) for line in (tmp_path / "out").read_text().splitlines()]
+        assert {"listening", "connected", "rejected", "data", "closed", "stats"} <= {r.get("event") for r in records}

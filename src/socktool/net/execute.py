@@ -213,14 +213,14 @@ def watch_exit(loop: Loop, process: subprocess.Popen[bytes], then: Callable[[int
     check()
 
 
-def stop_processes(processes: set[subprocess.Popen[bytes]]) -> None:
-    """End every command still running: SIGTERM to all, EXEC_GRACE for all of them
-    together, then SIGKILL; an interrupt during the grace kills them at once."""
+def stop_processes(processes: set[subprocess.Popen[bytes]], grace: float | None = None) -> None:
+    """End every command still running: SIGTERM to all, `grace` (EXEC_GRACE) for all of
+    them together, then SIGKILL; an interrupt during the grace kills them at once."""
     running = [p for p in processes if p.poll() is None]
-    for process in running:
-        _signal(process, signal.SIGTERM)
     try:
-        deadline = time.monotonic() + EXEC_GRACE
+        for process in running:
+            _signal(process, signal.SIGTERM)
+        deadline = time.monotonic() + (EXEC_GRACE if grace is None else grace)
         while running and time.monotonic() < deadline:
             _wait_any(running, deadline)
             running = [p for p in running if p.poll() is None]

@@ -34,9 +34,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from socktool.net import events as ev
+from socktool.net import interrupts
 from socktool.net.access import AccessPolicy
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.errors import TimedOut, UsageError
+from socktool.net.errors import Terminated, TimedOut, UsageError
 from socktool.net.fdio import raise_open_file_limit, write_all
 from socktool.net.loop import (
     BACKLOG,
@@ -143,13 +144,25 @@ class Hub:
                 raise self._failure
         finally:
             try:
-                loop.close()
-                if self.processes:
-                    from socktool.net.execute import stop_processes
-
-                    stop_processes(self.processes)
+                self._close()
             finally:
                 self.sink(self.totals())
+
+    def _close(self) -> None:
+        """Close every client, then stop the --exec commands still running: a grace for all of
+        them together, none if an interrupt comes while the clients are being closed."""
+        again = False
+        try:
+            with interrupts.held():  # one that comes now is raised when every client is closed
+                self.loop.close()
+        except (KeyboardInterrupt, Terminated):
+            again = True
+            raise
+        finally:
+            if self.processes:
+                from socktool.net.execute import stop_processes
+
+                stop_processes(self.processes, grace=0.0 if again else None)
 
     def _reads_stdin(self) -> bool:
         return self.payload.stdin_fd is not None and self.relay.send and self._exec is None

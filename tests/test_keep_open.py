@@ -1,0 +1,283 @@
+"""tcp-listen -k / --broker / --exec on the loop, as a user runs them: each relay
+option applies to every client, stdin streams, --exec commands stop together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import Proc, run
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_keep_open_sends_the_greeting_to_every_client_on_connect():
+    with Proc("tcp-listen", "-k", "-v", "--send", "welcome\n", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        for _ in range(3):
+            with connect(port) as client:
+                assert read_to_eof(client) == b"welcome\n"
+
+
+def test_keep_open_send_only_sends_and_drops_what_clients_send():
+    with Proc("tcp-listen", "-k", "-v", "--send-only", "--send", "hi", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            client.sendall(b"must not reach stdout\n")
+            assert read_to_eof(client) == b"hi"
+        listener.wait_for("closed #1 .*sent everything")
+        listener.popen.send_signal(signal.SIGINT)
+        assert listener.wait() == 130
+        assert listener.popen.stdout.read() == b""
+
+
+def test_keep_open_expect_closes_the_client_that_matched_and_keeps_serving():
+    with Proc("tcp-listen", "-k", "-v", "--expect", "hello", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            client.sendall(b"why hello there")
+            assert read_to_eof(client) == b""
+        listener.wait_for("closed #1 .*expected data received")
+        with connect(port) as client:
+            client.sendall(b"second")
+            listener.wait_for("connection from #2")
+
+
+def test_keep_open_streams_stdin_from_a_pipe_without_waiting_for_a_newline():
+    with Proc("tcp-listen", "-k", "-v", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        clients = [connect(port) for _ in range(2)]
+        listener.wait_for("connection from #2")
+        listener.popen.stdin.write(b"x" * 100_000)  # no newline anywhere
+        listener.popen.stdin.flush()
+        for client in clients:
+            assert read_exactly(client, 100_000) == b"x" * 100_000
+        listener.popen.stdin.close()
+        for client in clients:
+            assert read_to_eof(client) == b""  # stdin ended: each client half-closed, as one client is
+            client.close()
+
+
+def test_keep_open_crlf_and_hex_input_translate_stdin_for_every_client():
+    with Proc("tcp-listen", "-k", "-v", "--hex-input", "--crlf", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        client = connect(port)
+        listener.wait_for("connection from #1")
+        listener.popen.stdin.write(b"61 0a 62")
+        listener.popen.stdin.close()
+        assert read_to_eof(client) == b"a\r\nb"
+        client.close()
+
+
+def test_keep_open_stdout_reader_leaving_ends_the_server_quietly():
+    with Proc("tcp-listen", "-k", "127.0.0.1:0", stdout=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            client.sendall(b"0123456789" * 1000)
+            assert listener.popen.stdout.read(10) == b"0123456789"
+            listener.popen.stdout.close()
+            client.sendall(b"more" * 100_000)
+            assert listener.wait() == 0
+
+
+# -- --broker -------------------------------------------------------------------------------
+def test_broker_send_only_relays_nothing_between_clients():
+    with Proc("tcp-listen", "--broker", "--send-only", "-v", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        one, two = connect(port), connect(port)
+        listener.wait_for("connection from #2")
+        one.sendall(b"from-c1\n")
+        listener.popen.stdin.write(b"from stdin\n")
+        listener.popen.stdin.flush()
+        assert read_exactly(two, 11) == b"from stdin\n"  # stdin only: from-c1 would have come first
+        assert read_exactly(one, 11) == b"from stdin\n"
+        one.close()
+        two.close()
+
+
+def test_broker_recv_only_sends_clients_nothing():
+    with Proc("tcp-listen", "--broker", "--recv-only", "-v", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        one, two = connect(port), connect(port)
+        listener.wait_for("connection from #2")
+        one.sendall(b"from-c1\n")
+        assert listener.popen.stdout.readline() == b"from-c1\n"
+        listener.popen.stdin.write(b"from stdin\n")
+        listener.popen.stdin.flush()
+        one.close()
+        listener.wait_for("closed #1")
+        two.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            two.recv(10)
+        two.close()
+
+
+# -- --exec ---------------------------------------------------------------------------------
+def test_exec_crlf_translates_the_commands_output():
+    with Proc("tcp-listen", "--crlf", "--exec", "/bin/echo abc", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            assert read_to_eof(client) == b"abc\r\n"
+        assert listener.wait() == 0
+
+
+def test_exec_splits_words_as_a_posix_shell_does():
+    command = r"""printf '%s|' "a\$b" 'c d' e\ f "g\h" """
+    with Proc("tcp-listen", "--exec", command, "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            assert read_to_eof(client) == rb"a$b|c d|e f|g\h|"
+    expected = subprocess.run(["sh", "-c", command], capture_output=True, check=True).stdout
+    assert expected == rb"a$b|c d|e f|g\h|"
+
+
+@pytest.mark.parametrize(
+    "option", [["--send", "x"], ["--hex-input"], ["--repeat", "2"], ["--interval", "1s"], ["--expect", "x"]]
+)
+def test_exec_rejects_payload_options_it_cannot_honour(option):
+    result = run("tcp-listen", "--exec", "cat", *option, "127.0.0.1:0")
+    assert result.returncode == 2
+    assert b"cannot be used with --exec" in result.stderr
+
+
+def test_max_clients_without_keep_open_is_a_usage_error():
+    result = run("tcp-listen", "--max-clients", "3", "127.0.0.1:0")
+    assert result.returncode == 2
+    assert b"--max-clients" in result.stderr
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+IGNORES_SIGTERM = """
+import os, pathlib, signal, sys, time
+mark = pathlib.Path(sys.argv[1]) / str(os.getpid())
+signal.signal(signal.SIGTERM, lambda *_: mark.write_text("term"))  # noted, and ignored
+print("up", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def _ignoring_commands(tmp_path, count: int) -> tuple[Proc, list[socket.socket], list[int]]:
+    script = tmp_path / "ignores_sigterm.py"
+    script.write_text(IGNORES_SIGTERM)
+    listener = Proc("tcp-listen", "-k", "-v", "--exec", f"{sys.executable} {script} {tmp_path}", "127.0.0.1:0")
+    port = listener.wait_listening()
+    clients = [connect(port) for _ in range(count)]
+    for client in clients:
+        assert read_exactly(client, 3) == b"up\n"
+    children = _children_of(listener.popen.pid)
+    assert len(children) == count
+    return listener, clients, children
+
+
+def test_exec_commands_that_ignore_sigterm_are_stopped_together_not_one_by_one(tmp_path):
+    count = 12  # one by one, 1 s each, this would take 12 s
+    listener, clients, children = _ignoring_commands(tmp_path, count)
+    with listener:
+        started = time.monotonic()
+        listener.popen.send_signal(signal.SIGTERM)
+        assert listener.wait() == 143
+        took = time.monotonic() - started
+        assert not any(_alive(pid) for pid in children)
+        assert took < count / 2, f"stopping {count} commands took {took:.1f}s"
+    for client in clients:
+        client.close()
+
+
+def test_a_second_interrupt_kills_the_remaining_commands_at_once(tmp_path):
+    listener, clients, children = _ignoring_commands(tmp_path, 3)
+    with listener:
+        listener.popen.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while not all((tmp_path / str(pid)).exists() for pid in children):  # all in their grace now
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        listener.popen.send_signal(signal.SIGINT)
+        assert listener.wait() == 130
+        assert not any(_alive(pid) for pid in children)
+    for client in clients:
+        client.close()
+
+
+@pytest.mark.slow
+def test_exec_serves_at_most_100_clients_by_default():
+    with Proc("tcp-listen", "-k", "--json", "--exec", "cat", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        clients = [connect(port) for _ in range(101)]
+        listener.wait_for("")  # stderr is quiet with --json; the JSON lines tell
+        extra = clients[-1]
+        extra.settimeout(10)
+        assert extra.recv(10) == b""  # the 101st is turned away
+        for client in clients:
+            client.close()
+        listener.popen.send_signal(signal.SIGINT)
+        listener.wait()
+        out = listener.popen.stdout.read().decode()
+    assert out.count('"rejected"') == 1
+    assert "--max-clients 100 reached" in out
+
+
+def test_first_client_deadline_is_not_restarted_by_refused_clients():
+    with Proc("tcp-listen", "-v", "-w", "2s", "--allow", "10.0.0.1", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        started = time.monotonic()
+        while listener.popen.poll() is None and time.monotonic() - started < 15:
+            try:
+                connect(port).close()
+            except OSError:
+                break
+            time.sleep(0.5)
+        assert listener.wait() == 1
+        assert "no client connected" in listener.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs /proc")
+def test_keep_open_serves_many_clients_with_one_thread():
+    with Proc("tcp-listen", "-k", "-v", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        clients = [connect(port) for _ in range(50)]
+        listener.wait_for("connection from #50 ")
+        threads = len(os.listdir(f"/proc/{listener.popen.pid}/task"))
+        assert threads <= 3
+        for client in clients:
+            client.close()
