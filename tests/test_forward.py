@@ -20,6 +20,9 @@ from reliability_helpers import Collector, filtered_listener, recv_exactly
 from test_echo import connect_many, ping_pong
 
 MB = 1 << 20
+# The test's clients connect from this address and forward admits only it: other tests on the
+# machine scan loopback ports, and a stray connection must not take a one-client target's place.
+CLIENT_IP = "127.0.0.3"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,17 +41,26 @@ def echo_server():
 
 
 @contextlib.contextmanager
-def forwarding(target: str, *extra: str, listen: str = "127.0.0.1:0", stdout=subprocess.DEVNULL, verbose=True):
-    """A running `socktool forward` and its port (0 for a unix listener)."""
-    with Proc("forward", *(["-v"] if verbose else []), listen, target, *extra, stdout=stdout) as proc:
+def forwarding(
+    target: str, *extra: str, listen: str = "127.0.0.1:0", stdout=subprocess.DEVNULL, verbose=True, only_ours=True
+):
+    """A running `socktool forward` and its port (0 for a unix listener); with `only_ours`
+    it admits only clients from CLIENT_IP."""
+    admit = ["--allow", CLIENT_IP] if only_ours else []
+    with Proc("forward", *(["-v"] if verbose else []), listen, target, *admit, *extra, stdout=stdout) as proc:
         port = proc.wait_listening()
-        yield proc, port
+        try:
+            yield proc, port
+        except BaseException:
+            proc.popen.terminate()
+            print("forward's stderr:\n" + proc.stderr)  # pytest shows it with the failure
+            raise
         proc.popen.terminate()
         assert proc.wait(10) == 143, proc.stderr
 
 
 def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(CLIENT_IP, 0))
 
 
 def read_to_end(sock: socket.socket) -> bytes:
@@ -101,7 +113,9 @@ def test_nc_through_forward_to_echo_gets_5mb_back_intact(tmp_path):
     (tmp_path / "in").write_bytes(data)
     with echo_server() as echo, forwarding(f"127.0.0.1:{echo}") as (proc, port):
         with open(tmp_path / "in", "rb") as stdin:
-            out = subprocess.run(["nc", "-N", "127.0.0.1", str(port)], stdin=stdin, capture_output=True, timeout=30)
+            out = subprocess.run(
+                ["nc", "-N", "-s", CLIENT_IP, "127.0.0.1", str(port)], stdin=stdin, capture_output=True, timeout=30
+            )
         proc.wait_for(r"closed #1 .*closed by client")
     assert hashlib.sha256(out.stdout).hexdigest() == hashlib.sha256(data).hexdigest()
 
@@ -121,7 +135,7 @@ def test_curl_through_forward_gets_the_page_and_json_shows_request_and_response(
         with forwarding(f"127.0.0.1:{port}", "--json", stdout=subprocess.PIPE) as (proc, fport):
             events = Collector(proc.popen.stdout)
             page = subprocess.run(
-                ["curl", "-s", "--max-time", "10", f"http://127.0.0.1:{fport}/index.html"],
+                ["curl", "-s", "--max-time", "10", "--interface", CLIENT_IP, f"http://127.0.0.1:{fport}/index.html"],
                 capture_output=True,
                 timeout=20,
             )
@@ -180,7 +194,10 @@ def test_socat_client_through_forward(tmp_path):
     need("socat")
     with echo_server() as echo, forwarding(f"127.0.0.1:{echo}") as (_proc, port):
         out = subprocess.run(
-            ["socat", "-t", "5", "-", f"TCP:127.0.0.1:{port}"], input=b"socat line\n", capture_output=True, timeout=20
+            ["socat", "-t", "5", "-", f"TCP:127.0.0.1:{port},bind={CLIENT_IP}"],
+            input=b"socat line\n",
+            capture_output=True,
+            timeout=20,
         )
     assert out.stdout == b"socat line\n"
 
@@ -230,7 +247,9 @@ def test_nc_half_close_gets_the_whole_reply():
 
     server = OneShotServer(serve)
     with forwarding(f"127.0.0.1:{server.port}") as (_proc, port):
-        out = subprocess.run(["nc", "-N", "127.0.0.1", str(port)], input=b"shout\n", capture_output=True, timeout=20)
+        out = subprocess.run(
+            ["nc", "-N", "-s", CLIENT_IP, "127.0.0.1", str(port)], input=b"shout\n", capture_output=True, timeout=20
+        )
     server.join()
     assert out.stdout == b"SHOUT\n"
 
@@ -323,7 +342,7 @@ def test_source_address_is_used_for_the_target_side():
 
 
 def test_a_thousand_clients_twenty_round_trips_each_every_byte_checked():
-    with echo_server() as echo, forwarding(f"127.0.0.1:{echo}", verbose=False) as (_proc, port):
+    with echo_server() as echo, forwarding(f"127.0.0.1:{echo}", verbose=False, only_ours=False) as (_proc, port):
         socks = connect_many(port, 1000)
         try:
             good, errors = ping_pong(socks, rounds=20, size=64, deadline=time.monotonic() + 50)
@@ -442,12 +461,14 @@ def test_chunk_1_delivers_one_byte_per_read():
 
 def test_reset_after_resets_after_exactly_that_many_bytes():
     def serve(conn):
+        conn.recv(10)  # the client is connected: a reset cannot land before its connect returns
         conn.sendall(os.urandom(5000))
         time.sleep(0.5)
 
     server = OneShotServer(serve)
     with forwarding(f"127.0.0.1:{server.port}", "--reset-after", "1000", "--downstream") as (proc, port):
         with connect(port) as client:
+            client.sendall(b"go")
             got = bytearray()
             with pytest.raises(ConnectionResetError):
                 while chunk := client.recv(65536):

@@ -2,7 +2,7 @@
 can break the traffic on purpose."""
 
 from collections.abc import Callable
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -12,6 +12,11 @@ from socktool.net.access import AccessPolicy, Network
 from socktool.net.address import Endpoint
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.faults import FaultPlan, Faults
+    from socktool.net.forward import ForwardOptions
+    from socktool.net.tcp import SocketOptions
 
 
 def _faults_option(*names: str, metavar: str, parser: "Callable[[str], object]", help: str) -> Any:
@@ -56,6 +61,30 @@ def forward(
         ),
     ],
     target: opt.ConnectAddress,
+    udp: Annotated[
+        bool,
+        typer.Option(
+            "--udp",
+            help="UDP to UDP: a session per client address (see --idle-timeout).",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = False,
+    udp_to_tcp: Annotated[
+        bool,
+        typer.Option(
+            "--udp-to-tcp",
+            help="Listen on UDP, connect over TCP: a datagram is one write; each line back is one datagram.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = False,
+    tcp_to_udp: Annotated[
+        bool,
+        typer.Option(
+            "--tcp-to-udp",
+            help="Listen on TCP, send over UDP: each line is one datagram; a datagram back is one write.",
+            rich_help_panel=opt.CONNECTION,
+        ),
+    ] = False,
     max_clients: Annotated[
         int | None,
         typer.Option(
@@ -87,16 +116,16 @@ def forward(
         ),
     ] = None,
     timeout: Annotated[
-        float,
+        float | None,
         typer.Option(
             "-w",
             "--timeout",
             metavar="DUR",
             parser=opt.PositiveDuration,
-            help="Connect timeout for each connection to the target.",
+            help="Connect timeout for each connection to the target [10s].",
             rich_help_panel=opt.CONNECTION,
         ),
-    ] = "10s",  # type: ignore[assignment]  # parsed like a given value
+    ] = None,
     idle_timeout: Annotated[
         float | None,
         typer.Option(
@@ -104,7 +133,7 @@ def forward(
             "--idle-timeout",
             metavar="DUR",
             parser=opt.PositiveDuration,
-            help="Close a connection after DUR without traffic either way.",
+            help="Close a connection after DUR without traffic either way (UDP sessions: 60s).",
             rich_help_panel=opt.CONNECTION,
         ),
     ] = None,
@@ -146,11 +175,17 @@ def forward(
         _faults_option("--chunk", metavar="N", parser=opt.PositiveInt, help="Write in segments of at most N bytes."),
     ] = None,
     chunk_delay: Annotated[
-        float,
+        float | None,
         _faults_option(
             "--chunk-delay", metavar="DUR", parser=opt.Duration, help="Pause between two --chunk segments [10ms]."
         ),
-    ] = 0.01,
+    ] = None,
+    drop: Annotated[
+        float | None,
+        _faults_option(
+            "--drop", metavar="P", parser=opt.value_parser(_fraction), help="Drop a share of datagrams (0.1 or 10%)."
+        ),
+    ] = None,
     reset_after: Annotated[
         int | None,
         _faults_option(
@@ -178,7 +213,10 @@ def forward(
     seed: Annotated[
         int | None,
         typer.Option(
-            "--seed", metavar="N", help="Seed for --jitter, to repeat a run exactly.", rich_help_panel=opt.FAULTS
+            "--seed",
+            metavar="N",
+            help="Seed for --jitter and --drop, to repeat a run exactly.",
+            rich_help_panel=opt.FAULTS,
         ),
     ] = None,
     record: Annotated[
@@ -219,34 +257,29 @@ def forward(
       socktool forward 8080 127.0.0.1:8000 --record session.jsonl
       socktool forward 9000 127.0.0.1:9999 --delay 100ms --upstream
     """
-    from socktool.net import tcp
-    from socktool.net.faults import FaultPlan, Faults
+    from socktool.net.faults import Faults
     from socktool.net.fdio import raise_open_file_limit
-    from socktool.net.forward import Forwarder, ForwardOptions
-    from socktool.net.loop import BACKLOG
+    from socktool.net.forward import ForwardOptions
 
     family = opt.family(ipv4, ipv6)
-    faults = Faults(
-        delay=delay,
-        jitter=jitter,
-        rate=rate,
-        chunk=chunk,
-        chunk_gap=chunk_delay,
-        reset_after=reset_after,
-        close_after=close_after,
-    )
-    if chunk is None and chunk_delay != 0.01:
-        raise typer.BadParameter("--chunk-delay spaces --chunk segments: give --chunk N", param_hint="'--chunk-delay'")
-    if (upstream or downstream) and not faults.active:
-        raise typer.BadParameter(
-            "say which fault to put there (--delay, --rate, ...)", param_hint="'--upstream/--downstream'"
-        )
-    if seed is not None and not jitter:
-        raise typer.BadParameter("nothing random to seed: --seed goes with --jitter", param_hint="'--seed'")
-    both = not upstream and not downstream
-    plan = FaultPlan(
-        upstream=faults if upstream or both else Faults(),
-        downstream=faults if downstream or both else Faults(),
+    bridge = _bridge(udp=udp, udp_to_tcp=udp_to_tcp, tcp_to_udp=tcp_to_udp)
+    _check_addresses(bridge, listen, target)
+    _check_bridge_options(bridge, timeout=timeout, keepalive=keepalive, nodelay=nodelay)
+    plan = _fault_plan(
+        bridge,
+        Faults(
+            delay=delay,
+            jitter=jitter,
+            rate=rate,
+            chunk=chunk,
+            chunk_gap=0.01 if chunk_delay is None else chunk_delay,
+            drop=drop or 0.0,
+            reset_after=reset_after,
+            close_after=close_after,
+        ),
+        chunk_delay=chunk_delay,
+        upstream=upstream,
+        downstream=downstream,
         seed=seed,
     )
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
@@ -260,25 +293,118 @@ def forward(
     if recorder is not None:
         sink = _both(sink, recorder)
     raise_open_file_limit()
+    if idle_timeout is None and bridge in (UDP, UDP_TO_TCP):
+        idle_timeout = DATAGRAM_IDLE
     options = ForwardOptions(
         target=target,
         family=family,
-        connect_timeout=timeout,
+        connect_timeout=10.0 if timeout is None else timeout,
         source=source,
-        socket_options=tcp.SocketOptions(keepalive=keepalive, nodelay=nodelay),
+        socket_options=_socket_options(keepalive, nodelay),
         max_clients=max_clients,
         access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
         idle_timeout=idle_timeout,
         emit_data=mode is not Mode.RAW or recorder is not None,
         faults=plan,
+        target_datagrams=bridge == TCP_TO_UDP,
     )
-    listener = tcp.listen(listen, family=family, backlog=BACKLOG)
-    with listener:  # closed (and a unix socket file removed) whatever happens next
-        forwarder = Forwarder(listener, options, sink)
-        sink(ev.Listening(listener.address))
-        sink(ev.Notice(f"forwarding to {target}"))
-        forwarder.serve()
+    _serve(bridge, listen, options, sink)
     return 0
+
+
+UDP, UDP_TO_TCP, TCP_TO_UDP = "--udp", "--udp-to-tcp", "--tcp-to-udp"
+DATAGRAM_IDLE = 60.0  # seconds: a datagram session without traffic ends
+
+
+def _bridge(**modes: bool) -> str | None:
+    opt.exclusive(**modes)
+    for name, given in modes.items():
+        if given:
+            return "--" + name.replace("_", "-")
+    return None
+
+
+def _check_addresses(bridge: str | None, listen: Endpoint, target: Endpoint) -> None:
+    if bridge in (UDP, UDP_TO_TCP) and listen.is_unix:
+        raise typer.BadParameter(f"{bridge} listens on UDP: give [HOST:]PORT, not a unix: path", param_hint="LISTEN")
+    if bridge in (UDP, TCP_TO_UDP) and target.is_unix:
+        raise typer.BadParameter(f"{bridge} sends to UDP: give HOST:PORT, not a unix: path", param_hint="TARGET")
+
+
+def _check_bridge_options(bridge: str | None, *, timeout: float | None, keepalive: bool, nodelay: bool) -> None:
+    """Options that concern a TCP connection to the target, or any TCP connection."""
+    if bridge in (UDP, TCP_TO_UDP) and timeout is not None:
+        raise typer.BadParameter(f"with {bridge} nothing connects to the target over TCP", param_hint="'-w'")
+    if bridge == UDP and (keepalive or nodelay):
+        name = "--keepalive" if keepalive else "--nodelay"
+        raise typer.BadParameter(f"{name} is a TCP option; {bridge} is UDP both ways", param_hint=f"'{name}'")
+
+
+def _fault_plan(
+    bridge: str | None,
+    faults: "Faults",
+    *,
+    chunk_delay: float | None,
+    upstream: bool,
+    downstream: bool,
+    seed: int | None,
+) -> "FaultPlan":
+    from socktool.net.faults import FaultPlan, Faults
+
+    if faults.chunk is None and chunk_delay is not None:
+        raise typer.BadParameter("--chunk-delay spaces --chunk segments: give --chunk N", param_hint="'--chunk-delay'")
+    if (upstream or downstream) and not faults.active:
+        raise typer.BadParameter(
+            "say which fault to put there (--delay, --rate, ...)", param_hint="'--upstream/--downstream'"
+        )
+    if seed is not None and not (faults.jitter or faults.drop):
+        raise typer.BadParameter("nothing random to seed: --seed goes with --jitter or --drop", param_hint="'--seed'")
+    stream_only = {
+        "--rate": faults.rate,
+        "--chunk": faults.chunk,
+        "--reset-after": faults.reset_after,
+        "--close-after": faults.close_after,
+    }
+    if bridge == TCP_TO_UDP and faults.active:
+        raise typer.BadParameter("faults are not built for --tcp-to-udp yet", param_hint="'--tcp-to-udp'")
+    if bridge in (UDP, UDP_TO_TCP):
+        for name, value in stream_only.items():
+            if value is not None:
+                raise typer.BadParameter(
+                    f"{name} shapes a byte stream; {bridge} relays datagrams", param_hint=f"'{name}'"
+                )
+    elif faults.drop:
+        raise typer.BadParameter("--drop drops datagrams: use it with --udp or --udp-to-tcp", param_hint="'--drop'")
+    both = not upstream and not downstream
+    return FaultPlan(
+        upstream=faults if upstream or both else Faults(),
+        downstream=faults if downstream or both else Faults(),
+        seed=seed,
+    )
+
+
+def _socket_options(keepalive: bool, nodelay: bool) -> "SocketOptions":
+    from socktool.net.tcp import SocketOptions
+
+    return SocketOptions(keepalive=keepalive, nodelay=nodelay)
+
+
+def _serve(bridge: str | None, listen: Endpoint, options: "ForwardOptions", sink: ev.Sink) -> None:
+    from socktool.net.forward import open_listener
+
+    datagrams = bridge in (UDP, UDP_TO_TCP)
+    listener = open_listener(listen, options.family, datagrams=datagrams)
+    with listener:  # closed (and a unix socket file removed) whatever happens next
+        sink(ev.Listening(listener.address, "udp" if datagrams else "tcp"))
+        sink(ev.Notice(f"forwarding to {options.target}" + (f" ({bridge})" if bridge else "")))
+        if datagrams:
+            from socktool.net.forward_udp import DatagramForwarder
+
+            DatagramForwarder(listener, options, sink, to_stream=bridge == UDP_TO_TCP).serve()
+        else:
+            from socktool.net.forward import Forwarder
+
+            Forwarder(listener, options, sink).serve()
 
 
 def _parse_listen(text: str) -> Endpoint:

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from socktool.framing import LineDatagrams
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.access import AccessPolicy
@@ -40,9 +41,9 @@ from socktool.net.errors import BindError, ResolveError, describe
 from socktool.net.events import DOWNSTREAM, UPSTREAM
 from socktool.net.faults import CLOSE, RESET, FaultPlan, Shaper
 from socktool.net.fdio import SPLICE_F_NONBLOCK, widen_pipe
-from socktool.net.loop import close_quietly
+from socktool.net.loop import BACKLOG, close_quietly
 from socktool.net.serving import ACCEPT, Acceptor
-from socktool.net.tcp import Listener, SocketOptions
+from socktool.net.tcp import Listener, SocketOptions, listen
 from socktool.values import format_duration
 
 CHUNK = 64 * 1024  # one read of the copying path
@@ -50,6 +51,7 @@ SPLICE_CHUNK = 1024 * 1024
 QUEUE_LIMIT = 256 * 1024  # bytes a shaped (faulty) direction may hold before its source waits
 WIDEN_AFTER = 1024 * 1024  # a direction that moved this much is bulk: give its pipe 1 MiB
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | SPLICE_F_NONBLOCK
+REPLY_QUIET = 1.0  # --tcp-to-udp: after the client's EOF, replies are relayed until a second passes without one
 SIOCOUTQ = 0x5411  # bytes a socket has not yet had acknowledged (Linux)
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
@@ -68,6 +70,7 @@ class ForwardOptions(NamedTuple):
     idle_timeout: float | None = None
     emit_data: bool = False  # Data events for a view, --json or --record
     faults: FaultPlan = FaultPlan()
+    target_datagrams: bool = False  # --tcp-to-udp: the target is UDP, one datagram a line
 
 
 class Timers:
@@ -151,6 +154,7 @@ class _Flow:
         "direction",
         "dst",
         "eof",
+        "framer",
         "in_pipe",
         "pair",
         "pipe",
@@ -179,6 +183,7 @@ class _Flow:
         self.read = 0
         self.written = 0
         self.shaper: Shaper | None = None
+        self.framer: LineDatagrams | None = None  # a stream cut into datagrams (--tcp-to-udp)
         self.pipe: tuple[int, int] | None = None  # the splice path's (read end, write end)
         self.in_pipe = 0
         self.timer_due: float | None = None
@@ -191,10 +196,12 @@ class _Flow:
         return not self.in_pipe and not self.queue
 
     def close_pipe(self) -> None:
-        if self.pipe is not None:
-            for fd in self.pipe:
+        pipe, self.pipe = self.pipe, None
+        for fd in pipe or ():
+            try:
                 os.close(fd)
-            self.pipe = None
+            except OSError:  # closed already, by a close that a signal cut short
+                pass
 
 
 class _Pair:
@@ -218,13 +225,14 @@ class _Pair:
 class TargetDialer:
     """Where and how connections to the target are made: resolved once, at start."""
 
-    def __init__(self, options: ForwardOptions):
+    def __init__(self, options: ForwardOptions, kind: int = socket.SOCK_STREAM):
         self.options = options
         target = options.target
         if target.path is not None:
             self.candidates: list[tuple[int, Any]] = [(socket.AF_UNIX, target.path)]
         else:
-            self.candidates = resolve(target.host, target.port, family=options.family)
+            self.candidates = resolve(target.host, target.port, family=options.family, kind=kind)
+        self.kind = kind
         self._sources: dict[int, Any] = {}
         if options.source is not None:
             for family in {fam for fam, _ in self.candidates}:
@@ -259,14 +267,20 @@ class Forwarder(Loop):
         super().__init__(sink)
         self.listener = listener
         self.options = options
-        self.dialer = TargetDialer(options)
+        kind = socket.SOCK_DGRAM if options.target_datagrams else socket.SOCK_STREAM
+        self.dialer = TargetDialer(options, kind)
         self.target_text = str(options.target)
         self.acceptor = Acceptor(listener, self.selector, ACCEPT, sink)
         self.pairs: dict[int, _Pair] = {}
         self.connections = 0
         self.sent = 0  # to clients, over pairs that ended
         self.received = 0  # from clients, over pairs that ended
-        self.splice = not options.emit_data and not options.faults.active and hasattr(os, "splice")
+        self.splice = (
+            not options.emit_data
+            and not options.faults.active
+            and not options.target_datagrams
+            and hasattr(os, "splice")
+        )
         self._buffer = bytearray(CHUNK)
         self._view = memoryview(self._buffer)
         idle = options.idle_timeout
@@ -296,6 +310,8 @@ class Forwarder(Loop):
             return
         end: _End = data
         pair = end.pair
+        if pair.closed:  # closed by an earlier event of the same wake-up
+            return
         if mask & _WRITE:
             if end.connecting:
                 self._connect_done(pair, end)
@@ -335,7 +351,7 @@ class Forwarder(Loop):
             return
         family, sockaddr = pair.candidates.pop(0)
         try:
-            sock = self.dialer.open(family)
+            sock = self.dialer.open(family, self.dialer.kind)
         except BindError as exc:
             self._target_failed(pair, str(exc))
             return
@@ -372,6 +388,8 @@ class Forwarder(Loop):
         up = _Flow(pair, pair.client, target, UPSTREAM)
         down = _Flow(pair, target, pair.client, DOWNSTREAM)
         pair.up, pair.down = up, down
+        if self.options.target_datagrams:
+            up.framer = LineDatagrams()
         faults = self.options.faults
         for flow in (up, down):
             flow_faults = faults.for_direction(flow.direction)
@@ -404,13 +422,17 @@ class Forwarder(Loop):
         now = time.monotonic()
         flow.pair.last_activity = now
         if not count:
-            self._end_of_stream(flow)
+            if flow.src.sock.type != socket.SOCK_DGRAM:  # an empty datagram is not an end
+                self._end_of_stream(flow)
             return
         flow.read += count
         data = self._view[:count]
         if self.options.emit_data:
             pair = flow.pair
             self.sink(ev.Data(pair.conn, pair.peer, flow.direction, bytes(data)))
+        if flow.framer is not None:
+            self._queue_now(flow, flow.framer.feed(bytes(data)))
+            return
         if flow.shaper is not None:
             for segment in flow.shaper.schedule(bytes(data), now):
                 flow.queue.append([segment.due, memoryview(segment.data), segment.end])
@@ -526,8 +548,16 @@ class Forwarder(Loop):
 
         self.timers.at(due, wake)
 
+    def _queue_now(self, flow: _Flow, datagrams: list[bytes]) -> None:
+        for datagram in datagrams:
+            flow.queue.append([0.0, memoryview(datagram), None])
+            flow.queued += len(datagram)
+        self._flush(flow)
+
     def _end_of_stream(self, flow: _Flow) -> None:
         flow.eof = True
+        if flow.framer is not None:
+            flow.queue.extend([0.0, memoryview(datagram), None] for datagram in flow.framer.close())
         self._flush(flow)
         if not flow.pair.closed:
             self._update(flow.src)
@@ -540,10 +570,20 @@ class Forwarder(Loop):
         except OSError:
             pass  # the destination has gone; its own read reports how
         pair = flow.pair
-        if all(f.shut for f in pair.flows()):
+        if flow.framer is not None:  # a UDP target never ends: replies come until it falls quiet
+            self._close_when_quiet(pair)
+        elif all(f.shut for f in pair.flows()):
             first = pair.up if pair.down is flow else pair.down
             assert first is not None
             self._close_pair(pair, f"closed by {first.src.role}" if first.eof else "closed")
+
+    def _close_when_quiet(self, pair: _Pair) -> None:
+        quiet = self.options.idle_timeout or REPLY_QUIET
+        due = pair.last_activity + quiet
+        if time.monotonic() >= due:
+            self._close_pair(pair, "closed by client")
+        elif not pair.closed:
+            self.timers.at(due, lambda: self._close_when_quiet(pair))
 
     def _end_by_fault(self, flow: _Flow, end: str) -> None:
         pair = flow.pair
@@ -647,6 +687,13 @@ class Forwarder(Loop):
         self.sink(self.totals())
 
 
+def open_listener(endpoint: Endpoint, family: int, *, datagrams: bool) -> Listener:
+    """forward's listening socket: TCP (or unix stream) with a deep accept queue, or UDP."""
+    if datagrams:  # no SO_REUSEADDR on UDP: another process could bind the same port
+        return listen(endpoint, family=family, kind=socket.SOCK_DGRAM, reuse_addr=False)
+    return listen(endpoint, family=family, backlog=BACKLOG)
+
+
 def _connect_failure(code: int) -> str:
     if code == errno.ECONNREFUSED:
         return "connection refused"
@@ -687,4 +734,4 @@ def _unacknowledged(sock: socket.socket) -> int:
         return 0
 
 
-__all__ = ["ForwardOptions", "Forwarder", "Loop", "TargetDialer", "Timers"]
+__all__ = ["ForwardOptions", "Forwarder", "Loop", "TargetDialer", "Timers", "open_listener"]

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Relays: socktool forward vs socat (TCP-LISTEN,fork … TCP:) vs ncat --sh-exec, same run.
+
+Throughput: SIZE bytes from a pipe (`head -c SIZE /dev/zero | nc -N`) through
+RELAY to `nc -l | wc -c` on 127.0.0.1, for each relay in turn, ROUNDS times,
+alternating; plus `direct` (nc → nc, no relay) as the ceiling. Reports MiB/s
+(median; the clock runs from the client's start to the receiving pipeline's
+end), that every byte arrived, and the ratios.
+
+Round trips: CLIENTS connections through each relay to one `socktool echo`,
+each doing RT round trips of 64 B (bench_echo.py's client: every byte
+checked). Reports round trips per second and the ratio to socat.
+
+Memory: the relay's RSS with CLIENTS pairs open (socktool: one process; the
+others: the parent only, or the sum of their processes with --sum-rss).
+
+    python bench/bench_forward.py                       # 2 GiB x 5, 1000 clients x 20
+    python bench/bench_forward.py --size 512M --rounds 3 --clients 200 --rt 20
+    python bench/bench_forward.py --skip-throughput --relays socktool,socat
+
+Traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_echo import CONNECTS_IN_FLIGHT, free_port, rss_kib, run_load, wait_accepting
+from bench_tcp import parse_size
+
+HOST = "127.0.0.1"
+SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
+
+
+def relay_command(name: str, port: int, target: int) -> list[str] | None:
+    if name == "socktool":
+        return [SOCKTOOL, "forward", "-q", f"{HOST}:{port}", f"{HOST}:{target}"]
+    if name == "socat":
+        return ["socat", f"TCP-LISTEN:{port},bind={HOST},fork,reuseaddr,backlog=4096", f"TCP:{HOST}:{target}"]
+    if name == "ncat":
+        return ["ncat", "-lk", "--max-conns", "5000", HOST, str(port), "--sh-exec", f"ncat {HOST} {target}"]
+    if name == "direct":
+        return None
+    raise SystemExit(f"unknown relay {name!r}")
+
+
+class Relay:
+    """A relay process from `port` to `target` (nothing for `direct`), stopped with its children."""
+
+    def __init__(self, name: str, port: int, target: int):
+        self.name = name
+        command = relay_command(name, port, target)
+        self.proc = None
+        if command is not None:
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            wait_accepting(port)
+
+    def rss_kib(self, total: bool = False) -> int:
+        if self.proc is None:
+            return 0
+        if not total:
+            return rss_kib(self.proc.pid)
+        pids = subprocess.run(["pgrep", "-s", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        return sum(rss_kib(int(pid)) for pid in pids)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def transfer(name: str, size: int) -> dict:
+    """One pass of SIZE bytes: client nc → relay → nc -l | wc -c."""
+    target, port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        count_file = Path(tmp, "count")
+        sink = subprocess.Popen(
+            ["bash", "-c", f"nc -l {HOST} {target} < /dev/null | wc -c > {count_file}"],
+            start_new_session=True,
+        )
+        wait_listening(target)
+        relay = Relay(name, port, target) if name != "direct" else None
+        try:
+            started = time.monotonic()
+            client = subprocess.run(
+                ["bash", "-c", f"head -c {size} /dev/zero | nc -N {HOST} {port if relay else target}"],
+                stdin=subprocess.DEVNULL,
+                timeout=600,
+            )
+            sink.wait(timeout=600)
+            seconds = time.monotonic() - started
+        finally:
+            if relay is not None:
+                relay.stop()
+        counted = int(count_file.read_text().strip() or 0)
+    return {"rate": size / seconds / (1 << 20), "complete": counted == size and client.returncode == 0}
+
+
+def wait_listening(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout.strip():
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def throughput(names: list[str], size: int, rounds: int) -> None:
+    results: dict[str, list[dict]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in order:
+            result = transfer(name, size)
+            results[name].append(result)
+            print(f"  {name:9s} {result['rate']:8.0f} MiB/s  complete={result['complete']}", file=sys.stderr)
+    medians = {name: statistics.median(r["rate"] for r in rs) for name, rs in results.items()}
+    print(f"\n### Throughput, {size >> 20} MiB x {rounds} (median)\n")
+    print("| relay | MiB/s | vs socat | vs direct nc → nc | every byte |")
+    print("|---|---:|---:|---:|---|")
+    for name in names:
+        socat = medians.get("socat")
+        direct = medians.get("direct")
+        vs_socat = f"{medians[name] / socat:.2f}x" if socat else "-"
+        vs_direct = f"{medians[name] / direct:.2f}x" if direct else "-"
+        complete = all(r["complete"] for r in results[name])
+        print(f"| {name} | {medians[name]:.0f} | {vs_socat} | {vs_direct} | {'yes' if complete else 'NO'} |")
+
+
+def round_trips(names: list[str], clients: int, rt: int, sum_rss: bool) -> None:
+    echo_port = free_port()
+    echo = subprocess.Popen(
+        [SOCKTOOL, "echo", "--tcp-only", "-q", f"{HOST}:{echo_port}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rows = {}
+    try:
+        wait_accepting(echo_port)
+        for name in names:
+            port = free_port()
+            relay = Relay(name, port, echo_port)
+            try:
+                in_flight = CONNECTS_IN_FLIGHT.get(name, 8)
+                _setup, seconds, errors = run_load(port, clients, rt, 64, 1, in_flight)
+                rows[name] = (clients * rt / seconds, errors, relay.rss_kib(total=sum_rss))
+            finally:
+                relay.stop()
+            print(f"  {name:9s} {rows[name][0]:>10,.0f} round trips/s  errors {errors}", file=sys.stderr)
+    finally:
+        echo.terminate()
+        echo.wait(10)
+    socat = rows.get("socat", (0,))[0]
+    print(f"\n### {clients} clients x {rt} round trips of 64 B through the relay to socktool echo\n")
+    print("| relay | round trips/s | vs socat | errors | relay RSS after the run |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (rate, errors, rss) in rows.items():
+        ratio = f"{rate / socat:.2f}x" if socat else "-"
+        scope = "" if name == "socktool" or sum_rss else " (parent only)"
+        print(f"| {name} | {rate:,.0f} | {ratio} | {errors} | {rss / 1024:.0f} MiB{scope} |")
+
+
+def open_pairs_rss(clients: int) -> None:
+    """socktool forward's RSS with CLIENTS pairs open at once (idle)."""
+    import socket
+
+    echo_port, port = free_port(), free_port()
+    echo = subprocess.Popen([SOCKTOOL, "echo", "--tcp-only", "-q", f"{HOST}:{echo_port}"])
+    relay = None
+    socks = []
+    try:
+        wait_accepting(echo_port)
+        relay = Relay("socktool", port, echo_port)
+        before = relay.rss_kib()
+        for _ in range(clients):
+            sock = socket.create_connection((HOST, port), timeout=10)
+            sock.sendall(b"x")
+            socks.append(sock)
+        for sock in socks:
+            sock.recv(1)  # every pair is open end to end
+        with_pairs = relay.rss_kib()
+        print(
+            f"\n### socktool forward RSS: {before / 1024:.1f} MiB idle, {with_pairs / 1024:.1f} MiB with {clients} pairs"
+        )
+    finally:
+        for sock in socks:
+            sock.close()
+        if relay is not None:
+            relay.stop()
+        echo.terminate()
+        echo.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="2G")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--rt", type=int, default=20, help="round trips per client")
+    parser.add_argument("--relays", default="socktool,socat,ncat,direct")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-round-trips", action="store_true")
+    parser.add_argument("--sum-rss", action="store_true", help="count every process of a forking relay")
+    args = parser.parse_args()
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    names = [n for n in args.relays.split(",") if n in ("socktool", "direct") or shutil.which(n)]
+    print(f"# socktool forward vs {', '.join(n for n in names if n != 'socktool')}; {os.cpu_count()} CPUs")
+    if not args.skip_throughput:
+        throughput(names, parse_size(args.size), args.rounds)
+    if not args.skip_round_trips:
+        round_trips([n for n in names if n != "direct"], args.clients, args.rt, args.sum_rss)
+        open_pairs_rss(args.clients)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

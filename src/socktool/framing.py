@@ -1,0 +1,50 @@
+"""Framing between streams and datagrams: pure, no I/O.
+
+The rule for a stream that becomes datagrams (forward --tcp-to-udp and
+--udp-to-tcp): one line, without its line end (LF or CRLF), is one datagram;
+a line longer than the largest datagram goes as several datagrams of at most
+that size; at the stream's end, the bytes after the last line end are one
+more datagram. (A datagram that becomes stream bytes is written as it is.)
+"""
+
+from __future__ import annotations
+
+MAX_DATAGRAM = 65507  # the most a UDP datagram over IPv4 carries
+
+
+class LineDatagrams:
+    """A byte stream cut into datagrams at line ends (see the module's framing rule)."""
+
+    def __init__(self, limit: int = MAX_DATAGRAM):
+        self.limit = limit
+        self._rest = bytearray()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        rest = self._rest
+        rest += chunk
+        out: list[bytes] = []
+        start = 0
+        while True:
+            end = rest.find(b"\n", start)
+            if end < 0:
+                break
+            line = bytes(rest[start:end])
+            out.extend(self._pieces(line[:-1] if line.endswith(b"\r") else line))
+            start = end + 1
+        del rest[:start]
+        while len(rest) > self.limit:  # a line too long for one datagram: send what fits
+            out.append(bytes(rest[: self.limit]))
+            del rest[: self.limit]
+        return out
+
+    def close(self) -> list[bytes]:
+        rest, self._rest = bytes(self._rest), bytearray()
+        return [rest] if rest else []
+
+    def _pieces(self, line: bytes) -> list[bytes]:
+        if len(line) <= self.limit:
+            return [line]
+        return [line[i : i + self.limit] for i in range(0, len(line), self.limit)]
+
+
+__all__ = ["MAX_DATAGRAM", "LineDatagrams"]

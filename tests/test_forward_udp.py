@@ -1,0 +1,201 @@
+"""forward --udp, --udp-to-tcp, --tcp-to-udp: sessions per client and the framing rule."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import Proc, one_line_error, run
+from test_forward import CLIENT_IP, OneShotServer, connect, forwarding, read_to_end
+
+
+class UdpServer:
+    """A UDP target on loopback: answers each datagram with `reply(data, addr)` (None: no answer)
+    and keeps what it received, in order."""
+
+    def __init__(self, reply=lambda data, addr: data):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.received: list[bytes] = []
+        self.senders: set = set()
+        self._reply = reply
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.received.append(data)
+            self.senders.add(addr)
+            answer = self._reply(data, addr)
+            if answer is not None:
+                self.sock.sendto(answer, addr)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def udp_server(reply=lambda data, addr: data):
+    server = UdpServer(reply)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def client() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((CLIENT_IP, 0))
+    sock.settimeout(5)
+    return sock
+
+
+def test_udp_send_wait_through_forward_to_echo_gets_its_reply():
+    with Proc("echo", "--udp-only", "127.0.0.1:0", stdout=subprocess.DEVNULL) as echo:
+        echo_port = echo.wait_listening()
+        with forwarding(f"127.0.0.1:{echo_port}", "--udp") as (_proc, port):
+            result = run("udp-send", "--wait", "-s", CLIENT_IP, f"127.0.0.1:{port}", "through the relay")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"through the relay"
+
+
+def test_two_clients_get_only_their_own_replies():
+    with (
+        udp_server(lambda data, addr: b"for " + data) as server,
+        forwarding(f"127.0.0.1:{server.port}", "--udp") as (proc, port),
+    ):
+        first, second = client(), client()
+        with first, second:
+            for round_ in range(5):
+                first.sendto(b"first %d" % round_, ("127.0.0.1", port))
+                second.sendto(b"second %d" % round_, ("127.0.0.1", port))
+                assert first.recvfrom(100) == (b"for first %d" % round_, ("127.0.0.1", port))
+                assert second.recvfrom(100) == (b"for second %d" % round_, ("127.0.0.1", port))
+        proc.wait_for(r"connection from #2 ")
+    assert len(server.senders) == 2, "one socket towards the target per client"
+
+
+def test_a_udp_session_ends_after_the_idle_timeout():
+    with udp_server() as server, forwarding(f"127.0.0.1:{server.port}", "--udp", "-i", "300ms") as (proc, port):
+        with client() as sock:
+            sock.sendto(b"hi", ("127.0.0.1", port))
+            assert sock.recv(10) == b"hi"
+            proc.wait_for(r"closed #1 .*\(idle for 300ms\): 2 B sent, 2 B received")
+            sock.sendto(b"again", ("127.0.0.1", port))
+            assert sock.recv(10) == b"again"
+            proc.wait_for(r"connection from #2 ")  # a new session, with a new socket to the target
+    assert len(server.senders) == 2
+
+
+def test_udp_to_tcp_one_datagram_is_one_write_and_each_line_back_a_datagram():
+    got = []
+
+    def serve(conn):
+        got.append(conn.recv(100))
+        conn.sendall(b"first line\r\nsecond line\npartial")
+
+    server = OneShotServer(serve)
+    with forwarding(f"127.0.0.1:{server.port}", "--udp-to-tcp") as (_proc, port), client() as sock:
+        sock.sendto(b"one datagram, no line end", ("127.0.0.1", port))
+        replies = [sock.recv(100) for _ in range(3)]
+        server.join()
+    assert got == [b"one datagram, no line end"]
+    assert replies == [b"first line", b"second line", b"partial"]  # the rest once the target closed
+
+
+def test_tcp_to_udp_each_line_is_one_datagram_and_each_datagram_back_one_write():
+    with (
+        udp_server(lambda data, addr: b"<" + data + b">") as server,
+        forwarding(f"127.0.0.1:{server.port}", "--tcp-to-udp") as (_proc, port),
+        connect(port) as tcp,
+    ):
+        tcp.sendall(b"alpha\r\nbeta\nno end")
+        tcp.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 10
+        while len(server.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reply = read_to_end(tcp)
+    assert server.received == [b"alpha", b"beta", b"no end"]
+    assert reply.startswith(b"<alpha><beta>")
+
+
+def test_a_target_that_refuses_datagrams_ends_that_session_and_the_relay_goes_on():
+    with (
+        udp_server() as server,
+        forwarding(f"127.0.0.1:{server.port}", "--udp") as (proc, port),
+    ):
+        server.close()  # the port is closed now: an ICMP port unreachable answers
+        with client() as sock:
+            sock.sendto(b"1", ("127.0.0.1", port))
+            time.sleep(0.05)
+            sock.sendto(b"2", ("127.0.0.1", port))
+            proc.wait_for(r"warning: #1 .*connection refused")
+        assert proc.popen.poll() is None
+
+
+def _dropped_pattern(seed: str) -> list[bytes]:
+    with (
+        udp_server(lambda data, addr: None) as server,
+        forwarding(f"127.0.0.1:{server.port}", "--udp", "--drop", "50%", "--seed", seed, "--upstream") as (_p, port),
+        client() as sock,
+    ):
+        for index in range(200):
+            sock.sendto(b"%03d" % index, ("127.0.0.1", port))
+            time.sleep(0.0005)
+        sock.sendto(b"end", ("127.0.0.1", port))  # dropped or not, then wait for the rest
+        deadline = time.monotonic() + 5
+        last = -1
+        while time.monotonic() < deadline and last != len(server.received):
+            last = len(server.received)
+            time.sleep(0.2)
+        return [data for data in server.received if data != b"end"]
+
+
+def test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams():
+    first = _dropped_pattern("7")
+    second = _dropped_pattern("7")
+    assert 60 <= len(first) <= 140, len(first)
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--drop", "0.1"], "use it with --udp"),
+        (["--udp", "--rate", "1k"], "--rate shapes a byte stream"),
+        (["--udp", "-w", "1s"], "nothing connects to the target over TCP"),
+        (["--udp", "--nodelay"], "TCP option"),
+        (["--udp", "--udp-to-tcp"], "cannot be used together"),
+        (["--tcp-to-udp", "--delay", "1s"], "not built for --tcp-to-udp"),
+        (["--udp", "--drop", "2"], "between 0 and 1"),
+    ],
+)
+def test_datagram_options_that_cannot_apply_are_usage_errors(args, message):
+    result = run("forward", "127.0.0.1:0", "127.0.0.1:9", *args)
+    assert result.returncode == 2
+    assert message in one_line_error(result.stderr)
+
+
+def test_udp_forwarding_to_a_unix_path_is_a_usage_error():
+    result = run("forward", "--udp", "127.0.0.1:0", "unix:/tmp/nothing.sock")
+    assert result.returncode == 2
+    assert "not a unix: path" in one_line_error(result.stderr)
