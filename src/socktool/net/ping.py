@@ -19,6 +19,8 @@ from socktool.net.errors import NetworkError
 from socktool.net.events import PingEvent, PingSummary, Probed
 from socktool.net.probe import Check, Prober, Target
 
+SHORT_PAUSE = 0.001  # pauses shorter than this sleep; longer ones wait in the selector
+
 
 def resolve_once(endpoint: Endpoint, check: Check, family: int = socket.AF_UNSPEC) -> Target:
     """The one address every probe goes to."""
@@ -67,7 +69,10 @@ class Pinger:
                 if self.count and self.sent >= self.count:
                     break
                 while (left := started + self.interval - self.clock()) > 0:
-                    prober.poll(left)  # sleeps, and wakes for a signal
+                    if left < SHORT_PAUSE:
+                        time.sleep(left)  # poll() would round it up to a millisecond
+                    else:
+                        prober.poll(left)  # sleeps, and wakes for a signal
         finally:
             prober.close()
             summary = PingSummary(
