@@ -300,3 +300,13 @@ def test_http_response_parsing():
     assert http_response(b"HTTP/1.0 503\n\n") == (503, "", b"")
     with pytest.raises(ValueError):
         http_response(b"SSH-2.0-OpenSSH\r\n")
+
+
+def test_a_name_is_resolved_off_the_probe_loop_and_each_address_tried():
+    """localhost (from /etc/hosts; no DNS traffic) may come first as ::1, where nothing
+    listens: the next address is tried within the same probe."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        result = run("wait", "-v", f"localhost:{port}", "-w", "5s")
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"localhost:{port} is up" in result.stderr.decode()

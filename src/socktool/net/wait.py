@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import queue
 import socket
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import NamedTuple
 
 from socktool.net.address import Endpoint, resolve
@@ -89,7 +91,7 @@ class Waiter:
         self.on_ready = on_ready
         self.clock = clock
         self.last: dict[str, str] = {watch.name: NOT_TRIED for watch in self.watches}
-        self._resolver: ThreadPoolExecutor | None = None
+        self._resolver: _Resolver | None = None
 
     @property
     def waiting_for(self) -> list[str]:
@@ -139,8 +141,6 @@ class Waiter:
                 prober.poll(max(0.0, min(wake) - self.clock()))
         finally:
             prober.close()
-            if self._resolver is not None:
-                self._resolver.shutdown(wait=False, cancel_futures=True)
         return not self.last
 
     def _done_callback(
@@ -177,8 +177,8 @@ class Waiter:
             ipaddress.ip_address((endpoint.host or "").split("%", 1)[0])
         except ValueError:
             if self._resolver is None:
-                self._resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="wait-resolve")
-            state.resolving = self._resolver.submit(self._lookup, endpoint, state.watch.check.udp)
+                self._resolver = _Resolver(RESOLVER_THREADS)
+            state.resolving = self._resolver.submit(lambda: self._lookup(endpoint, state.watch.check.udp))
             return
         try:
             state.target = self._lookup(endpoint, state.watch.check.udp)
@@ -201,3 +201,31 @@ class Waiter:
     def _lookup(self, endpoint: Endpoint, udp: bool) -> Target:
         kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
         return Target(endpoint, tuple(resolve(endpoint.host, endpoint.port, family=self.family, kind=kind)))
+
+
+class _Resolver:
+    """A few daemon threads that run name lookups: a lookup still hanging when the wait
+    is over (getaddrinfo cannot be cancelled) does not hold up the exit."""
+
+    def __init__(self, threads: int):
+        self._jobs: queue.SimpleQueue[tuple[Future[Target], Callable[[], Target]]] = queue.SimpleQueue()
+        self._size = threads
+        self._threads = 0
+
+    def submit(self, lookup: Callable[[], Target]) -> Future[Target]:
+        future: Future[Target] = Future()
+        self._jobs.put((future, lookup))
+        if self._threads < self._size:
+            threading.Thread(target=self._work, name="wait-resolve", daemon=True).start()
+            self._threads += 1
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, lookup = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(lookup())
+            except BaseException as exc:  # handed to the waiting loop, which decides
+                future.set_exception(exc)
