@@ -306,7 +306,8 @@ def forward(
         idle_timeout=idle_timeout,
         emit_data=mode is not Mode.RAW or recorder is not None,
         faults=plan,
-        target_datagrams=bridge == TCP_TO_UDP,
+        listen_datagrams=bridge in (UDP, UDP_TO_TCP),
+        target_datagrams=bridge in (UDP, TCP_TO_UDP),
     )
     _serve(bridge, listen, options, sink)
     return 0
@@ -390,21 +391,9 @@ def _socket_options(keepalive: bool, nodelay: bool) -> "SocketOptions":
 
 
 def _serve(bridge: str | None, listen: Endpoint, options: "ForwardOptions", sink: ev.Sink) -> None:
-    from socktool.net.forward import open_listener
+    from socktool.net.forward import run_forward
 
-    datagrams = bridge in (UDP, UDP_TO_TCP)
-    listener = open_listener(listen, options.family, datagrams=datagrams)
-    with listener:  # closed (and a unix socket file removed) whatever happens next
-        sink(ev.Listening(listener.address, "udp" if datagrams else "tcp"))
-        sink(ev.Notice(f"forwarding to {options.target}" + (f" ({bridge})" if bridge else "")))
-        if datagrams:
-            from socktool.net.forward_udp import DatagramForwarder
-
-            DatagramForwarder(listener, options, sink, to_stream=bridge == UDP_TO_TCP).serve()
-        else:
-            from socktool.net.forward import Forwarder
-
-            Forwarder(listener, options, sink).serve()
+    run_forward(listen, options, sink)
 
 
 def _parse_listen(text: str) -> Endpoint:

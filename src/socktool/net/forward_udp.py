@@ -1,45 +1,39 @@
-"""forward's engine for datagrams: `--udp` (UDP ↔ UDP) and `--udp-to-tcp`.
+"""forward's engine for datagrams, on the loop (net/loop.py): `--udp` (UDP ↔ UDP)
+and `--udp-to-tcp`.
 
 Each client address that sends to the listening UDP socket gets a session:
-its own socket to the target (a connected UDP socket, or a TCP connection),
-so the target's replies go back to that client and to no one else. A
-session ends after `idle_timeout` without traffic either way (or, towards
-TCP, when the target closes).
+its own socket to the target (a connected UDP socket, or a TCP connection
+that is a loop `Connection`), so the target's replies go back to that client
+and to no one else. A session ends after `idle_timeout` without traffic
+either way (or, towards TCP, when the target closes).
 
-Framing between a datagram side and a stream side (here and in
-`--tcp-to-udp`, which runs on the stream engine):
-- a datagram becomes one write to the stream, its bytes unchanged (no line
-  end is added);
-- the stream is cut at line ends into datagrams: one line, without its line
-  end (LF or CRLF), is one datagram; a line longer than MAX_DATAGRAM bytes
-  goes as several datagrams of at most that size; at the stream's end, bytes
-  after the last line end are one more datagram.
+Framing between datagrams and a stream (socktool.framing): a datagram
+becomes one write to the stream, its bytes unchanged; the stream is cut into
+datagrams at line ends (one line, without its line end, is one datagram).
+UDP may drop: a datagram that finds no room (a full socket buffer, a TCP
+target that does not read) is dropped, and the first such drop in a session
+is reported.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
-import selectors
 import socket
 import time
-from collections import deque
 from typing import Any
 
 from socktool.framing import LineDatagrams
 from socktool.net import events as ev
 from socktool.net.errors import describe
 from socktool.net.faults import Shaper
-from socktool.net.forward import QUEUE_LIMIT, ForwardOptions, Loop, TargetDialer
-from socktool.net.loop import close_quietly
+from socktool.net.forward import ForwardOptions, TargetDialer
+from socktool.net.loop import Connection, Handler, Loop, SocketTransport, Timer, close_quietly
 from socktool.net.tcp import Listener
 from socktool.values import format_duration
 
 DATAGRAM_BATCH = 64  # datagrams per wake-up, so one busy client cannot starve the rest
 BUFFER = 65536
-LISTENER = "listener"
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
 
 
 class _Session:
@@ -47,21 +41,20 @@ class _Session:
         "addr",
         "closed",
         "conn",
-        "connecting",
         "datagrams_in",
         "datagrams_out",
         "down",
         "down_shaper",
         "framer",
         "last_activity",
-        "mask",
         "peer",
-        "pending",
-        "pending_bytes",
         "sock",
         "started",
+        "stream",
+        "timer",
         "up",
         "up_shaper",
+        "waiting",
         "warned",
     )
 
@@ -69,35 +62,59 @@ class _Session:
         self.addr = addr
         self.conn = conn
         self.peer = peer
-        self.sock = sock
+        self.sock = sock  # towards the target (UDP, or TCP until connected)
+        self.stream: Connection | None = None  # the TCP target once connected (--udp-to-tcp)
         self.started = self.last_activity = now
         self.up = 0  # bytes from the client
         self.down = 0  # bytes to the client
         self.datagrams_in = 0
         self.datagrams_out = 0
-        self.connecting = False
-        self.pending: deque[memoryview] = deque()  # towards a TCP target: writes waiting for room
-        self.pending_bytes = 0
+        self.waiting: list[bytes] = []  # datagrams for a TCP target still connecting
         self.framer: LineDatagrams | None = None
         self.up_shaper: Shaper | None = None
         self.down_shaper: Shaper | None = None
-        self.mask = 0
+        self.timer: Timer | None = None  # the connect timeout
         self.closed = False
         self.warned = False
 
 
-class DatagramForwarder(Loop):
+class _TargetStream(Handler):
+    """The handler of a session's TCP connection: each line back is a datagram to the client."""
+
+    __slots__ = ("forwarder", "session")
+
+    def __init__(self, forwarder: DatagramForwarder, session: _Session):
+        self.forwarder = forwarder
+        self.session = session
+
+    def received(self, conn: Connection, data: memoryview) -> None:
+        session = self.session
+        session.last_activity = time.monotonic()
+        assert session.framer is not None
+        for datagram in session.framer.feed(bytes(data)):
+            self.forwarder._reply(session, datagram)
+
+    def eof(self, conn: Connection) -> None:
+        session = self.session
+        assert session.framer is not None
+        for datagram in session.framer.close():
+            self.forwarder._reply(session, datagram)
+        self.forwarder._close(session, "closed by target")
+
+    def closed(self, conn: Connection, reason: str) -> None:
+        self.forwarder._close(self.session, f"target: {reason}")
+
+
+class DatagramForwarder:
     """Relays each client address of a UDP listener to the target, a session each."""
 
-    def __init__(
-        self, listener: Listener, options: ForwardOptions, sink: ev.Sink = ev.ignore, *, to_stream: bool = False
-    ):
-        super().__init__(sink)
+    def __init__(self, listener: Listener, options: ForwardOptions, sink: ev.Sink = ev.ignore):
         self.listener = listener
         self.options = options
-        self.to_stream = to_stream
-        self.kind = socket.SOCK_STREAM if to_stream else socket.SOCK_DGRAM
-        self.dialer = TargetDialer(options, kind=self.kind)
+        self.sink = sink
+        self.loop = Loop(sink)
+        self.to_stream = to_stream = not options.target_datagrams  # --udp-to-tcp
+        self.dialer = TargetDialer(options, socket.SOCK_STREAM if to_stream else socket.SOCK_DGRAM)
         self.target_text = str(options.target)
         self.sessions: dict[Any, _Session] = {}
         self.connections = 0
@@ -106,31 +123,22 @@ class DatagramForwarder(Loop):
         self._rejected: set[Any] = set()
         self._buffer = bytearray(BUFFER)
         self._view = memoryview(self._buffer)
+        self._started = time.monotonic()
         self._closed = False
         listener.sock.setblocking(False)
-        self.selector.register(listener.sock, _READ, LISTENER)
+        self.loop.watch(listener.sock.fileno(), self._from_clients)
         idle = options.idle_timeout
         assert idle is not None, "datagram sessions always end after some idle time"
-        self.timers.at(time.monotonic() + min(idle / 4, 1.0), self._sweep_idle)
+        self.loop.call_later(min(idle / 4, 1.0), self._sweep_idle)
 
     def serve(self) -> None:
         try:
-            self.run()
+            self.sink(ev.Listening(self.listener.address, "udp"))
+            mode = " (--udp-to-tcp)" if self.to_stream else " (--udp)"
+            self.sink(ev.Notice(f"forwarding to {self.target_text}{mode}"))
+            self.loop.run()
         finally:
             self.close()
-
-    def ready(self, data: Any, mask: int) -> None:
-        if data is LISTENER:
-            self._from_clients()
-            return
-        session: _Session = data
-        if mask & _WRITE:
-            if session.connecting:
-                self._connect_done(session)
-            else:
-                self._write_pending(session)
-        if mask & _READ and not session.closed:
-            self._from_target(session)
 
     # -- client → target -----------------------------------------------------------
     def _from_clients(self) -> None:
@@ -153,13 +161,12 @@ class DatagramForwarder(Loop):
             if self.options.emit_data:
                 self.sink(ev.Data(session.conn, session.peer, ev.UPSTREAM, data))
             shaper = session.up_shaper
-            if shaper is not None:
-                if shaper.drops():
-                    continue
-                for segment in shaper.schedule(data, now):
-                    self.timers.at(segment.due, functools.partial(self._to_target, session, segment.data))
-            else:
+            if shaper is None:
                 self._to_target(session, data)
+            elif not shaper.drops():
+                for segment in shaper.schedule(data, now):
+                    delay = max(0.0, segment.due - time.monotonic())
+                    self.loop.call_later(delay, functools.partial(self._to_target, session, segment.data))
 
     def _open(self, addr: Any) -> _Session | None:
         peer = _peer(addr)
@@ -174,83 +181,67 @@ class DatagramForwarder(Loop):
             return None
         family, sockaddr = self.dialer.candidates[0]
         try:
-            sock = self.dialer.open(family, self.kind)
+            sock = self.dialer.open(family)
         except OSError as exc:
             self.sink(ev.Notice(f"{peer}: {exc}", warning=True))
             return None
         self.connections += 1
-        now = time.monotonic()
-        session = _Session(addr, self.connections, peer, sock, now)
+        session = _Session(addr, self.connections, peer, sock, time.monotonic())
         self.sessions[addr] = session
         self.sink(ev.Connected(session.conn, peer, self.listener.address, True))
         faults = self.options.faults
-        for direction in (ev.UPSTREAM, ev.DOWNSTREAM):
-            direction_faults = faults.for_direction(direction)
-            if direction_faults.active:
-                shaper = Shaper(direction_faults, faults.rng(session.conn, direction))
-                if direction == ev.UPSTREAM:
-                    session.up_shaper = shaper
-                else:
-                    session.down_shaper = shaper
+        if faults.upstream.active:
+            session.up_shaper = Shaper(faults.upstream, faults.rng(session.conn, ev.UPSTREAM))
+        if faults.downstream.active:
+            session.down_shaper = Shaper(faults.downstream, faults.rng(session.conn, ev.DOWNSTREAM))
         code = sock.connect_ex(sockaddr)
-        if self.to_stream:
-            session.framer = LineDatagrams()
-            if code not in (0, errno.EINPROGRESS):
-                self._target_failed(session, describe(OSError(code, errno.errorcode.get(code, str(code)))))
-                return None
-            session.connecting = True
-            self._watch(session, _WRITE)
-            timeout = self.options.connect_timeout
-            self.timers.at(now + timeout, lambda: self._connect_timed_out(session))
-        else:
-            self._watch(session, _READ)
+        if not self.to_stream:
+            self.loop.watch(sock.fileno(), functools.partial(self._from_target, session))
+            return session
+        session.framer = LineDatagrams()
+        if code not in (0, errno.EINPROGRESS):
+            self._target_failed(session, describe(OSError(code, errno.errorcode.get(code, str(code)))))
+            return None
+        self.loop.watch(sock.fileno(), functools.partial(self._connect_done, session), write=True)
+        session.timer = self.loop.call_later(self.options.connect_timeout, lambda: self._connect_timed_out(session))
         return session
 
     def _to_target(self, session: _Session, data: bytes) -> None:
         if session.closed:
             return
-        if self.to_stream:
-            if session.pending_bytes + len(data) > QUEUE_LIMIT:
-                if not session.warned:
-                    session.warned = True
-                    self.sink(
-                        ev.Notice(f"#{session.conn}: the target is not reading; dropping datagrams", warning=True)
-                    )
-                return
-            session.pending.append(memoryview(data))
-            session.pending_bytes += len(data)
-            if not session.connecting:
-                self._write_pending(session)
-            return
-        try:
-            session.sock.send(data)
-        except BlockingIOError:
-            pass  # no room: UDP may drop, and so do we
-        except OSError as exc:
-            self._target_failed(session, describe(exc))
-
-    def _write_pending(self, session: _Session) -> None:
-        pending, sock = session.pending, session.sock
-        while pending:
-            head = pending[0]
+        stream = session.stream
+        if self.to_stream and stream is None:  # still connecting
+            self._hold(session, data)
+        elif stream is not None:
+            if stream.writable:
+                stream.write(data)
+            else:
+                self._dropped(session, "the target is not reading")
+        else:
             try:
-                sent = sock.send(head)
+                session.sock.send(data)
             except BlockingIOError:
-                break
+                self._dropped(session, "no room towards the target")
             except OSError as exc:
-                self._close(session, f"target: {describe(exc)}")
-                return
-            session.pending_bytes -= sent
-            if sent < len(head):
-                pending[0] = head[sent:]
-                continue
-            pending.popleft()
-        self._watch(session, _READ | (_WRITE if pending else 0))
+                self._target_failed(session, describe(exc))
+
+    def _hold(self, session: _Session, data: bytes) -> None:
+        if sum(map(len, session.waiting)) + len(data) > BUFFER * 4:
+            self._dropped(session, "the target is still connecting")
+        else:
+            session.waiting.append(data)
+
+    def _dropped(self, session: _Session, why: str) -> None:
+        if not session.warned:
+            session.warned = True
+            self.sink(ev.Notice(f"#{session.conn}: {why}; dropping datagrams", warning=True))
 
     # -- target → client -----------------------------------------------------------
     def _from_target(self, session: _Session) -> None:
         sock = session.sock
         for _ in range(DATAGRAM_BATCH):
+            if session.closed:
+                return
             try:
                 size = sock.recv_into(self._buffer)
             except BlockingIOError:
@@ -259,31 +250,18 @@ class DatagramForwarder(Loop):
                 self._target_failed(session, describe(exc))
                 return
             session.last_activity = time.monotonic()
-            data = bytes(self._view[:size])
-            if session.framer is None:
-                self._reply(session, data)
-                continue
-            if not size:
-                for datagram in session.framer.close():
-                    self._reply(session, datagram)
-                self._close(session, "closed by target")
-                return
-            for datagram in session.framer.feed(data):
-                self._reply(session, datagram)
-            if session.closed:
-                return
+            self._reply(session, bytes(self._view[:size]))
 
     def _reply(self, session: _Session, data: bytes) -> None:
         if self.options.emit_data:
             self.sink(ev.Data(session.conn, session.peer, ev.DOWNSTREAM, data))
         shaper = session.down_shaper
-        if shaper is not None:
-            if shaper.drops():
-                return
+        if shaper is None:
+            self._send_to_client(session, data)
+        elif not shaper.drops():
             for segment in shaper.schedule(data, time.monotonic()):
-                self.timers.at(segment.due, functools.partial(self._send_to_client, session, segment.data))
-            return
-        self._send_to_client(session, data)
+                delay = max(0.0, segment.due - time.monotonic())
+                self.loop.call_later(delay, functools.partial(self._send_to_client, session, segment.data))
 
     def _send_to_client(self, session: _Session, data: bytes) -> None:
         try:
@@ -295,41 +273,46 @@ class DatagramForwarder(Loop):
 
     # -- connecting (towards TCP) ------------------------------------------------
     def _connect_done(self, session: _Session) -> None:
-        code = session.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        sock = session.sock
+        self.loop.unwatch(sock.fileno())
+        if session.timer is not None:
+            session.timer.cancel()
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._target_failed(session, describe(OSError(code, errno.errorcode.get(code, str(code)))))
             return
-        session.connecting = False
         self.sink(ev.Notice(f"#{session.conn} connected to {self.target_text}"))
-        self._write_pending(session)
+        self.options.socket_options.apply(sock)
+        stream = Connection(
+            self.loop, SocketTransport(sock), _TargetStream(self, session), peer=self.target_text, inbound=False
+        )
+        session.stream = self.loop.add(stream)
+        waiting, session.waiting = session.waiting, []
+        for data in waiting:
+            stream.write(data)
 
     def _connect_timed_out(self, session: _Session) -> None:
-        if not session.closed and session.connecting:
+        if not session.closed and session.stream is None:
+            self.loop.unwatch(session.sock.fileno())
             self._target_failed(session, f"timed out after {format_duration(self.options.connect_timeout)}")
 
     def _target_failed(self, session: _Session, detail: str) -> None:
         self.sink(ev.Notice(f"#{session.conn} {session.peer}: {self.target_text}: {detail}", warning=True))
         self._close(session, f"target: {detail}")
 
-    # -- the selector and the end ---------------------------------------------------
-    def _watch(self, session: _Session, mask: int) -> None:
-        if mask == session.mask:
-            return
-        if not session.mask:
-            self.selector.register(session.sock, mask, session)
-        elif not mask:
-            self.selector.unregister(session.sock)
-        else:
-            self.selector.modify(session.sock, mask, session)
-        session.mask = mask
-
+    # -- the end ---------------------------------------------------------------------
     def _close(self, session: _Session, reason: str) -> None:
         if session.closed:
             return
         session.closed = True
-        if not self._closed:  # when stopping, a signal may have cut a selector call short: leave it
-            self._watch(session, 0)
-        close_quietly(session.sock)
+        if session.timer is not None:
+            session.timer.cancel()
+        if session.stream is not None:
+            session.stream.close(reason)  # its handler's `closed` finds the session closed
+        else:
+            if not self._closed:  # when stopping, a signal may have cut a selector call short: leave it
+                self.loop.unwatch(session.sock.fileno())
+            close_quietly(session.sock)
         self.sessions.pop(session.addr, None)
         self._rejected.discard(session.addr)
         self.sent += session.down
@@ -345,14 +328,14 @@ class DatagramForwarder(Loop):
         now = time.monotonic()
         for session in [s for s in self.sessions.values() if now - s.last_activity >= idle]:
             self._close(session, f"idle for {format_duration(idle)}")
-        self.timers.at(now + min(idle / 4, 1.0), self._sweep_idle)
+        self.loop.call_later(min(idle / 4, 1.0), self._sweep_idle)
 
     def totals(self) -> ev.Stats:
         live = list(self.sessions.values())
         return ev.Stats(
             self.sent + sum(s.down for s in live),
             self.received + sum(s.up for s in live),
-            time.monotonic() - self.started,
+            time.monotonic() - self._started,
             self.connections,
             self.datagrams_in + sum(s.datagrams_in for s in live),
             self.datagrams_out + sum(s.datagrams_out for s in live),
@@ -368,8 +351,8 @@ class DatagramForwarder(Loop):
         finally:
             for session in self.sessions.values():
                 close_quietly(session.sock)
+            self.loop.close()
             self.listener.close()
-            self.selector.close()
         self.sink(self.totals())
 
 
