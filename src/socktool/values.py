@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?")
+# ASCII digits only (re.ASCII): '٤' and '²' are digits to Python, not to a user typing a number.
+_DURATION = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 # The longest duration taken: a week. poll() counts milliseconds in 32 bits
 # (24 days), and longer waits overflow the timers that would serve them.
 MAX_DURATION = 7 * 24 * 3600.0
+
+
+def is_number(text: str) -> bool:
+    """Only ASCII digits, at least one: what ports, counts and durations are written in."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_integer(text: str) -> int:
+    """'42' → 42, '-1' → -1; ASCII digits only (no '+', no '_', no spaces, no '٤٠', no '²')."""
+    if not is_number(text.removeprefix("-")):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 def parse_duration(text: str) -> float:
@@ -91,19 +104,51 @@ def decode_hex(text: str | bytes) -> bytes:
 
 
 class LineSplitter:
-    """Bytes fed in chunks → lines without their line end (LF or CRLF)."""
+    """Bytes fed in chunks → lines without their line end (LF or CRLF).
 
-    def __init__(self) -> None:
-        self._rest = b""
+    Linear in the input: a line's pieces are joined once, when its end comes.
+    With `limit`, a line longer than that (line end not counted) raises
+    ValueError as soon as its first `limit + 2` bytes are in, so a line with
+    no end in sight is never held whole.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self._pieces: list[bytes] = []  # the line so far, not joined yet
+        self._size = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        lines = (self._rest + chunk).split(b"\n")
-        self._rest = lines.pop()
+        if b"\n" not in chunk:
+            self._hold(chunk)
+            return []
+        lines = chunk.split(b"\n")
+        if self._pieces:
+            self._pieces.append(lines[0])
+            lines[0] = b"".join(self._pieces)
+            self._pieces, self._size = [], 0
+        rest = lines.pop()
+        if self.limit is not None:
+            for line in lines:
+                self._check(len(line) - line.endswith(b"\r"))
+        if rest:
+            self._hold(rest)
         return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
     def close(self) -> list[bytes]:
-        rest, self._rest = self._rest, b""
+        rest = b"".join(self._pieces)
+        self._pieces, self._size = [], 0
         return [rest] if rest else []
+
+    def _hold(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self._size += len(piece)
+        if self.limit is not None:
+            self._check(self._size - 1)  # the last byte may be the CR of a CRLF
+
+    def _check(self, size: int) -> None:
+        assert self.limit is not None
+        if size > self.limit:
+            raise ValueError(f"a line is longer than {self.limit:,} bytes")
 
 
 class CrlfEncoder:

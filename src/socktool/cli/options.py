@@ -49,20 +49,14 @@ def positive_duration(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
+    number = values.parse_integer(text)
     if number < 1:
         raise ValueError(f"must be at least 1, got {number}")
     return number
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
+    number = values.parse_integer(text)
     if number < 0:
         raise ValueError(f"must be 0 or more, got {number}")
     return number

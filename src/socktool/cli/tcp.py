@@ -371,6 +371,12 @@ def tcp_listen(
         hex=hex,
         progress=progress,
     )
+    if address.is_unix and (allow or deny):
+        raise typer.BadParameter(
+            "they judge a client's IP address, and a unix: socket's clients have none "
+            "(the socket file's permissions say who may connect)",
+            param_hint="'--allow' / '--deny'",
+        )
     exec_argv = _exec_argv(exec_)
     if exec_argv is not None and max_clients is None:
         from socktool.net.execute import DEFAULT_MAX_CLIENTS

@@ -19,6 +19,12 @@ def _ttl(text: str) -> int:
     return number
 
 
+def _interface(text: str) -> str:
+    from socktool.net.multicast import check_interface
+
+    return check_interface(text)
+
+
 def _group(text: str) -> str:
     from socktool.net.multicast import parse_group
 
@@ -30,6 +36,7 @@ Interface = Annotated[
     typer.Option(
         "--interface",
         metavar="IFACE",
+        parser=opt.value_parser(_interface),
         help="Network interface for multicast: a name (eth0) or, for IPv4, its address. "
         "Default: the loopback interface, so multicast leaves this host only when asked.",
         rich_help_panel=opt.CONNECTION,
@@ -180,10 +187,12 @@ def udp_send(
                 if lines
                 else "reading the datagram from the terminal: Ctrl-D sends it"
             )
-        if message is None and not lines:
-            datagrams = (udpsend.read_datagram(stdin_fd, hex_input=hex_input),)
-        elif message is None and count > 1:
-            datagrams = tuple(udpsend.read_lines(stdin_fd, hex_input=hex_input))
+        if message is not None:
+            _check_message(datagrams[0], target.limit)
+        elif not lines:
+            datagrams = (udpsend.read_datagram(stdin_fd, hex_input=hex_input, limit=target.limit),)
+        elif count > 1:
+            datagrams = tuple(udpsend.read_lines(stdin_fd, hex_input=hex_input, limit=target.limit))
         streamed = message is None and lines and count == 1
         outgoing = udpsend.Outgoing(
             datagrams,
@@ -206,7 +215,7 @@ def udp_send(
 
 
 def _message_bytes(message: str, hex_input: bool) -> bytes:
-    from socktool.net.udp import MAX_DATAGRAM
+    from socktool.net.udp import MAX_DATAGRAM_IPV6
     from socktool.values import decode_hex
 
     data = message.encode("utf-8", "surrogateescape")
@@ -215,9 +224,13 @@ def _message_bytes(message: str, hex_input: bool) -> bytes:
             data = decode_hex(data)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'MESSAGE'") from None
-    if len(data) > MAX_DATAGRAM:
+    return _check_message(data, MAX_DATAGRAM_IPV6)  # no family holds more; the target's own limit follows
+
+
+def _check_message(data: bytes, limit: int) -> bytes:
+    if len(data) > limit:
         raise typer.BadParameter(
-            f"{len(data):,} bytes is more than one UDP datagram holds ({MAX_DATAGRAM:,} bytes)",
+            f"{len(data):,} bytes is more than one UDP datagram holds ({limit:,} bytes)",
             param_hint="'MESSAGE'",
         )
     return data

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from socktool.net.errors import NetworkError, UsageError, describe
+from socktool.values import is_number, parse_integer
 
 
 def parse_group(text: str) -> str:
@@ -46,6 +47,24 @@ def loopback_index() -> int:
     raise NetworkError("no loopback interface found", hint="name the multicast interface with --interface")
 
 
+MAX_INTERFACE = 2**31 - 1  # the kernel's interface index is an int
+
+
+def parse_interface_number(text: str) -> int:
+    """An interface index as --interface takes it: 1 to MAX_INTERFACE (ValueError otherwise)."""
+    number = parse_integer(text)
+    if not 1 <= number <= MAX_INTERFACE:
+        raise ValueError(f"interface number {text} is out of range (1-{MAX_INTERFACE})")
+    return number
+
+
+def check_interface(text: str) -> str:
+    """--interface's value, checked where it can be without the network: a number is in range."""
+    if is_number(text):
+        parse_interface_number(text)
+    return text
+
+
 class Interface(NamedTuple):
     """Where multicast goes out and is joined: an index, and for IPv4 maybe an address."""
 
@@ -60,8 +79,11 @@ class Interface(NamedTuple):
             return cls(0, str(ipaddress.IPv4Address(spec)))
         except ValueError:
             pass
-        if spec.isdigit():
-            return cls(int(spec))
+        if is_number(spec):
+            try:
+                return cls(parse_interface_number(spec))
+            except ValueError as exc:
+                raise UsageError("invalid --interface", str(exc)) from None
         try:
             return cls(socket.if_nametoindex(spec))
         except OSError:

@@ -18,7 +18,7 @@ from socktool.net.errors import BindError, UsageError
 from socktool.net.fdio import raise_open_file_limit
 from socktool.net.loop import BACKLOG, Acceptor, Loop
 from socktool.net.tcp import Listener, listen
-from socktool.net.udp import buffer_for
+from socktool.net.udp import DatagramBuffer, widen_send_buffer
 from socktool.net.udpguard import LoopGuard
 
 DATAGRAM_BATCH = 64  # datagrams per wake-up, so UDP cannot starve TCP clients
@@ -65,6 +65,8 @@ def bind_service(endpoint: Endpoint, *, family: int, tcp: bool, udp: bool) -> tu
         for listener in (stream, dgram):
             if listener is not None:
                 listener.sock.setblocking(False)
+        if dgram is not None and endpoint.is_unix:
+            widen_send_buffer(dgram.sock)  # so that any datagram a client can send can be echoed whole
         return stream, dgram
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -73,7 +75,7 @@ class Service:
     """A TCP listener and a UDP socket on one port (either may be off), served by one loop.
 
     Subclasses answer: `on_client(sock, addr)` for each accepted TCP client,
-    `on_datagram(sock, size, addr)` for each datagram in `self.datagram`
+    `on_datagram(sock, size, addr)` for each datagram in `self.datagram_view`
     (the loop guard has let it through).
     """
 
@@ -113,11 +115,15 @@ class Service:
         if tcp is not None:
             Acceptor(self.loop, tcp.sock, tcp.address, self.on_client)
         if udp is not None:
-            self.datagram = buffer_for(udp.sock)
-            self.datagram_view = memoryview(self.datagram)
+            self.inbox = DatagramBuffer(udp.sock)
             own_ports = (udp.port, tcp.port if tcp is not None else 0)
             self.loop_guard = LoopGuard(udp.address, own_ports, self.sink)
             self.loop.watch(udp.sock.fileno(), self._datagrams)
+
+    @property
+    def datagram_view(self) -> memoryview:
+        """The datagram being answered (whole: a unix socket's buffer grows to fit it)."""
+        return self.inbox.view
 
     def on_client(self, sock: socket.socket, addr: object) -> None:
         raise NotImplementedError
@@ -127,10 +133,10 @@ class Service:
 
     def _datagrams(self) -> None:
         assert self.udp is not None and self.loop_guard is not None
-        sock, buffer, refuses = self.udp.sock, self.datagram, self.loop_guard.refuses
+        sock, recvfrom, refuses = self.udp.sock, self.inbox.recvfrom, self.loop_guard.refuses
         for _ in range(DATAGRAM_BATCH):
             try:
-                size, addr = sock.recvfrom_into(buffer)
+                size, addr = recvfrom(0)
             except BlockingIOError:
                 return
             except OSError:

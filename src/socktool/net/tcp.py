@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.address import Endpoint, format_hostport, resolve, sockaddr_text
-from socktool.net.errors import BindError, ConnectError, ResolveError, UsageError, describe
+from socktool.net.errors import BindError, ConnectError, ResolveError, describe
 from socktool.values import format_duration
 
 
@@ -200,7 +200,7 @@ def _bind_error(endpoint: Endpoint, exc: OSError, kind: int) -> BindError:
 
 
 def _listen_unix(path: str, kind: int, backlog: int) -> Listener:
-    _remove_stale_socket(path, kind)
+    remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, kind)
     try:
         sock.bind(path)
@@ -214,20 +214,44 @@ def _listen_unix(path: str, kind: int, backlog: int) -> Listener:
     return Listener(sock, path)
 
 
-def _remove_stale_socket(path: str, kind: int) -> None:
-    """A socket file nobody serves (left by a crash) is removed; a live one is an error."""
+def remove_stale_socket(path: str) -> None:
+    """Remove a unix socket file nobody serves (left by a crash); anything else is a BindError.
+
+    Rule: only a file that is a socket, and that refuses both a stream and a
+    datagram connect with ECONNREFUSED, is removed. Those probes do not
+    block (a live listener with a full backlog answers EAGAIN: in use), and
+    one that cannot reach the socket (EACCES) removes nothing: the socket
+    may be another user's live one. Whatever else is there stays.
+    """
+    what = f"cannot listen on unix:{path}"
     try:
-        mode = os.stat(path).st_mode
-    except OSError:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise BindError(what, describe(exc)) from exc
     if not stat.S_ISSOCK(mode):
-        raise UsageError(f"cannot listen on unix:{path}", "the path exists and is not a socket")
+        raise BindError(what, "the path exists and is not a socket")
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        code = _probe_unix(path, kind)
+        if code == errno.ECONNREFUSED:
+            continue
+        if code in (errno.EACCES, errno.EPERM):
+            raise BindError(what, "permission denied", "the socket file is another user's; it may be in use")
+        raise BindError(what, "the socket is in use", "another process serves it")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise BindError(what, f"cannot remove the stale socket file: {describe(exc)}") from exc
+
+
+def _probe_unix(path: str, kind: int) -> int:
+    """connect()'s errno for a non-blocking socket of `kind` (0: it connected)."""
     probe = socket.socket(socket.AF_UNIX, kind)
     try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)
-        return
+        probe.setblocking(False)
+        return probe.connect_ex(path)
     finally:
         probe.close()
-    raise BindError(f"cannot listen on unix:{path}", "address already in use", "another process serves it")

@@ -145,7 +145,7 @@ class TimeServer(Service):
         if self.options.rfc868:
             reply = TimeReply(rfc868_time(time.time()), b"")
         else:
-            reply = format_reply(bytes(self.datagram[:size]), time.time(), utc=self.options.utc)
+            reply = format_reply(bytes(self.datagram_view[:size]), time.time(), utc=self.options.utc)
         sent = self.reply(sock, reply.data, addr)
         request = None if self.options.rfc868 else reply.format
         self.sink(ev.Served("udp", sockaddr_text(addr), size, sent, self.datagrams_in, request, reply.error))

@@ -13,12 +13,14 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
 import sys
 import time
-from typing import NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 from socktool.net import events as ev
 from socktool.net import interrupts
@@ -29,26 +31,69 @@ from socktool.net.multicast import Interface, join_groups
 from socktool.net.tcp import Listener, listen
 from socktool.values import format_duration, printable
 
-MAX_DATAGRAM = 65_507  # 65,535 less the IPv4 and UDP headers
+MAX_DATAGRAM = 65_507  # 65,535 less the IPv4 (20) and UDP (8) headers
+MAX_DATAGRAM_IPV6 = 65_527  # IPv6's payload length leaves out its own header: 65,535 less UDP's 8
 BytesT = TypeVar("BytesT", bytes, bytearray)
 RECEIVE_BUFFER = 8 * 1024 * 1024  # the receive queue we ask for: bursts wait instead of being dropped
 INET_BUFFER = 65_536  # no UDP payload is larger
 UNIX_BUFFER = 256 * 1024  # unix datagrams may be larger, up to the sender's SO_SNDBUF
 
-_SO_RCVBUFFORCE = 33  # Linux; the socket module does not export it
+_SO_SNDBUFFORCE = 32  # Linux; the socket module does not export them
+_SO_RCVBUFFORCE = 33
 
 
-def buffer_for(sock: socket.socket) -> bytearray:
-    """A receive buffer no datagram on this socket can overflow."""
-    return bytearray(UNIX_BUFFER if sock.family == socket.AF_UNIX else INET_BUFFER)
+class DatagramBuffer:
+    """A receive buffer no datagram overflows: `recv(flags)` / `recvfrom(flags)` fill
+    `view` with one whole datagram and return its size (and source).
+
+    An internet datagram fits 64 KiB. A unix one is as large as its sender's
+    send buffer lets it be (hundreds of KiB, more for root), so on a unix
+    socket the next datagram's size is peeked first (MSG_PEEK | MSG_TRUNC)
+    and the buffer grows to hold it: never a silent cut. Internet sockets
+    pay nothing for this: their calls are the socket's own.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        unix = sock.family == socket.AF_UNIX
+        self.buffer = bytearray(UNIX_BUFFER if unix else INET_BUFFER)
+        self.view = memoryview(self.buffer)
+        self.recv: Callable[[int], int]
+        self.recvfrom: Callable[[int], tuple[int, Any]]
+        if unix:
+            self._probe = bytearray(1)
+            self.recv = self._recv_whole
+            self.recvfrom = self._recvfrom_whole
+        else:
+            self.recv = functools.partial(sock.recv_into, self.buffer, 0)
+            self.recvfrom = functools.partial(sock.recvfrom_into, self.buffer, 0)
+
+    def _fit(self, flags: int) -> None:
+        size = self.sock.recv_into(self._probe, 1, flags | socket.MSG_PEEK | socket.MSG_TRUNC)
+        if size > len(self.buffer):
+            self.buffer = bytearray(size)
+            self.view = memoryview(self.buffer)
+
+    def _recv_whole(self, flags: int = 0) -> int:
+        self._fit(flags)
+        return self.sock.recv_into(self.buffer, 0, flags)
+
+    def _recvfrom_whole(self, flags: int = 0) -> tuple[int, Any]:
+        self._fit(flags)
+        return self.sock.recvfrom_into(self.buffer, 0, flags)
 
 
-def check_size(data: BytesT, what: str = "datagram") -> BytesT:
-    if len(data) > MAX_DATAGRAM:
+def max_datagram(family: int) -> int:
+    """The largest payload one datagram of this family carries."""
+    return MAX_DATAGRAM_IPV6 if family == socket.AF_INET6 else MAX_DATAGRAM
+
+
+def check_size(data: BytesT, what: str = "datagram", limit: int = MAX_DATAGRAM) -> BytesT:
+    if len(data) > limit:
         raise UsageError(
             f"{what} too large",
-            f"{len(data):,} bytes; one UDP datagram holds at most {MAX_DATAGRAM:,}",
-            "split it, e.g. with --lines",
+            f"{len(data):,} bytes; one UDP datagram holds at most {limit:,}",
+            "split it, e.g. with --lines" if what != "line" else None,
         )
     return data
 
@@ -62,8 +107,18 @@ def peer_text(addr: object) -> str:
 
 def widen_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
     """Ask for a deep receive queue so a burst waits instead of being dropped. Best effort."""
-    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):  # FORCE passes rmem_max, for root
-        if option == _SO_RCVBUFFORCE and sys.platform != "linux":
+    _widen(sock, (_SO_RCVBUFFORCE, socket.SO_RCVBUF), size)
+
+
+def widen_send_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
+    """On a unix datagram socket the send buffer bounds the largest datagram: make room
+    to answer any datagram a sender could send. Best effort."""
+    _widen(sock, (_SO_SNDBUFFORCE, socket.SO_SNDBUF), size)
+
+
+def _widen(sock: socket.socket, options: tuple[int, int], size: int) -> None:
+    for option in options:  # FORCE passes rmem_max / wmem_max, for root
+        if option in (_SO_RCVBUFFORCE, _SO_SNDBUFFORCE) and sys.platform != "linux":
             continue
         try:
             sock.setsockopt(socket.SOL_SOCKET, option, size)
@@ -164,7 +219,7 @@ class Receiver(DatagramCounters):
         self.sink = sink
         super().__init__()
         self._warned: set[str] = set()
-        self._buffer = buffer_for(self.sock)
+        self._inbox = DatagramBuffer(self.sock)
 
     def serve(self) -> None:
         """Raises TimedOut when --timeout passes with nothing (or less than --count) received."""
@@ -186,19 +241,19 @@ class Receiver(DatagramCounters):
 
     def _raw_loop(self, fd: int) -> None:
         """The pipe path: one recv and one write per datagram, counters in locals."""
-        recv_into, write = self.sock.recv_into, os.write
-        buffer = self._buffer
-        view = memoryview(buffer)
+        inbox, write = self._inbox, os.write
+        recv = inbox.recv
         count = total = 0
         waiter = interrupts.Waiter(self.sock.fileno())
         try:
             while True:
                 try:  # a burst is read without a poll per datagram; an empty queue waits in wait()
-                    n = recv_into(buffer, 0, socket.MSG_DONTWAIT)
+                    n = recv(socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     waiter.wait()
                     continue
                 if n:
+                    view = inbox.view  # a unix socket's buffer grows for a large datagram
                     written = write(fd, view[:n])
                     if written != n:  # rare: a signal in the middle of a write
                         write_all(fd, view[written:n])
@@ -213,8 +268,7 @@ class Receiver(DatagramCounters):
             self.bytes_in += total
 
     def _loop(self) -> None:
-        opts, sock = self.options, self.sock
-        view = memoryview(self._buffer)
+        opts, sock, inbox = self.options, self.sock, self._inbox
         deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
         waiter = interrupts.Waiter(sock.fileno())
         while opts.count is None or self.datagrams_in < opts.count:
@@ -222,9 +276,10 @@ class Receiver(DatagramCounters):
                 self._timed_out()
                 return
             try:
-                n, addr = sock.recvfrom_into(self._buffer)
+                n, addr = inbox.recvfrom(0)
             except OSError as exc:
                 raise NetworkError(f"receiving on {self.listener.address} failed", describe(exc)) from exc
+            view = inbox.view
             self.datagrams_in += 1
             self.bytes_in += n
             if deadline is not None:

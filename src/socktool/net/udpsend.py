@@ -28,7 +28,16 @@ from socktool.net.address import Endpoint, resolve, sockaddr_text
 from socktool.net.errors import BindError, NetworkError, TimedOut, UsageError, describe
 from socktool.net.fdio import CHUNK, write_all
 from socktool.net.multicast import is_multicast, set_sending_interface
-from socktool.net.udp import DatagramCounters, buffer_for, check_size, peer_text, widen_receive_buffer
+from socktool.net.tcp import remove_stale_socket
+from socktool.net.udp import (
+    MAX_DATAGRAM,
+    DatagramBuffer,
+    DatagramCounters,
+    check_size,
+    max_datagram,
+    peer_text,
+    widen_receive_buffer,
+)
 from socktool.values import HexDecoder, LineSplitter, decode_hex, format_duration
 
 _IP_RECVERR = 11  # Linux values the socket module does not export
@@ -47,14 +56,29 @@ class SendOptions(NamedTuple):
 class Target:
     """An open socket and where its datagrams go."""
 
-    def __init__(self, sock: socket.socket, sockaddr: object, peer: str, temp_dir: str | None = None):
+    def __init__(
+        self,
+        sock: socket.socket,
+        sockaddr: object,
+        peer: str,
+        temp_dir: str | None = None,
+        source_path: str | None = None,
+    ):
         self.sock = sock
         self.sockaddr = sockaddr
         self.peer = peer
         self.temp_dir = temp_dir
+        self.source_path = source_path  # a unix source file we made: removed on close
+        self.limit = max_datagram(sock.family)  # the largest datagram that may be sent
 
     def close(self) -> None:
         self.sock.close()
+        if self.source_path is not None:
+            path, self.source_path = self.source_path, None
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         if self.temp_dir is not None:
             import shutil
 
@@ -65,7 +89,9 @@ def open_target(endpoint: Endpoint, *, family: int = socket.AF_UNSPEC, options: 
     """A socket ready to send to `endpoint`, configured by `options`; nothing is sent yet."""
     options = options or SendOptions()
     if endpoint.path is not None:
-        return _open_unix_target(endpoint.path, options.replies)
+        if options.source_port is not None:
+            raise UsageError("-p/--source-port does not apply to a unix: destination", hint="give -s PATH")
+        return _open_unix_target(endpoint.path, options.replies, options.source)
     candidates = resolve(endpoint.host, endpoint.port, family=family, kind=socket.SOCK_DGRAM)
     fam, sockaddr = next(
         ((f, a) for f, a in candidates[:-1] if _routable(f, a)), candidates[-1]
@@ -132,20 +158,44 @@ def _bind_source(sock: socket.socket, family: int, source: str | None, port: int
         raise BindError(what, describe(exc)) from exc
 
 
-def _open_unix_target(path: str, replies: bool) -> Target:
+def _open_unix_target(path: str, replies: bool, source: str | None = None) -> Target:
+    """A unix datagram socket; bound to `source` (-s PATH) so the receiver can answer, or
+    with --wait to a name of its own: an unbound one has no address a reply could go to."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    temp_dir = None
-    if replies:  # an unbound unix datagram socket has no address a reply could go to
-        try:
-            if sys.platform != "linux":
-                raise OSError(errno.EINVAL, "no autobind")
-            sock.bind("")  # Linux autobind: a unique abstract name, no file to clean up
-        except OSError:
-            import tempfile
+    try:
+        if source is not None:
+            source_path = source.removeprefix("unix:")
+            _bind_unix_source(sock, source_path)
+            return Target(sock, path, f"unix:{path}", source_path=source_path)
+        if replies:
+            return Target(sock, path, f"unix:{path}", _bind_unix_reply_name(sock))
+    except BaseException:
+        sock.close()
+        raise
+    return Target(sock, path, f"unix:{path}")
 
-            temp_dir = tempfile.mkdtemp(prefix="socktool-")
-            sock.bind(os.path.join(temp_dir, "reply.sock"))
-    return Target(sock, path, f"unix:{path}", temp_dir)
+
+def _bind_unix_source(sock: socket.socket, path: str) -> None:
+    remove_stale_socket(path)  # a live socket there is an error, a stale one goes
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        raise BindError(f"cannot bind source unix:{path}", describe(exc)) from exc
+
+
+def _bind_unix_reply_name(sock: socket.socket) -> str | None:
+    """Bind a name replies can reach; the temporary directory to remove after, if one was made."""
+    try:
+        if sys.platform != "linux":
+            raise OSError(errno.EINVAL, "no autobind")
+        sock.bind("")  # Linux autobind: a unique abstract name, no file to clean up
+        return None
+    except OSError:
+        import tempfile
+
+        temp_dir = tempfile.mkdtemp(prefix="socktool-")
+        sock.bind(os.path.join(temp_dir, "reply.sock"))
+        return temp_dir
 
 
 class Outgoing(NamedTuple):
@@ -158,8 +208,8 @@ class Outgoing(NamedTuple):
     interval: float = 0.0  # pause between datagrams
 
 
-def read_datagram(fd: int, *, hex_input: bool = False) -> bytes:
-    """All of stdin as one datagram; more than MAX_DATAGRAM bytes is a UsageError."""
+def read_datagram(fd: int, *, hex_input: bool = False, limit: int = MAX_DATAGRAM) -> bytes:
+    """All of stdin as one datagram; more than `limit` bytes is a UsageError."""
     decoder = HexDecoder() if hex_input else None
     data = bytearray()
     while True:
@@ -169,25 +219,45 @@ def read_datagram(fd: int, *, hex_input: bool = False) -> bytes:
         if decoder is not None:
             chunk = _decode(decoder, chunk)
         data += chunk
-        check_size(data, "stdin")
+        check_size(data, "stdin", limit)
     if decoder is not None:
         _close(decoder)
     return bytes(data)
 
 
-def read_lines(fd: int, *, hex_input: bool = False) -> list[bytes]:
-    splitter = LineSplitter()
-    lines: list[bytes] = []
+def read_lines(fd: int, *, hex_input: bool = False, limit: int = MAX_DATAGRAM) -> list[bytes]:
+    splitter = line_splitter(hex_input, limit)
+    datagrams: list[bytes] = []
     while True:
         chunk = os.read(fd, CHUNK)
         if not chunk:
             break
-        lines += splitter.feed(chunk)
-    return [line_datagram(line, hex_input) for line in lines + splitter.close()]
+        datagrams += lines_as_datagrams(splitter, chunk, hex_input, limit)
+    return datagrams + lines_as_datagrams(splitter, b"", hex_input, limit)
 
 
-def line_datagram(line: bytes, hex_input: bool) -> bytes:
-    return check_size(decode_hex_line(line) if hex_input else line, "line")
+HEX_CHARS_PER_BYTE = 4  # two digits and room for whitespace: the bound on a --hex-input line
+
+
+def line_splitter(hex_input: bool, limit: int) -> LineSplitter:
+    """A splitter that fails as soon as a line cannot be one datagram (in hex text, 4 characters a byte)."""
+    return LineSplitter(limit * HEX_CHARS_PER_BYTE if hex_input else limit)
+
+
+def lines_as_datagrams(splitter: LineSplitter, chunk: bytes, hex_input: bool, limit: int) -> list[bytes]:
+    """The datagrams of the lines `chunk` completes; an empty chunk is the end of input."""
+    try:
+        lines = splitter.feed(chunk) if chunk else splitter.close()
+    except ValueError:
+        what = f"{limit * HEX_CHARS_PER_BYTE:,} characters of hex text" if hex_input else f"{limit:,} bytes"
+        raise UsageError(
+            "line too large", f"more than {what} without a line end; one UDP datagram holds at most {limit:,} bytes"
+        ) from None
+    return [line_datagram(line, hex_input, limit) for line in lines]
+
+
+def line_datagram(line: bytes, hex_input: bool, limit: int = MAX_DATAGRAM) -> bytes:
+    return check_size(decode_hex_line(line) if hex_input else line, "line", limit)
 
 
 def decode_hex_line(line: bytes) -> bytes:
@@ -231,7 +301,7 @@ class Sender(DatagramCounters):
         self.emit = emit
         self.sink = sink
         super().__init__()
-        self._buffer = buffer_for(target.sock)
+        self._inbox = DatagramBuffer(target.sock)
         self._splitter: LineSplitter | None = None  # stdin being read, one datagram a line
         self._wakeup: int | None = None
 
@@ -273,7 +343,7 @@ class Sender(DatagramCounters):
             poller.register(self.target.sock.fileno(), select.POLLIN)
         self._splitter = None
         if self.outgoing.stdin_fd is not None:
-            self._splitter = LineSplitter()
+            self._splitter = line_splitter(self.outgoing.hex_input, self.target.limit)
             poller.register(self.outgoing.stdin_fd, select.POLLIN)
         self._wakeup = interrupts.wakeup_fd()
         if self._wakeup is not None:  # so that a signal is never missed while waiting
@@ -296,8 +366,7 @@ class Sender(DatagramCounters):
             interrupts.drain()
         elif self._splitter is not None:
             chunk = os.read(fd, CHUNK)
-            lines = self._splitter.feed(chunk) if chunk else self._splitter.close()
-            pending.extend(line_datagram(line, self.outgoing.hex_input) for line in lines)
+            pending.extend(lines_as_datagrams(self._splitter, chunk, self.outgoing.hex_input, self.target.limit))
             if not chunk:  # stdin ended: what is left of it was queued above
                 poller.unregister(fd)
                 self._splitter = None
@@ -326,7 +395,7 @@ class Sender(DatagramCounters):
 
     def _receive(self) -> None:
         try:
-            n, addr = self.target.sock.recvfrom_into(self._buffer)
+            n, addr = self._inbox.recvfrom(0)
         except ConnectionRefusedError:
             if self.datagrams_in:
                 return  # a late ICMP error after replies: nothing to tell
@@ -335,7 +404,7 @@ class Sender(DatagramCounters):
             raise NetworkError(f"receiving from {self.target.peer} failed", describe(exc)) from exc
         self.datagrams_in += 1
         self.bytes_in += n
-        view = memoryview(self._buffer)[:n]
+        view = self._inbox.view[:n]
         if self.output_fd is not None and n:
             write_all(self.output_fd, view)
         if self.emit:
