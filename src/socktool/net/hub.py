@@ -38,7 +38,7 @@ from socktool.net import interrupts
 from socktool.net.access import AccessPolicy
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import Terminated, TimedOut, UsageError
-from socktool.net.fdio import raise_open_file_limit, write_all
+from socktool.net.fdio import is_pipe, raise_open_file_limit, widen_pipe, write_all
 from socktool.net.loop import (
     BACKLOG,
     HIGH_WATER,
@@ -71,6 +71,19 @@ class ListenOptions(NamedTuple):
     exec_argv: tuple[str, ...] | None = None
     socket_options: SocketOptions = SocketOptions()
     first_client_timeout: float | None = None  # -w: from start to the first accepted client
+
+
+def _spliceable(relay: RelayOptions, options: ListenOptions) -> bool:
+    """Whether clients' bytes may go to stdout by splice: raw, to a pipe, and nothing else needs them."""
+    return (
+        relay.output_fd is not None
+        and relay.receive
+        and not relay.emit_data
+        and relay.expect is None
+        and not options.broker
+        and options.exec_argv is None
+        and is_pipe(relay.output_fd)
+    )
 
 
 def peer_host(addr: object) -> str | None:
@@ -110,6 +123,10 @@ class Hub:
         self._paused_sources = False
         self._done = False
         self._failure: BaseException | None = None
+        # Raw payload to a stdout pipe with nothing else looking at it: clients' bytes go there
+        # by splice; while the pipe is full every client waits (it is everyone's output).
+        self._splice_out = relay.output_fd if _spliceable(relay, options) else None
+        self._output_full = False
         self.processes: set[subprocess.Popen[bytes]] = set()  # --exec commands not yet reaped
         self._exec: Callable[[], Handler] | None = None
         if options.exec_argv is not None:
@@ -127,6 +144,8 @@ class Hub:
         backlog = BACKLOG if options.keep_open else 128
         with listen(self.endpoint, family=options.family, reuse_addr=options.reuse_addr, backlog=backlog) as listener:
             self.listener = listener
+            if self._splice_out is not None:
+                widen_pipe(self._splice_out)
             self.sink(ev.Listening(listener.address))
             self._serve()
 
@@ -220,6 +239,10 @@ class Hub:
     def joined(self, conn: Connection) -> None:
         """A handler's `connected`: count the client in and report it."""
         self.clients[conn.id] = conn
+        if self._splice_out is not None and type(conn.transport) is SocketTransport:
+            conn.splice_to = self._splice_out
+            if self._output_full:
+                conn.pause_reading()
         self.sink(conn.connected_event())
         if self.relay.idle_timeout is not None:
             conn.set_idle_timeout(self.relay.idle_timeout)
@@ -236,6 +259,22 @@ class Hub:
             self._stdin.pause()
         if not self.options.keep_open:
             self.finish()
+
+    def output_blocked(self) -> None:
+        """stdout (a pipe) is full: read no client until it has room."""
+        if self._output_full or self._splice_out is None:
+            return
+        self._output_full = True
+        for client in self.clients.values():
+            client.pause_reading()
+        self.loop.watch(self._splice_out, self._output_has_room, write=True)
+
+    def _output_has_room(self) -> None:
+        assert self._splice_out is not None
+        self.loop.unwatch(self._splice_out)
+        self._output_full = False
+        for client in self.clients.values():  # (never a --broker: its clients' bytes are not spliced)
+            client.resume_reading()
 
     def when_exited(self, process: subprocess.Popen[bytes], then: Callable[[int], None]) -> None:
         """Reap an --exec command once it exits, then call `then(status)`."""
@@ -459,6 +498,9 @@ class ClientRelay(Handler):
             conn.close_when_sent(f"closed by peer before {_pattern(relay)} matched")
         else:
             conn.close_when_sent("closed by peer")
+
+    def output_blocked(self, conn: Connection) -> None:
+        self.hub.output_blocked()
 
     def drained(self, conn: Connection) -> None:
         self.hub.client_drained(conn)

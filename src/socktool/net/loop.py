@@ -50,9 +50,11 @@ from typing import Protocol
 
 from socktool.net import events as ev
 from socktool.net import interrupts
-from socktool.net.errors import NetworkError, describe
+from socktool.net.errors import NetworkError, OutputClosed, describe
 
 READ_CHUNK = 256 * 1024  # one recv per readiness event, into the loop's one buffer
+SPLICE_CHUNK = 1024 * 1024  # one splice per readiness event (Connection.splice_to)
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 HIGH_WATER = 1024 * 1024  # bytes waiting in a connection's output before `writable` is False
 LOW_WATER = 256 * 1024  # ... and the level under which `drained` runs again
 # Accepting: how many per wake-up (a flood of clients cannot starve the
@@ -100,6 +102,9 @@ class Handler:
     def eof(self, conn: Connection) -> None:
         """The peer will send nothing more. Default: close once the output is sent."""
         conn.close_when_sent("closed by peer")
+
+    def output_blocked(self, conn: Connection) -> None:
+        """With `conn.splice_to` set: the pipe is full. Pause reading until it has room."""
 
     def drained(self, conn: Connection) -> None:
         """What waited in the output buffer is down to LOW_WATER or less (`conn.buffered`
@@ -184,6 +189,7 @@ class Connection:
         "peer",
         "received",
         "sent",
+        "splice_to",
         "started",
         "transport",
     )
@@ -220,6 +226,9 @@ class Connection:
         self._idle_timer: Timer | None = None
         self._idle: float | None = None
         self._eof = False  # the peer sent EOF: reading never resumes
+        # A pipe the bytes read go to by splice, in the kernel, instead of to `received`
+        # (a plain socket only; the handler's `output_blocked` runs when the pipe is full).
+        self.splice_to: int | None = None
 
     # -- what handlers call --------------------------------------------------
     @property
@@ -330,10 +339,17 @@ class Connection:
     def _read(self) -> None:
         loop = self.loop
         try:
-            count = self.transport.recv_into(loop.buffer)
+            if self.splice_to is not None:
+                count = os.splice(self.transport.fileno(), self.splice_to, SPLICE_CHUNK, flags=_SPLICE_FLAGS)
+            else:
+                count = self.transport.recv_into(loop.buffer)
         except BlockingIOError:
+            if self.splice_to is not None:  # readable, yet nothing moved: the pipe is full
+                self.handler.output_blocked(self)
             return
         except OSError as exc:
+            if self.splice_to is not None and exc.errno == errno.EPIPE:  # a socket read says ECONNRESET
+                raise OutputClosed from exc
             self._fail(exc)
             return
         if not count:
@@ -344,7 +360,8 @@ class Connection:
             return
         self.received += count
         self.last_activity = loop.now
-        self.handler.received(self, loop.view[:count])
+        if self.splice_to is None:
+            self.handler.received(self, loop.view[:count])
 
     def _flush(self) -> None:
         out = self._out

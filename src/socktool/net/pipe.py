@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from socktool.net import events as ev
 from socktool.net import tcp
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import TimedOut
-from socktool.net.hub import Hub, ListenOptions, peer_host
-from socktool.net.loop import Acceptor, Loop, close_quietly
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
 from socktool.values import format_duration
+
+if TYPE_CHECKING:  # pragma: no cover - the loop is imported only by the listening side
+    from socktool.net.hub import Hub, ListenOptions
 
 
 class DialOptions(NamedTuple):
@@ -97,7 +98,7 @@ class AcceptOne(Session):
         endpoint: Endpoint,
         payload: Payload,
         relay: RelayOptions,
-        options: ListenOptions = ListenOptions(keep_open=False),
+        options: ListenOptions,
         sink: ev.Sink = ev.ignore,
     ):
         super().__init__(payload, relay, sink)
@@ -114,6 +115,9 @@ class AcceptOne(Session):
 
     def _first_client(self, listener: tcp.Listener) -> Connection:
         """Accept on the loop (its one acceptor and out-of-descriptors policy) until a client is let in."""
+        from socktool.net.hub import peer_host
+        from socktool.net.loop import Acceptor, Loop, close_quietly
+
         sink, o = self.sink, self.options
         loop = Loop(sink)
         chosen: list[Connection] = []
@@ -149,6 +153,8 @@ def listen_engine(
 ) -> Hub | AcceptOne:
     """tcp-listen's engine: the pipe for one client, the loop for many (or for --exec)."""
     if options.keep_open or options.exec_argv is not None:
+        from socktool.net.hub import Hub
+
         return Hub(endpoint, payload, relay, options, sink)
     return AcceptOne(endpoint, payload, relay, options, sink)
 
