@@ -196,18 +196,24 @@ def test_send_bad_hex_is_usage_error(args, stdin):
         assert nothing_arrives(peer, 0.1)
 
 
+def arrival_times(peer: socket.socket, expected: list[bytes]) -> list[float]:
+    """When each expected datagram arrived, by the kernel's stamp (SO_TIMESTAMPNS set on `peer`)."""
+    arrivals = []
+    for datagram in expected:
+        data, ancillary, _flags, _addr = peer.recvmsg(100, socket.CMSG_SPACE(16))
+        assert data == datagram
+        ((_level, _kind, stamp),) = ancillary
+        seconds, nanoseconds = struct.unpack("qq", stamp)
+        arrivals.append(seconds + nanoseconds / 1e9)
+    return arrivals
+
+
 def test_send_count_with_interval_paces_datagrams():
     with udp_socket() as peer:
         peer.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)  # the kernel stamps each arrival
         result = run("udp-send", f"127.0.0.1:{peer.getsockname()[1]}", "tick", "--count", "3", "--interval", "100ms")
         assert result.returncode == 0, result.stderr
-        arrivals = []
-        for _ in range(3):
-            data, ancillary, _flags, _addr = peer.recvmsg(100, socket.CMSG_SPACE(16))
-            assert data == b"tick"
-            ((_level, _kind, stamp),) = ancillary
-            seconds, nanoseconds = struct.unpack("qq", stamp)
-            arrivals.append(seconds + nanoseconds / 1e9)
+        arrivals = arrival_times(peer, [b"tick"] * 3)
         assert nothing_arrives(peer, 0.1)
     # A lower bound only: the datagrams were spread out, not sent at once.
     assert arrivals[1] - arrivals[0] >= 0.09 and arrivals[2] - arrivals[1] >= 0.09

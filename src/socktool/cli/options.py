@@ -116,6 +116,14 @@ class Command(TyperCommand):
             option.rich_help_panel = OUTPUT  # listed with the other output options
         return option
 
+    def parse_args(self, ctx: "Context", args: list[str]) -> list[str]:
+        """Parse, then refuse options that cannot go together (cli/combinations.py)."""
+        from socktool.cli.combinations import check
+
+        rest = super().parse_args(ctx, args)
+        check(ctx)
+        return rest
+
     def format_help(self, ctx: "Context", formatter: "HelpFormatter") -> None:
         from socktool.cli.helptext import tidy
 

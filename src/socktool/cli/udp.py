@@ -8,6 +8,7 @@ import typer
 
 from socktool.cli import options as opt
 from socktool.net import events as ev
+from socktool.net.address import Endpoint
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 
@@ -158,6 +159,7 @@ def udp_send(
     from socktool.net import udpsend
 
     family = opt.family(ipv4, ipv6)
+    _check_interface(address, interface)
     if message is not None and lines:
         raise typer.BadParameter("--lines splits stdin; it does not apply to MESSAGE", param_hint="'--lines'")
     wait = wait or timeout is not None
@@ -212,6 +214,17 @@ def udp_send(
     finally:
         target.close()
     return 0
+
+
+def _check_interface(address: Endpoint, interface: str | None) -> None:
+    """--interface chooses where multicast leaves; to any other destination it would do nothing."""
+    from socktool.net.multicast import is_multicast
+
+    if interface is not None and not is_multicast(address.host or ""):
+        raise typer.BadParameter(
+            f"{address} is not a multicast group; --interface is where multicast goes out",
+            param_hint="'--interface'",
+        )
 
 
 def _message_bytes(message: str, hex_input: bool) -> bytes:

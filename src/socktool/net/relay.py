@@ -168,6 +168,10 @@ class Relay:
         if opts.send and reason == "closed by peer":
             self._finish_sending()
         self._raise_send_error()
+        if reason == "idle timeout" and opts.expect is not None:  # -i ended the wait before a match
+            raise ExpectNotMet(
+                f"no match for {self._pattern()}", f"no traffic for {format_duration(opts.idle_timeout or 0)}"
+            )
         return reason
 
     def _finish_sending(self) -> None:

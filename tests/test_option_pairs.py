@@ -1,0 +1,621 @@
+"""Every pair of options on every command is honoured or refused: never accepted and ignored.
+
+Issue 18's rule, table-driven. For each command the table below gives every
+option an aspect (what it acts on) and the test that shows it doing its job.
+Then every pair of options is run through the real parser and command, in
+this process, up to the moment it would touch the network (socket creation
+and thread starts are stopped there), and its outcome must be the table's:
+
+- refused: exit 2 and one line, `socktool: error: ...`, naming the option(s);
+  a pair is refused when the table says so, or when an option that needs
+  another (NEEDS) comes without it;
+- honoured: it reaches the engine. Two options of different aspects act on
+  different things and compose: each one's own test shows it. Two options
+  of the same aspect, or a pair known to interact, must be listed in PAIRS
+  with the test that runs them together (or as refused);
+- pending: a pair its owner is changing right now (PENDING); it must still
+  be accepted, so the entry goes once the work lands.
+
+A new option makes this test fail until it is in the table, with its test.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import typer
+
+from socktool.cli import boundary
+from socktool.cli.app import COMMANDS, build_app
+from socktool.net import interrupts
+
+TESTS = Path(__file__).parent
+
+# -- the table: option -> (aspect, the test that shows it) ---------------------------------------
+PIPE = "test_tcp_pipe.py::"
+ERRORS = "test_tcp_errors.py::"
+VIEW = "test_view_tty.py::"
+MANY = "test_tcp_listen_many.py::"
+UDP = "test_udp.py::"
+ECHO = "test_echo.py::"
+TIME = "test_time_server.py::"
+SCAN = "test_portscan.py::"
+WAIT = "test_wait.py::"
+CHECKS = "test_wait_checks.py::"
+FWD = "test_forward.py::"
+COMMON = "test_common_options.py::"
+BEHAVIOUR = "test_option_behaviour.py::"
+
+
+def _common(name: str) -> dict[str, tuple[str, str]]:
+    """-v, -q, --no-color, --debug: shown on every command by tests/test_common_options.py."""
+    verbose = (
+        f"{COMMON}test_verbose_adds_status_lines_in_a_pipe[{name}]"
+        if name != "wait"
+        else "PENDING"  # see PENDING_OPTIONS
+    )
+    return {
+        "-v": ("verbosity", verbose),
+        "-q": ("verbosity", f"{COMMON}test_quiet_leaves_stderr_to_the_error_line[{name}]"),
+        "--no-color": ("color", f"{COMMON}test_no_color_on_a_terminal_leaves_no_escape_sequences[{name}]"),
+        "--debug": ("debug", f"{COMMON}test_debug_adds_a_traceback_to_the_error[{name}]"),
+        "-4": ("family", f"{BEHAVIOUR}test_family_flags_refuse_an_address_of_the_other_family[{name}]"),
+        "-6": ("family", f"{BEHAVIOUR}test_family_flags_refuse_an_address_of_the_other_family[{name}]"),
+    }
+
+
+_RELAY = {
+    "--send": ("payload", f"{PIPE}test_send_repeat_interval_crlf_and_hex_input"),
+    "--hex-input": ("payload", f"{PIPE}test_send_repeat_interval_crlf_and_hex_input"),
+    "--crlf": ("payload", f"{PIPE}test_send_repeat_interval_crlf_and_hex_input"),
+    "--repeat": ("payload", f"{PIPE}test_send_repeat_interval_crlf_and_hex_input"),
+    "--interval": ("payload", f"{PIPE}test_send_repeat_interval_crlf_and_hex_input"),
+    "--no-shutdown": ("direction", f"{PIPE}test_no_shutdown_keeps_write_side_open"),
+    "--send-only": ("direction", f"{PIPE}test_send_only_to_a_slow_reader_loses_nothing"),
+    "--recv-only": ("direction", f"{BEHAVIOUR}test_recv_only_sends_nothing_of_stdin"),
+    "--expect": ("ending", f"{PIPE}test_expect_exits_0_on_match_and_1_when_peer_closes_without_one"),
+    "-i": ("ending", f"{PIPE}test_idle_timeout_closes_a_quiet_connection"),
+    "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
+    "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
+    "--hex": ("format", f"{VIEW}test_view_hex_dump"),
+    "--json": ("format", f"{PIPE}test_json_events"),
+    "--view": ("format", f"{VIEW}test_pipe_gets_raw_bytes_but_view_flag_forces_the_view"),
+    "--raw": ("format", f"{VIEW}test_raw_flag_on_a_terminal_writes_payload_untouched"),
+}
+
+OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
+    "tcp-connect": {
+        **_RELAY,
+        **_common("tcp-connect"),
+        "-z": ("zero", f"{PIPE}test_zero_mode_connects_and_closes"),
+        "-w": ("timeout", f"{ERRORS}test_connect_timeout_against_a_full_accept_queue"),
+        "-s": ("source", f"{PIPE}test_source_port_is_used"),
+        "-p": ("source", f"{PIPE}test_source_port_is_used"),
+        "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-connect]"),
+    },
+    # tcp-listen builds its payload and relay options with the same helpers as
+    # tcp-connect (cli/tcp.py _payload, _relay_options): tcp-connect's tests show them.
+    "tcp-listen": {
+        **_RELAY,
+        **_common("tcp-listen"),
+        "-k": ("serving", f"{MANY}test_five_concurrent_clients_are_all_delivered"),
+        "--max-clients": ("serving", f"{MANY}test_max_clients_turns_away_the_extra_without_disturbing_others"),
+        "--exec": ("serving", f"{MANY}test_exec_wires_each_connection_to_a_process_without_a_shell"),
+        "--broker": ("serving", f"{MANY}test_broker_relays_between_clients"),
+        "--allow": ("access", f"{MANY}test_allow_and_deny_are_enforced_before_any_byte_is_read"),
+        "--deny": ("access", f"{MANY}test_deny_wins_and_ipv6_cidrs_work"),
+        "--reuse-addr": ("reuse", f"{BEHAVIOUR}test_reuse_addr_is_set_unless_refused[--reuse-addr]"),
+        "--no-reuse-addr": ("reuse", f"{BEHAVIOUR}test_reuse_addr_is_set_unless_refused[--no-reuse-addr]"),
+        "-w": ("timeout", f"{BEHAVIOUR}test_listen_timeout_gives_up_without_a_client"),
+        "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-listen]"),
+        "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
+        "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
+    },
+    "udp-send": {
+        **_common("udp-send"),
+        "MESSAGE": ("payload", f"{UDP}test_send_message_exactly_without_newline"),
+        "--lines": ("payload", f"{UDP}test_send_lines_one_datagram_per_line"),
+        "--hex-input": ("payload", f"{UDP}test_send_hex_input_from_message_and_stdin"),
+        "--count": ("pacing", f"{UDP}test_send_count_with_interval_paces_datagrams"),
+        "--interval": ("pacing", f"{UDP}test_send_count_with_interval_paces_datagrams"),
+        "--wait": ("replies", f"{UDP}test_wait_prints_the_reply_of_a_python_server"),
+        "--timeout": ("replies", f"{UDP}test_wait_without_reply_exits_1"),
+        "--broadcast": ("broadcast", f"{UDP}test_broadcast_needs_the_flag"),
+        "--ttl": ("ttl", f"{UDP}test_ttl_is_set_on_the_datagram"),
+        "--interface": ("interface", f"{UDP}test_multicast_on_a_named_interface"),
+        "-s": ("source", f"{UDP}test_source_address_and_port"),
+        "-p": ("source", f"{UDP}test_source_address_and_port"),
+        "--hex": ("format", f"{BEHAVIOUR}test_udp_send_view_shows_what_was_sent[--hex]"),
+        "--json": ("format", f"{UDP}test_wait_shows_replies_as_json_from_their_source"),
+        "--view": ("format", f"{BEHAVIOUR}test_udp_send_view_shows_what_was_sent[--view]"),
+        "--raw": ("format", f"{UDP}test_wait_prints_the_reply_of_a_python_server"),
+    },
+    "udp-listen": {
+        **_common("udp-listen"),
+        "--reply": ("answer", f"{UDP}test_listen_answers_a_python_client_with_reply"),
+        "--echo": ("answer", f"{UDP}test_listen_echo_sends_each_datagram_back"),
+        "--count": ("ending", f"{UDP}test_listen_writes_binary_empty_and_largest_datagrams_exactly"),
+        "--timeout": ("ending", f"{UDP}test_listen_timeout_without_datagrams_exits_1"),
+        "--group": ("multicast", f"{UDP}test_multicast_ipv4_group_on_loopback"),
+        "--interface": ("multicast", f"{UDP}test_multicast_on_a_named_interface"),
+        "--hex": ("format", f"{UDP}test_listen_hex_view"),
+        "--json": ("format", f"{UDP}test_listen_json_one_record_per_datagram"),
+        "--view": ("format", f"{UDP}test_listen_view_draws_a_line_per_datagram_and_counters"),
+        "--raw": ("format", f"{UDP}test_listen_writes_binary_empty_and_largest_datagrams_exactly"),
+    },
+    "echo": {
+        **_common("echo"),
+        "--tcp-only": ("transport", f"{ECHO}test_tcp_only_serves_no_udp_and_udp_only_no_tcp"),
+        "--udp-only": ("transport", f"{ECHO}test_tcp_only_serves_no_udp_and_udp_only_no_tcp"),
+        "--max-clients": ("clients", f"{ECHO}test_max_clients_turns_away_extra_clients"),
+        "-i": ("clients", f"{ECHO}test_idle_timeout_closes_a_silent_client_but_not_a_busy_one"),
+        "--json": ("format", f"{ECHO}test_json_events_describe_clients_and_datagrams"),
+    },
+    "time-server": {
+        **_common("time-server"),
+        "--rfc868": ("reply", f"{TIME}test_rfc868_client_decodes_a_time_within_seconds_of_now"),
+        "--utc": ("reply", f"{TIME}test_utc_option"),
+        "--tcp-only": ("transport", f"{TIME}test_tcp_only_and_udp_only"),
+        "--udp-only": ("transport", f"{TIME}test_tcp_only_and_udp_only"),
+        "--json": ("format", f"{TIME}test_json_events"),
+    },
+    "forward": {
+        **_common("forward"),
+        "--max-clients": ("clients", f"{FWD}test_max_clients_turns_away_the_extra_client"),
+        "--allow": ("access", "PENDING"),
+        "--deny": ("access", f"{FWD}test_deny_turns_a_client_away_before_any_byte"),
+        "-w": ("timeout", f"{FWD}test_connect_timeout_closes_the_client"),
+        "-i": ("idle", "PENDING"),
+        "-s": ("source", f"{FWD}test_source_address_is_used_for_the_target_side"),
+        "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
+        "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
+        "--delay": ("delay", f"{FWD}test_delay_adds_its_time_to_each_round_trip"),
+        "--jitter": ("delay", "PENDING"),
+        "--seed": ("delay", "PENDING"),
+        "--rate": ("rate", f"{FWD}test_rate_moves_4mib_in_about_4_seconds"),
+        "--chunk": ("chunk", f"{FWD}test_chunk_1_delivers_one_byte_per_read"),
+        "--chunk-delay": ("chunk", f"{FWD}test_chunk_1_delivers_one_byte_per_read"),
+        "--reset-after": ("cut", f"{FWD}test_reset_after_resets_after_exactly_that_many_bytes"),
+        "--close-after": ("cut", f"{FWD}test_close_after_closes_after_exactly_that_many_bytes"),
+        "--upstream": ("fault direction", f"{FWD}test_delay_adds_its_time_to_each_round_trip"),
+        "--downstream": ("fault direction", f"{FWD}test_reset_after_resets_after_exactly_that_many_bytes"),
+        "--record": ("record", f"{FWD}test_record_rebuilds_both_directions_exactly"),
+        "--hex": ("format", "PENDING"),
+        "--json": ("format", f"{FWD}test_curl_through_forward_gets_the_page_and_json_shows_request_and_response"),
+        "--view": ("format", f"{FWD}test_view_labels_both_directions_of_each_connection"),
+        "--no-view": ("format", f"{FWD}test_nc_through_forward_to_echo_gets_5mb_back_intact"),
+    },
+    "portscan": {
+        **_common("portscan"),
+        "-c": ("concurrency", f"{SCAN}test_concurrency_beyond_the_open_file_limit_is_capped_with_a_warning"),
+        "-w": ("timing", f"{SCAN}test_filtered_port_is_retried_then_reported_filtered"),
+        "--retries": ("timing", f"{SCAN}test_filtered_port_is_retried_then_reported_filtered"),
+        "--all": ("listing", f"{SCAN}test_plain_lines_name_the_service"),
+        "--require-open": ("exit", f"{SCAN}test_require_open_exits_1_naming_the_ports_not_open"),
+        "--json": ("format", f"{SCAN}test_json_report_of_many_ports_is_one_whole_object_per_line"),
+        "--view": ("format", f"{SCAN}test_terminal_gets_a_table_and_a_summary"),
+        "--raw": ("format", f"{SCAN}test_without_all_only_open_ports_are_listed_as_plain_lines"),
+    },
+    "wait": {
+        **_common("wait"),
+        "--interval": ("timing", f"{WAIT}test_exits_1_on_timeout_naming_the_endpoint_and_why"),
+        "-w": ("timing", f"{WAIT}test_succeeds_when_the_port_comes_up_a_second_later"),
+        "--invert": ("goal", f"{WAIT}test_invert_waits_until_the_port_refuses"),
+        "--udp": ("check", f"{CHECKS}test_udp_probe_against_echo_and_time_server"),
+        "--send": ("check", f"{CHECKS}test_send_then_expect_against_the_echo_server"),
+        "--expect": ("check", f"{CHECKS}test_expect_waits_for_a_banner_that_comes_late"),
+        "--http": ("check", f"{CHECKS}test_http_timeout_names_the_status_it_got"),
+        "--status": ("check", f"{CHECKS}test_http_endpoint_waits_for_status_200_after_404s"),
+    },
+}
+
+# Options that need another one (given without any of these, they are refused).
+# --hex draws the view, which stdout here (not a terminal) gets only with --view.
+NEEDS: dict[str, dict[str, set[str]]] = {
+    "tcp-connect": {"--interval": {"--repeat"}, "--hex": {"--view"}},
+    "tcp-listen": {"--interval": {"--repeat"}, "--hex": {"--view"}},
+    "udp-send": {"--interval": {"--count", "--lines"}, "--hex": {"--view"}},
+    "udp-listen": {"--interface": {"--group"}, "--hex": {"--view"}},
+    "forward": {
+        "--upstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
+        "--downstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
+        "--seed": {"--jitter"},
+        "--chunk-delay": {"--chunk"},
+        "--hex": {"--view"},
+    },
+    "wait": {"--status": {"--http"}},
+}
+
+REFUSED = "refused"
+# Pairs that interact: "refused", or the test that runs them together.
+_RELAY_PAIRS = {
+    "--send --hex-input": f"{BEHAVIOUR}test_hex_input_send_crlf_and_repeat_together",
+    "--send --crlf": f"{PIPE}test_send_repeat_interval_crlf_and_hex_input",
+    "--send --repeat": f"{PIPE}test_send_repeat_interval_crlf_and_hex_input",
+    "--hex-input --crlf": f"{BEHAVIOUR}test_hex_input_send_crlf_and_repeat_together",
+    "--hex-input --repeat": f"{BEHAVIOUR}test_hex_input_send_crlf_and_repeat_together",
+    "--crlf --repeat": f"{PIPE}test_send_repeat_interval_crlf_and_hex_input",
+    "--repeat --interval": f"{PIPE}test_send_repeat_interval_crlf_and_hex_input",
+    "--send-only --recv-only": REFUSED,
+    "--no-shutdown --send-only": REFUSED,
+    **{f"--recv-only {name}": REFUSED for name in ("--send", "--hex-input", "--crlf", "--repeat", "--no-shutdown")},
+    "--send-only --expect": REFUSED,
+    "--send-only -i": REFUSED,
+    "--recv-only --expect": f"{PIPE}test_expect_exits_0_on_match_and_1_when_peer_closes_without_one",
+    "--recv-only -i": f"{PIPE}test_idle_timeout_closes_a_quiet_connection",
+    "--expect -i": f"{BEHAVIOUR}test_idle_timeout_ends_an_expect_wait_unmet",
+    "--expect -w": f"{PIPE}test_expect_times_out_with_exit_1",
+    "--hex --json": REFUSED,
+    "--hex --raw": REFUSED,
+    "--hex --view": f"{BEHAVIOUR}test_hex_view_in_a_pipe_with_view",
+    "--json --view": REFUSED,
+    "--json --raw": REFUSED,
+    "-v -q": REFUSED,
+    "-4 -6": REFUSED,
+    "--progress -q": REFUSED,
+}
+_ZERO = {
+    f"-z {name}": REFUSED
+    for name in (
+        *("--send", "--hex-input", "--crlf", "--repeat", "--no-shutdown", "--send-only", "--recv-only"),
+        *("--expect", "-i", "--hex", "--progress", "--view", "--raw", "--keepalive", "--nodelay"),
+    )
+}
+_OUTPUT_PAIRS = {"--hex --json": REFUSED, "--json --view": REFUSED, "--json --raw": REFUSED, "--hex --raw": REFUSED}
+PAIRS: dict[str, dict[str, str]] = {
+    "tcp-connect": {**_RELAY_PAIRS, **_ZERO, "-s -p": f"{PIPE}test_source_port_is_used"},
+    "tcp-listen": {
+        **_RELAY_PAIRS,
+        "--allow --deny": f"{MANY}test_deny_wins_and_ipv6_cidrs_work",
+        "-k --max-clients": f"{MANY}test_max_clients_turns_away_the_extra_without_disturbing_others",
+        "-k --exec": f"{MANY}test_exec_wires_each_connection_to_a_process_without_a_shell",
+        "-k --broker": f"{MANY}test_broker_relays_between_clients",
+        "--exec --broker": REFUSED,
+    },
+    "udp-send": {
+        "-v -q": REFUSED,
+        "-4 -6": REFUSED,
+        **_OUTPUT_PAIRS,
+        "MESSAGE --lines": REFUSED,
+        "MESSAGE --hex-input": f"{UDP}test_send_hex_input_from_message_and_stdin",
+        "--lines --hex-input": f"{UDP}test_send_hex_input_from_message_and_stdin",
+        "--count --interval": f"{UDP}test_send_count_with_interval_paces_datagrams",
+        "--lines --interval": f"{BEHAVIOUR}test_lines_are_paced_by_interval",
+        "--wait --timeout": f"{UDP}test_wait_without_reply_exits_1",
+        "--broadcast -6": REFUSED,
+        "-s -p": f"{UDP}test_source_address_and_port",
+        "--hex --view": f"{BEHAVIOUR}test_udp_send_view_shows_what_was_sent[--hex]",
+    },
+    "udp-listen": {
+        "-v -q": REFUSED,
+        "-4 -6": REFUSED,
+        **_OUTPUT_PAIRS,
+        "--reply --echo": REFUSED,
+        "--count --timeout": f"{UDP}test_listen_timeout_with_fewer_than_count_exits_1",
+        "--group --interface": f"{UDP}test_multicast_on_a_named_interface",
+        "--hex --view": f"{UDP}test_listen_hex_view",
+    },
+    "echo": {
+        "-v -q": REFUSED,
+        "-4 -6": REFUSED,
+        "--tcp-only --udp-only": REFUSED,
+        "--max-clients -i": f"{BEHAVIOUR}test_echo_max_clients_and_idle_timeout_together",
+        "--max-clients --udp-only": REFUSED,
+        "-i --udp-only": REFUSED,
+    },
+    "time-server": {
+        "-v -q": REFUSED,
+        "-4 -6": REFUSED,
+        "--tcp-only --udp-only": REFUSED,
+        "--rfc868 --utc": REFUSED,
+    },
+    "forward": {
+        "-v -q": REFUSED,
+        "-4 -6": REFUSED,
+        "--hex --json": REFUSED,
+        "--json --view": REFUSED,
+        "--json --no-view": REFUSED,
+        "--hex --no-view": REFUSED,
+        "--upstream --downstream": REFUSED,
+        "--chunk --chunk-delay": f"{FWD}test_chunk_1_delivers_one_byte_per_read",
+        "--delay --upstream": f"{FWD}test_delay_adds_its_time_to_each_round_trip",
+        "--reset-after --downstream": f"{FWD}test_reset_after_resets_after_exactly_that_many_bytes",
+    },
+    "portscan": {
+        "-v -q": REFUSED,
+        "-4 -6": REFUSED,
+        "--json --view": REFUSED,
+        "--json --raw": REFUSED,
+        "-w --retries": f"{SCAN}test_filtered_port_is_retried_then_reported_filtered",
+    },
+    "wait": {
+        "-v -q": REFUSED,
+        "-4 -6": REFUSED,
+        "--interval -w": f"{WAIT}test_exits_1_on_timeout_naming_the_endpoint_and_why",
+        "--udp --http": REFUSED,
+        "--send --http": REFUSED,
+        "--udp --send": f"{CHECKS}test_udp_probe_against_echo_and_time_server",
+        "--udp --expect": f"{CHECKS}test_udp_probe_against_echo_and_time_server",
+        "--send --expect": f"{CHECKS}test_send_then_expect_against_the_echo_server",
+        "--expect --http": f"{CHECKS}test_http_expect_matches_the_body",
+        "--expect --status": REFUSED,
+    },
+}
+
+# Pairs and options their owners are changing now (issues 10, 14, 17, 18): each pair must
+# still be accepted; the entry goes when the owner lands the behaviour (and its test) or
+# the refusal. Pending pairs make no claim either way.
+_SERVING = ("-k", "--broker", "--exec", "--max-clients")
+_PER_CLIENT = (
+    *("--send", "--hex-input", "--crlf", "--repeat", "--interval", "--no-shutdown", "--send-only", "--recv-only"),
+    *("--expect", "-i", "-w", "--progress"),
+)
+PENDING_PAIRS: dict[str, dict[str, str]] = {
+    "tcp-listen": {
+        **{
+            f"{mode} {option}": "engine (issues 10, 18): every relay option per client with -k, --broker, --exec"
+            for mode in _SERVING
+            for option in _PER_CLIENT
+        },
+        **{
+            f"--max-clients {option}": "engine: --max-clients without -k or --broker is not applied (issue 11.15)"
+            for option in OPTIONS["tcp-listen"]
+            if option not in (*_SERVING, *_PER_CLIENT)
+        },
+        "--max-clients --exec": "engine: --exec's default cap (issue 11.15)",
+        "--max-clients --broker": "engine: the loop's --max-clients with --broker",
+    },
+    "forward": {
+        "--hex --view": "forward: no test of the hex view yet",
+        "--allow --deny": "forward: no test of --allow yet",
+        "--delay --jitter": "forward: no test of --jitter yet",
+        "--jitter --seed": "forward: no test of --seed yet",
+        "--reset-after --close-after": "forward: which cut comes first is not tested",
+        **{
+            f"{fault} {direction}": "forward: fault directions beyond --delay --upstream are not tested"
+            for fault in ("--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after")
+            for direction in ("--upstream", "--downstream")
+            if (fault, direction) not in (("--delay", "--upstream"), ("--reset-after", "--downstream"))
+        },
+    },
+    "wait": {"--http --status": "checks: --status with --http has no test of its own"},
+}
+PENDING_OPTIONS = {
+    ("wait", "-v"): "checks: -v adds no status line to wait yet",
+    ("forward", "--allow"): "forward: no test of --allow yet",
+    ("forward", "-i"): "forward: no test of --idle-timeout yet",
+    ("forward", "--jitter"): "forward: no test of --jitter yet",
+    ("forward", "--seed"): "forward: no test of --seed yet",
+    ("forward", "--hex"): "forward: no test of --hex yet",
+}
+
+
+class Outcome(NamedTuple):
+    refused: bool
+    stderr: str
+
+
+class _Reached(BaseException):
+    """The command got as far as the network: every option was accepted."""
+
+
+def _stop(*args: object, **kwargs: object) -> None:
+    raise _Reached
+
+
+VALUES = {
+    "-w": "1s",
+    "--timeout": "1s",
+    "-i": "1s",
+    "-s": "127.0.0.1",
+    "-p": "40000",
+    "--send": "x",
+    "--repeat": "2",
+    "--interval": "10ms",
+    "--expect": "x",
+    "--max-clients": "2",
+    "--allow": "127.0.0.1/32",
+    "--deny": "10.0.0.0/8",
+    "--exec": "cat",
+    "--count": "2",
+    "--ttl": "2",
+    "--interface": "lo",
+    "--reply": "x",
+    "--group": "239.1.2.3",
+    "-c": "10",
+    "--retries": "1",
+    "--delay": "10ms",
+    "--jitter": "5ms",
+    "--rate": "1000",
+    "--chunk": "10",
+    "--chunk-delay": "5ms",  # not the default (10ms): a default given is not told apart from none
+    "--reset-after": "100",
+    "--close-after": "100",
+    "--seed": "1",
+    "--http": "/",
+    "--status": "200",
+}
+ARGUMENTS = {
+    "tcp-connect": ["127.0.0.1:9"],
+    "tcp-listen": ["127.0.0.1:0"],
+    "udp-send": ["127.0.0.1:9"],
+    "udp-listen": ["0"],
+    "echo": ["127.0.0.1:0"],
+    "time-server": ["127.0.0.1:0"],
+    "forward": ["127.0.0.1:0", "127.0.0.1:9"],
+    "portscan": ["127.0.0.1", "9"],
+    "wait": ["127.0.0.1:9"],
+}
+IPV6 = {"127.0.0.1:9": "[::1]:9", "127.0.0.1:0": "[::1]:0", "127.0.0.1": "::1", "127.0.0.1/32": "::1/128"}
+
+
+def argv_for(name: str, pair: tuple[str, ...], record: str) -> list[str]:
+    """The command line for `name` with the options of `pair`, each with a value that fits the other."""
+    ipv6 = "-6" in pair
+    args: list[str] = [name]
+    positional = list(ARGUMENTS[name])
+    if "--interface" in pair and name == "udp-send":
+        positional = ["[ff02::1234]:9" if ipv6 else "239.1.2.3:9"]
+    for option in pair:
+        if option == "MESSAGE":
+            continue
+        value = VALUES.get(option)
+        if option == "--record":
+            value = record
+        elif option == "--send" and "--hex-input" in pair:
+            value = "78"
+        elif option == "--group" and ipv6:
+            value = "ff02::1234"
+        if value is None:
+            args.append(option)
+        else:
+            args += [option, IPV6.get(value, value) if ipv6 else value]
+    args += [IPV6.get(arg, arg) if ipv6 else arg for arg in positional]
+    if "MESSAGE" in pair:
+        args.append("6869" if "--hex-input" in pair else "hi")
+    return args
+
+
+def outcome(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> Outcome | None:
+    """Run the command line in this process up to the network: None when it got there."""
+    with monkeypatch.context() as patch:
+        patch.setattr(interrupts, "install", lambda: None)
+        for name in ("socket", "socketpair", "create_connection", "create_server"):
+            patch.setattr(socket, name, _stop)
+        patch.setattr(threading.Thread, "start", _stop)
+        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        null = os.open(os.devnull, os.O_RDWR)
+        with tempfile.TemporaryFile() as err:
+            try:
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(err.fileno(), 2)
+                try:
+                    code = boundary.main(argv)
+                except _Reached:
+                    return None
+            finally:
+                for fd, copy in enumerate(saved):
+                    os.dup2(copy, fd)
+                    os.close(copy)
+                os.close(null)
+            err.seek(0)
+            text = err.read().decode(errors="replace")
+    assert code == 2, f"{' '.join(argv)}: exit {code} before reaching the network:\n{text}"
+    return Outcome(True, text)
+
+
+def options_of(name: str) -> dict[str, list[str]]:
+    """Each option of the command as the table names it, with all the names it goes by."""
+    command = typer.main.get_command(build_app([name]))
+    params = command.commands[name].params  # type: ignore[attr-defined]
+    found: dict[str, list[str]] = {}
+    for param in params:
+        if param.param_type_name == "argument":
+            if param.name == "message":
+                found["MESSAGE"] = ["MESSAGE"]
+            continue
+        opts = list(param.opts)
+        found[opts[0]] = opts
+        for secondary in getattr(param, "secondary_opts", []):
+            found[secondary] = [secondary]
+    return found
+
+
+def _same_param(a: str, b: str) -> bool:
+    return {a, b} in ({"--view", "--raw"}, {"--reuse-addr", "--no-reuse-addr"}, {"--view", "--no-view"})
+
+
+def expected(name: str, a: str, b: str) -> str:
+    """REFUSED, PENDING, or the test that shows the pair honoured ("" for independent options)."""
+    needs = NEEDS.get(name, {})
+    for one, other in ((a, b), (b, a)):
+        if one in needs and other not in needs[one]:
+            return REFUSED
+    pending = PENDING_PAIRS.get(name, {})
+    if f"{a} {b}" in pending or f"{b} {a}" in pending:
+        return "PENDING"
+    pairs = PAIRS.get(name, {})
+    listed = pairs.get(f"{a} {b}") or pairs.get(f"{b} {a}")
+    if listed:
+        return listed
+    aspect_a, aspect_b = OPTIONS[name][a][0], OPTIONS[name][b][0]
+    if aspect_a == aspect_b:
+        return f"UNLISTED: {a} and {b} both act on {aspect_a}: list the pair in PAIRS[{name!r}]"
+    return ""
+
+
+def _test_names() -> set[str]:
+    names = set()
+    for path in TESTS.glob("test_*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                names.add(f"{path.name}::{node.name}")
+    return names
+
+
+def _exists(reference: str, names: set[str]) -> bool:
+    return reference.split("[", 1)[0] in names
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_option_is_in_the_table_with_a_test(name):
+    live = options_of(name)
+    table = OPTIONS.get(name, {})
+    names = _test_names()
+    problems = [
+        f"{option}: not in OPTIONS[{name!r}]: give its aspect and test" for option in live if option not in table
+    ]
+    problems += [f"{option}: in the table, not an option of {name}" for option in table if option not in live]
+    for option, (_aspect, test) in table.items():
+        if test == "PENDING":
+            if (name, option) not in PENDING_OPTIONS:
+                problems.append(f"{option}: PENDING but not in PENDING_OPTIONS")
+        elif not _exists(test, names):
+            problems.append(f"{option}: no test {test}")
+    for pair in PENDING_PAIRS.get(name, {}):
+        problems += [f"{pair}: {option} is not an option of {name}" for option in pair.split() if option not in live]
+    for pair, test in PAIRS.get(name, {}).items():
+        if test != REFUSED and not _exists(test, names):
+            problems.append(f"{pair}: no test {test}")
+        for option in pair.split():
+            if option not in live:
+                problems.append(f"{pair}: {option} is not an option of {name}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_pair_is_honoured_or_refused_never_ignored(name, monkeypatch, tmp_path):
+    live = options_of(name)
+    problems = []
+    for a, b in itertools.combinations(live, 2):
+        if _same_param(a, b) or a not in OPTIONS.get(name, {}) or b not in OPTIONS.get(name, {}):
+            continue
+        want = expected(name, a, b)
+        argv = argv_for(name, (a, b), str(tmp_path / "record"))
+        got = outcome(argv, monkeypatch)
+        shown = " ".join(argv)
+        if want.startswith("UNLISTED"):
+            problems.append(want)
+        elif want == REFUSED:
+            if got is None:
+                problems.append(f"{shown}: accepted; the table says refused")
+                continue
+            lines = [line for line in got.stderr.splitlines() if line.strip()]
+            if "--debug" not in (a, b) and len(lines) != 1:
+                problems.append(f"{shown}: refused with {len(lines)} lines:\n{got.stderr}")
+            last = lines[-1] if lines else ""
+            named = [option for option in (a, b) if any(alias in last for alias in live[option])]
+            if not last.startswith("socktool: error: ") or not named:
+                problems.append(f"{shown}: the refusal does not name the option: {last}")
+        elif got is not None:
+            problems.append(f"{shown}: refused, but the table says {want or 'honoured (independent)'}:\n{got.stderr}")
+    assert not problems, f"{len(problems)} pair(s) of {name} disagree with the table:\n" + "\n".join(problems)
