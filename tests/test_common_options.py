@@ -55,11 +55,16 @@ def failing(name: str) -> Iterator[list[str]]:
         yield ["portscan", NO_DNS, "80"]
     elif name == "wait":
         yield ["wait", "-w", "200ms", f"127.0.0.1:{free_port()}"]
+    elif name == "ping":
+        yield ["ping", "-c", "1", f"127.0.0.1:{free_port()}"]
     else:  # pragma: no cover - a new command: add its scenario
         raise AssertionError(f"no failing scenario for {name}")
 
 
-COMMANDS = ["tcp-connect", "tcp-listen", "udp-send", "udp-listen", "echo", "time-server", "forward", "portscan", "wait"]
+COMMANDS = [
+    *("tcp-connect", "tcp-listen", "udp-send", "udp-listen", "echo", "time-server", "forward", "portscan", "wait"),
+    "ping",
+]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -134,8 +139,9 @@ def _served(name: str, flag: list[str]) -> list[str]:
         return proc.stderr.splitlines()
 
 
-# wait says each endpoint's arrival whatever -v says; it has no other status line yet.
-VERBOSE_COMMANDS = [name for name in COMMANDS if name != "wait"]
+# wait says each endpoint's arrival whatever -v says, and ping writes its report to stdout:
+# neither has a status line for -v to add yet (tests/test_option_pairs.py: PENDING_OPTIONS).
+VERBOSE_COMMANDS = [name for name in COMMANDS if name not in ("wait", "ping")]
 
 
 @pytest.mark.parametrize("name", VERBOSE_COMMANDS)

@@ -31,6 +31,7 @@ FAMILY_CASES = {
     "forward": (["forward", "{v4}:0", "{v4}:9"], ["forward", "[{v6}]:0", "{v4}:9"]),
     "portscan": (["portscan", "{v4}", "9"], ["portscan", "{v6}", "9"]),
     "wait": (["wait", "-w", "200ms", "{v4}:9"], ["wait", "-w", "200ms", "[{v6}]:9"]),
+    "ping": (["ping", "-c", "1", "{v4}:9"], ["ping", "-c", "1", "[{v6}]:9"]),
 }
 
 
