@@ -157,7 +157,9 @@ def test_exec_splits_words_as_a_posix_shell_does():
 
 
 @pytest.mark.parametrize(
-    "option", [["--send", "x"], ["--hex-input"], ["--repeat", "2"], ["--interval", "1s"], ["--expect", "x"]]
+    # (--interval goes with --repeat; alone it is refused by the parser for that, tests/test_option_pairs.py)
+    "option",
+    [["--send", "x"], ["--hex-input"], ["--repeat", "2"], ["--repeat", "2", "--interval", "1s"], ["--expect", "x"]],
 )
 def test_exec_rejects_payload_options_it_cannot_honour(option):
     result = run("tcp-listen", "--exec", "cat", *option, "127.0.0.1:0")
