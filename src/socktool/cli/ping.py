@@ -78,7 +78,7 @@ def ping(
     Examples:
       socktool ping -c 5 db.internal:5432
       socktool ping --udp --send '' -c 3 127.0.0.1:9000
-      socktool ping -c 10 -i 200ms --json 127.0.0.1:8080 | jq .time_ms
+      socktool ping -c 10 -i 200ms --json 127.0.0.1:8080 > ping.jsonl
     """
     from socktool.net.ping import Pinger, resolve_once
     from socktool.view.ping import PingView
