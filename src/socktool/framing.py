@@ -9,7 +9,8 @@ more datagram. (A datagram that becomes stream bytes is written as it is.)
 
 from __future__ import annotations
 
-MAX_DATAGRAM = 65507  # the most a UDP datagram over IPv4 carries
+MAX_DATAGRAM = 65_507  # the most a UDP datagram over IPv4 carries: 65,535 less the IPv4 (20) and UDP (8) headers
+MAX_DATAGRAM_IPV6 = 65_527  # IPv6's payload length leaves out its own header: 65,535 less UDP's 8
 
 
 class LineDatagrams:
@@ -47,4 +48,4 @@ class LineDatagrams:
         return [line[i : i + self.limit] for i in range(0, len(line), self.limit)]
 
 
-__all__ = ["MAX_DATAGRAM", "LineDatagrams"]
+__all__ = ["MAX_DATAGRAM", "MAX_DATAGRAM_IPV6", "LineDatagrams"]

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+from socktool.framing import MAX_DATAGRAM, MAX_DATAGRAM_IPV6
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.address import Endpoint, sockaddr_text
@@ -31,8 +32,6 @@ from socktool.net.multicast import Interface, join_groups
 from socktool.net.tcp import Listener, listen
 from socktool.values import format_duration, printable
 
-MAX_DATAGRAM = 65_507  # 65,535 less the IPv4 (20) and UDP (8) headers
-MAX_DATAGRAM_IPV6 = 65_527  # IPv6's payload length leaves out its own header: 65,535 less UDP's 8
 BytesT = TypeVar("BytesT", bytes, bytearray)
 RECEIVE_BUFFER = 8 * 1024 * 1024  # the receive queue we ask for: bursts wait instead of being dropped
 INET_BUFFER = 65_536  # no UDP payload is larger
