@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from socktool.cli import options as opt
+from socktool.cli.console import Control
 from socktool.net.access import AccessPolicy, Network
 from socktool.net.relay import Payload, RelayOptions
 from socktool.shellwords import split_command
@@ -334,6 +335,7 @@ def tcp_listen(
     repeat: Repeat = 1,
     interval: Interval = 0.0,
     expect: Expect = None,
+    control: Control = None,
     hex: opt.Hex = False,
     json: opt.Json = False,
     progress: Progress = False,
@@ -348,6 +350,10 @@ def tcp_listen(
     One client, then exit; -k serves many at once (their data to stdout, each
     stdin line to all of them); --broker relays between clients; --exec runs
     a program per connection.
+
+    With -k or --broker, stdin at a terminal is a console: lines go to every
+    client, /to N picks one, /help lists the commands. In a pipe stdin stays
+    payload, binary-safe, as with nc (--control says which outright).
 
     Examples:
       socktool tcp-listen 8898
@@ -410,11 +416,50 @@ def tcp_listen(
         socket_options=SocketOptions(keepalive=keepalive, nodelay=nodelay),
         first_client_timeout=timeout,
     )
+    control_mode = console_control(control, terminal, many=many, exec_=exec_, send=send, recv_only=recv_only)
+    if control_mode != "none":
+        from socktool.cli.console import run_controlled
+        from socktool.console import text_encoder
+        from socktool.net.console import ConsoleHub
+
+        encode = text_encoder(hex_input=hex_input, crlf=crlf)
+        run_controlled(
+            control_mode,
+            terminal,
+            sink,
+            lambda sink, answer: ConsoleHub(
+                address, payload, relay_options, options, sink, answer=answer, encode=encode
+            ),
+        )
+        return 0
     engine = listen_engine(address, payload, relay_options, options, sink)
     total = _stdin_size(terminal) if payload.stdin_fd is not None else None
     with _progress(terminal, progress, engine.counters, total):
         engine.run()
     return 0
+
+
+def console_control(
+    control: str | None,
+    terminal: Terminal,
+    *,
+    many: bool,
+    exec_: str | None,
+    send: list[str] | None,
+    recv_only: bool,
+) -> str:
+    from socktool.cli.console import control_mode
+
+    return control_mode(
+        control,
+        terminal,
+        {
+            "tcp-listen without -k/--broker (one client: stdin is its payload)": not many,
+            "--exec": exec_ is not None,
+            "--send": bool(send),
+            "--recv-only": recv_only,
+        },
+    )
 
 
 def _check_listen_options(

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from socktool.cli import options as opt
+from socktool.cli.console import Control
+from socktool.cli.console import control_mode as control_mode_of
 from socktool.net import events as ev
 from socktool.net.address import Endpoint
 from socktool.view.output import build_sink
@@ -258,6 +260,15 @@ def udp_listen(
     echo: Annotated[
         bool, typer.Option("--echo", help="Send each datagram back to its sender.", rich_help_panel=opt.IO)
     ] = False,
+    reply_last: Annotated[
+        bool,
+        typer.Option(
+            "--reply-last",
+            help="Console: plain lines answer whoever sent the last datagram (a chat).",
+            rich_help_panel=opt.IO,
+        ),
+    ] = False,
+    control: Control = None,
     count: Annotated[
         int | None,
         typer.Option(
@@ -300,6 +311,10 @@ def udp_listen(
     A terminal shows each datagram with its time, source and size; a pipe
     gets the payload bytes as they came; --json one object per datagram.
 
+    With stdin at a terminal, typed lines are datagrams to the peers that
+    have sent to us (/to N picks one, --reply-last answers the last sender,
+    /help lists the commands). In a pipe stdin is not read.
+
     Examples:
       socktool udp-listen 9999
       socktool udp-listen 5000 --reply 'ok' --count 1 --timeout 5s
@@ -308,11 +323,17 @@ def udp_listen(
     from socktool.net import udp
 
     family = opt.family(ipv4, ipv6)
-    opt.exclusive(reply=reply, echo=echo)
+    opt.exclusive(reply=reply, echo=echo, reply_last=reply_last)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
     sink = build_sink(terminal, mode, hex=hex, stats=mode is not Mode.VIEW)  # the view draws its own totals
     groups = tuple(dict.fromkeys(group or ()))
+    control_mode = control_mode_of(control, terminal, {"--reply": reply is not None, "--echo": echo})
+    if reply_last and control_mode == "none":
+        raise typer.BadParameter(
+            "answers lines typed at the console: it needs a terminal on stdin or --control json",
+            param_hint="'--reply-last'",
+        )
     options = udp.ListenOptions(
         reply=None if reply is None else reply.encode("utf-8", "surrogateescape"),
         echo=echo,
@@ -326,5 +347,20 @@ def udp_listen(
         sink(ev.Listening(listener.address, "unix datagram" if listener.path else "udp"))
         for joined in groups:
             sink(ev.Notice(f"joined multicast group {joined} on {interface or 'the loopback interface'}"))
-        udp.Receiver(listener, options, sink).serve()
+        if control_mode == "none":
+            udp.Receiver(listener, options, sink).serve()
+            return 0
+        from socktool.cli.console import run_controlled
+        from socktool.console import text_encoder
+        from socktool.net.udpconsole import UdpConsole
+
+        encode = text_encoder(hex_input=False, line_end=False)
+        run_controlled(
+            control_mode,
+            terminal,
+            sink,
+            lambda sink, answer: UdpConsole(
+                listener, options, sink, answer=answer, encode=encode, reply_last=reply_last
+            ),
+        )
     return 0

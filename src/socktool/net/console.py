@@ -1,0 +1,289 @@
+"""The console's controller for tcp-listen -k / --broker: commands run on the hub's loop.
+
+Rules:
+- every command runs in the loop's thread (`submit` queues it with
+  `Loop.call`), so it sees the clients exactly as the loop does and needs
+  no lock; its outcome is one `Answer` to the `answer` callable (the
+  terminal console prints it, --control json writes it as JSON);
+- a bad command (unknown client, missing file) is an error answer, never
+  an exception: the server goes on;
+- plain text goes where stdin went (every client, with the same
+  backpressure), or to the client `/to N` chose; text gets the line end
+  (or the frame) from `encode`; /hex bytes are sent exactly;
+- what the console sends is reported as Data(SENT) events, so the view and
+  JSON show it beside what came in;
+- /pause makes new clients be refused (the listening socket stops listening,
+  the port stays ours); /resume listens again; connected clients go on;
+- /file streams from the file as each client drains (bounded memory), with
+  a progress answer at most every PROGRESS_EVERY seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+
+from socktool import console as cmd
+from socktool.console import Answer
+from socktool.net import events as ev
+from socktool.net.address import Endpoint
+from socktool.net.hub import Hub, ListenOptions
+from socktool.net.loop import BACKLOG, Connection, Timer
+from socktool.net.relay import Payload, RelayOptions
+from socktool.values import format_duration, format_size
+
+FILE_CHUNK = 256 * 1024
+FILE_RETRY = 0.005  # seconds between looks at a full client while a file is sent
+PROGRESS_EVERY = 1.0
+
+
+AnswerSink = Callable[[Answer], None]
+
+
+class ConsoleHub(Hub):
+    """A Hub whose stdin is a console: lines and commands come through `submit`, not a descriptor."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        payload: Payload,
+        relay: RelayOptions,
+        options: ListenOptions,
+        sink: ev.Sink = ev.ignore,
+        *,
+        answer: AnswerSink,
+        encode: Callable[[bytes], bytes] = cmd.text_encoder(),
+    ):
+        super().__init__(endpoint, payload, relay, options, sink)
+        self.answer = answer
+        self.encode = encode
+        self.focus: int | None = None  # /to N: where plain lines go (None: every client)
+        self._refusing = False  # /pause
+        self._files: dict[int, FileSender] = {}
+
+    def _reads_stdin(self) -> bool:
+        return False  # the console reads it and hands us what it means
+
+    # -- thread-safe -------------------------------------------------------------
+    def submit(self, command: cmd.Command) -> None:
+        self.loop.call(lambda: self.execute(command))
+
+    def report(self, answer: Answer) -> None:
+        """Answer from another thread (a line that did not parse)."""
+        self.loop.call(lambda: self.answer(answer))
+
+    def input_ended(self) -> None:
+        """The console's input ended (Ctrl-D, EOF of --control json): as the end of stdin."""
+        self.loop.call(self._input_ended)
+
+    # -- in the loop's thread ----------------------------------------------------
+    def execute(self, command: cmd.Command) -> None:
+        try:
+            self._execute(command)
+        except ValueError as exc:
+            self.answer(Answer("error", str(exc)))
+
+    def _execute(self, command: cmd.Command) -> None:
+        if isinstance(command, cmd.Say):
+            self._say(command.text)
+        elif isinstance(command, cmd.SendTo):
+            conn = self._client(command.target)
+            data = self._text_bytes(command.text) if command.data is None else command.data
+            self._send(conn, data)
+        elif isinstance(command, cmd.Focus):
+            self._focus(command.target)
+        elif isinstance(command, cmd.SendFile):
+            self._send_file(self._client(command.target), command.path)
+        elif isinstance(command, cmd.Kick):
+            conn = self._client(command.target)
+            conn.close("kicked from the console")
+            self.answer(Answer("ok", f"kicked #{conn.id} {conn.peer}", {"kicked": conn.id}))
+        else:
+            getattr(self, "_" + command.name)()
+
+    def _text_bytes(self, text: str | None) -> bytes:
+        return self.encode((text or "").encode("utf-8", "surrogateescape"))
+
+    def _client(self, target: cmd.Target) -> Connection:
+        if isinstance(target, str):
+            raise ValueError(f"no client {target}: clients are numbered (/list)")
+        conn = self.clients.get(target)
+        if conn is None:
+            raise ValueError(f"no client #{target} (/list shows who is connected)")
+        return conn
+
+    def _say(self, text: str) -> None:
+        data = self._text_bytes(text)
+        if self.focus is not None:
+            conn = self.clients.get(self.focus)
+            if conn is None:
+                raise ValueError(f"client #{self.focus} has left; /all sends to everyone again")
+            self._send(conn, data)
+            return
+        targets = self.stdin_targets()
+        if not targets:
+            raise ValueError("no client is connected: nothing sent")
+        self.fan_out(data, targets)
+        for conn in targets:
+            self._report(conn, data)
+
+    def _send(self, conn: Connection, data: bytes) -> None:
+        conn.write(data)
+        self._report(conn, data)
+
+    def _report(self, conn: Connection, data: bytes) -> None:
+        if self.relay.emit_data and data:
+            self.sink(ev.Data(conn.id, conn.peer, ev.SENT, data))
+
+    def _focus(self, target: cmd.Target | None) -> None:
+        if target is None:
+            self.focus = None
+            self.answer(Answer("ok", "plain lines go to every client", {"focus": None}))
+            return
+        conn = self._client(target)
+        self.focus = conn.id
+        self.answer(Answer("ok", f"plain lines go to #{conn.id} {conn.peer} (/all: every client)", {"focus": conn.id}))
+
+    def _list(self) -> None:
+        now = time.monotonic()
+        rows: list[dict[str, object]] = []
+        lines: list[str] = []
+        for conn in sorted(self.clients.values(), key=lambda c: c.id):
+            age = now - conn.started
+            rows.append(
+                {
+                    "conn": conn.id,
+                    "peer": conn.peer,
+                    "connected_for": round(age, 3),
+                    "received": conn.received,
+                    "sent": conn.sent,
+                }
+            )
+            mark = "*" if conn.id == self.focus else " "
+            lines.append(
+                f"{mark}#{conn.id:<4} {conn.peer:<28} {format_duration(age):>8}  "
+                f"in {format_size(conn.received):>9}  out {format_size(conn.sent):>9}"
+            )
+        state = " (paused: new clients are refused)" if self._refusing else ""
+        head = f"{len(rows)} client{'s' if len(rows) != 1 else ''}{state}"
+        self.answer(Answer("list", "\n".join([head, *lines]), {"clients": rows, "paused": self._refusing}))
+
+    def _help(self) -> None:
+        self.answer(Answer("help", cmd.HELP))
+
+    def _quit(self) -> None:
+        self.answer(Answer("ok", "quitting", {"quit": True}))
+        self.finish()
+
+    def _pause(self) -> None:
+        if self._refusing:
+            raise ValueError("already paused (/resume accepts clients again)")
+        self.acceptor.pause()
+        sock = self.listener.sock
+        refused = sock.family != socket.AF_UNIX
+        if refused:
+            try:
+                sock.shutdown(socket.SHUT_RD)  # Linux: stop listening, keep the address
+            except OSError:
+                refused = False
+        self._refusing = True
+        how = "new clients are refused" if refused else "new clients wait until /resume"
+        self.answer(Answer("ok", f"paused: {how}; connected clients go on", {"paused": True}))
+
+    def _resume(self) -> None:
+        if not self._refusing:
+            raise ValueError("not paused")
+        sock = self.listener.sock
+        if sock.family != socket.AF_UNIX:
+            try:
+                # A listener bound to port 0 loses its port when it stops listening: take it again.
+                sock.bind(sock.getsockname())
+            except OSError:
+                pass  # still bound (an explicit port keeps it)
+            try:
+                sock.listen(BACKLOG)
+            except OSError as exc:
+                raise ValueError(f"cannot listen again on {self.listener.address}: {exc.strerror or exc}") from None
+        self._refusing = False
+        self.acceptor.resume()
+        self.answer(Answer("ok", f"accepting clients again on {self.listener.address}", {"paused": False}))
+
+    def _send_file(self, conn: Connection, path: str) -> None:
+        try:
+            source = open(path, "rb")  # closed by the sender when done
+        except OSError as exc:
+            raise ValueError(f"cannot open {path}: {exc.strerror or exc}") from None
+        if conn.id in self._files:
+            source.close()
+            raise ValueError(f"a file is still being sent to #{conn.id}")
+        self._files[conn.id] = sender = FileSender(self, conn, source, path)
+        sender.step()
+
+    def _input_ended(self) -> None:
+        self._stdin_ended()
+
+    def file_done(self, conn_id: int) -> None:
+        self._files.pop(conn_id, None)
+
+
+class FileSender:
+    """One file to one client, read as the client takes it (never more than HIGH_WATER ahead)."""
+
+    def __init__(self, hub: ConsoleHub, conn: Connection, source: BinaryIO, path: str):
+        self.hub = hub
+        self.conn = conn
+        self.source = source
+        self.path = path
+        self.fd = source.fileno()
+        self.size = os.fstat(self.fd).st_size
+        self.sent = 0
+        self.started = self.last_report = time.monotonic()
+        self.timer: Timer | None = None
+
+    def step(self) -> None:
+        self.timer = None
+        conn, hub = self.conn, self.hub
+        if conn.closed:
+            self._end(Answer("error", f"{self.path}: #{conn.id} left after {format_size(self.sent)}"))
+            return
+        while conn.writable:
+            try:
+                chunk = os.read(self.fd, FILE_CHUNK)
+            except OSError as exc:
+                self._end(Answer("error", f"reading {self.path} failed: {exc.strerror or exc}"))
+                return
+            if not chunk:
+                elapsed = time.monotonic() - self.started
+                self._end(
+                    Answer(
+                        "ok",
+                        f"sent {self.path} to #{conn.id}: {self.sent:,} bytes in {format_duration(elapsed)}",
+                        {"file": self.path, "to": conn.id, "bytes": self.sent},
+                    )
+                )
+                return
+            conn.write(chunk)
+            self.sent += len(chunk)
+        now = time.monotonic()
+        if now - self.last_report >= PROGRESS_EVERY:
+            self.last_report = now
+            percent = f" ({100 * self.sent // self.size}%)" if self.size else ""
+            hub.answer(
+                Answer(
+                    "progress",
+                    f"{self.path} to #{conn.id}: {format_size(self.sent)} of {format_size(self.size)}{percent}",
+                    {"file": self.path, "to": conn.id, "bytes": self.sent, "size": self.size},
+                )
+            )
+        self.timer = hub.loop.call_later(FILE_RETRY, self.step)
+
+    def _end(self, answer: Answer) -> None:
+        self.source.close()
+        self.hub.file_done(self.conn.id)
+        self.hub.answer(answer)
+
+
+__all__ = ["AnswerSink", "ConsoleHub", "FileSender"]

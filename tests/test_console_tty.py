@@ -1,0 +1,246 @@
+"""The console as a user meets it: socktool on a pseudo-terminal, clients and peers on loopback.
+
+The pty is the terminal: the test types keys into it and reads what is
+drawn, as a person at tmux would. No pexpect: a reader thread collects the
+pty's output and the test waits for patterns in it (never a fixed sleep).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pty
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import command, run
+from test_engine import read_exactly, read_to_eof
+
+UP = "\x1b[A"
+
+
+class Tty:
+    """socktool with a pty as its stdin, stdout and stderr."""
+
+    def __init__(self, *args: str):
+        self.master, slave = pty.openpty()
+        env = {**os.environ, "NO_COLOR": "1", "TERM": "xterm", "COLUMNS": "160", "LINES": "50"}
+        self.popen = subprocess.Popen(
+            command(*args), stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+        )
+        os.close(slave)
+        self.output = bytearray()
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                chunk = b""
+            with self._changed:
+                if not chunk:
+                    self._changed.notify_all()
+                    return
+                self.output += chunk
+                self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+    def expect(self, pattern: str, timeout: float = 15, start: int = 0) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                match = regex.search(self.text, start)
+                if match:
+                    return match
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._reader.is_alive():
+                    raise AssertionError(f"no {pattern!r} on the terminal; it shows:\n{self.text}")
+                self._changed.wait(min(left, 0.2))
+
+    def mark(self) -> int:
+        return len(self.text)
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def line(self, text: str) -> int:
+        """Type a line; returns where the answer to it starts on the screen."""
+        start = self.mark()
+        self.type(text + "\r")
+        return start
+
+    def listening_port(self) -> int:
+        return int(self.expect(r"listening on \S+:(\d+)")[1])
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(10)
+        self._reader.join(5)
+        os.close(self.master)
+
+
+@pytest.fixture
+def tty_factory():
+    ttys: list[Tty] = []
+
+    def make(*args: str) -> Tty:
+        ttys.append(Tty(*args))
+        return ttys[-1]
+
+    yield make
+    for tty in ttys:
+        tty.close()
+
+
+def connect(port: int, tty: Tty, number: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    tty.expect(rf"#{number} 127\.0\.0\.1:\d+\s+⇄ connected")
+    return sock
+
+
+def test_console_at_a_terminal_addresses_kicks_pauses_and_streams_a_file(tty_factory, tmp_path):
+    payload = os.urandom(10 * 1024 * 1024)
+    path = tmp_path / "ten.bin"
+    path.write_bytes(payload)
+    tty = tty_factory("tcp-listen", "-k", "127.0.0.1:0")
+    port = tty.listening_port()
+    one, two, three = (connect(port, tty, n) for n in (1, 2, 3))
+
+    start = tty.line("/list")
+    tty.expect(r"3 clients", start=start)
+    tty.expect(r"#3\s+127\.0\.0\.1:\d+", start=start)
+
+    tty.line("/to 2 hello")
+    assert read_exactly(two, 6) == b"hello\n"
+    tty.line("/hex 3 00 ff")
+    assert read_exactly(three, 2) == b"\x00\xff"
+
+    tty.line(f"/file 1 {path}")
+    got = read_exactly(one, len(payload), timeout=60)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest()
+    tty.expect(rf"sent {re.escape(str(path))} to #1: {len(payload):,} bytes")
+
+    tty.line("/kick 2")
+    assert read_to_eof(two) == b""
+    tty.expect(r"#2 127\.0\.0\.1:\d+\s+✕ closed: kicked from the console")
+
+    start = tty.line("/pause")
+    tty.expect(r"paused: new clients are refused", start=start)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=15)
+    one.sendall(b"still talking\n")
+    tty.expect(r"#1 127\.0\.0\.1:\d+\s+←\s+14 B\s+still talking")
+    three.sendall(b"me too\n")
+    tty.expect(r"#3 127\.0\.0\.1:\d+\s+←\s+7 B\s+me too")
+
+    # Control bytes from a client are drawn escaped, never sent to the terminal as they came.
+    three.sendall(b"\x1b[2J\x07bell")
+    tty.expect(r"\\x1b\[2J\\abell|\\x1b\[2J\\x07bell")
+    assert b"\x1b[2J" not in tty.output and b"\x07" not in tty.output
+
+    # History: Up brings back the last line typed.
+    tty.line("plain line for all")
+    assert read_exactly(one, 19) == b"plain line for all\n"
+    assert read_exactly(three, 19) == b"plain line for all\n"
+    tty.type(UP + "\r")
+    assert read_exactly(one, 19) == b"plain line for all\n"
+
+    start = tty.line("/nonsense")
+    tty.expect(r"error: unknown command /nonsense", start=start)
+    start = tty.line("/to 7 x")
+    tty.expect(r"error: no client #7", start=start)
+
+    tty.line("/quit")
+    assert tty.popen.wait(15) == 0
+    for sock in (one, three):
+        sock.close()
+    two.close()
+
+
+def test_udp_listen_console_answers_one_peer_and_reply_last(tty_factory):
+    tty = tty_factory("udp-listen", "--reply-last", "127.0.0.1:0")
+    port = tty.listening_port()
+    one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    two = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for sock in (one, two):
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(15)
+    one.sendto(b"from one", ("127.0.0.1", port))
+    tty.expect(r"←\s+8 B\s+from one")
+    two.sendto(b"from two", ("127.0.0.1", port))
+    tty.expect(r"←\s+8 B\s+from two")
+    tty.line("/to 1 pong")
+    assert one.recvfrom(100)[0] == b"pong"
+    tty.line("hi two")  # --reply-last: two spoke last
+    assert two.recvfrom(100)[0] == b"hi two"
+    one.sendto(b"again", ("127.0.0.1", port))
+    tty.expect(r"←\s+5 B\s+again")
+    tty.line("hi one")
+    assert one.recvfrom(100)[0] == b"hi one"
+    tty.line("/quit")
+    assert tty.popen.wait(15) == 0
+
+
+def test_qq_chat_between_udp_listen_reply_last_and_udp_send_lines_wait(tty_factory):
+    tty = tty_factory("udp-listen", "--reply-last", "127.0.0.1:0")
+    port = tty.listening_port()
+    sender = subprocess.Popen(
+        command("udp-send", "--lines", "--wait", "--timeout", "5s", f"127.0.0.1:{port}"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert sender.stdin is not None and sender.stdout is not None
+    sender.stdin.write(b"hello server\n")
+    sender.stdin.close()
+    tty.expect(r"←\s+12 B\s+hello server")
+    tty.line("hello client")
+    out = sender.stdout.read()  # udp-send ends --timeout after the last reply
+    assert sender.wait(30) == 0
+    assert b"hello client" in out
+    sender.stdout.close()
+    sender.stderr.close()  # type: ignore[union-attr]
+
+
+def test_in_a_pipe_stdin_stays_payload_even_when_it_looks_like_a_command():
+    server = subprocess.Popen(
+        command("tcp-listen", "-k", "127.0.0.1:0"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert server.stderr is not None and server.stdin is not None
+        port = int(re.search(rb"listening on \S+:(\d+)", server.stderr.readline())[1])  # type: ignore[index]
+        client = socket.create_connection(("127.0.0.1", port), timeout=15)
+        data = b"/quit\n/kick 1\n\x00\xff binary\n"
+        server.stdin.write(data)
+        server.stdin.flush()
+        assert read_exactly(client, len(data)) == data
+        client.close()
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def test_control_console_without_a_terminal_is_a_usage_error():
+    result = run("tcp-listen", "-k", "--control", "console", "127.0.0.1:0", input=b"")
+    assert result.returncode == 2
+    assert b"needs a terminal" in result.stderr
+    result = run("tcp-listen", "--control", "json", "127.0.0.1:0", input=b"")
+    assert result.returncode == 2
+    result = run("udp-listen", "--reply-last", "127.0.0.1:0", input=b"")
+    assert result.returncode == 2
