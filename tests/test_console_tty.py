@@ -244,3 +244,72 @@ def test_control_console_without_a_terminal_is_a_usage_error():
     assert result.returncode == 2
     result = run("udp-listen", "--reply-last", "127.0.0.1:0", input=b"")
     assert result.returncode == 2
+
+
+def test_control_json_drives_the_same_scenario_and_answers_in_json(tmp_path):
+    import json
+
+    path = tmp_path / "small.bin"
+    path.write_bytes(bytes(range(256)) * 40)
+    server = subprocess.Popen(
+        command("tcp-listen", "-k", "127.0.0.1:0", "--control", "json", "--json"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert server.stdin is not None and server.stdout is not None
+
+    def record(kind: str) -> dict:
+        while True:
+            line = server.stdout.readline()  # type: ignore[union-attr]
+            assert line, "stdout ended"
+            obj = json.loads(line)
+            if obj.get("event") == kind:
+                return obj
+
+    def send(obj: object) -> None:
+        server.stdin.write((json.dumps(obj) + "\n").encode())  # type: ignore[union-attr]
+        server.stdin.flush()  # type: ignore[union-attr]
+
+    try:
+        port = int(record("listening")["address"].rsplit(":", 1)[1])
+        clients = []
+        for _ in range(3):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=15))
+            record("connected")
+        one, two, three = clients
+        send({"list": True})
+        assert [row["conn"] for row in record("list")["clients"]] == [1, 2, 3]
+        send({"to": 2, "text": "hello"})
+        assert read_exactly(two, 6) == b"hello\n"
+        send({"to": 3, "hex": "00ff"})
+        assert read_exactly(three, 2) == b"\x00\xff"
+        send({"to": 1, "file": str(path)})
+        assert read_exactly(one, 256 * 40) == path.read_bytes()
+        assert record("ok")["bytes"] == 256 * 40
+        send({"kick": 9})
+        assert "no client #9" in record("error")["text"]
+        send({"to": 1, "hex": "zz"})
+        assert record("error")["text"]
+        server.stdin.write(b"not json\n")
+        server.stdin.flush()
+        assert record("error")["text"].startswith("not JSON")
+        send({"to": 1, "file": str(tmp_path / "missing")})
+        assert "cannot open" in record("error")["text"]
+        send({"kick": 2})
+        assert read_to_eof(two) == b""
+        assert record("ok")["kicked"] == 2
+        send({"pause": True})
+        assert record("ok")["paused"] is True
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=15)
+        send({"text": "still here"})
+        assert read_exactly(one, 11) == b"still here\n"
+        assert read_exactly(three, 11) == b"still here\n"
+        send({"quit": True})
+        assert server.wait(15) == 0
+    finally:
+        server.kill()
+        server.wait(10)
+        for stream in (server.stdin, server.stdout, server.stderr):
+            stream.close()  # type: ignore[union-attr]

@@ -190,7 +190,8 @@ class JsonControl:
     def answer(self, answer: Answer) -> None:
         record: dict[str, object] = {"event": answer.kind, "ts": round(time.time(), 6), "text": answer.text}
         record.update(answer.fields or {})
-        self.terminal.write_out((json.dumps(record, ensure_ascii=False) + "\n").encode(errors="surrogateescape"))
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        self.terminal.write_out(line.encode(errors="surrogateescape"))
 
     def start(self, *, announced: bool = False) -> None:
         self._thread = threading.Thread(target=self._read, name="control", daemon=True)
