@@ -26,7 +26,7 @@ from socktool.net.errors import NetworkError, describe
 from socktool.net.fdio import write_all
 from socktool.net.loop import Loop, Timer
 from socktool.net.tcp import Listener
-from socktool.net.udp import MAX_DATAGRAM, ListenOptions, Receiver, peer_text
+from socktool.net.udp import ListenOptions, Receiver, max_datagram, peer_text
 from socktool.values import format_duration, format_size
 
 BATCH = 64  # datagrams read per wake-up
@@ -100,15 +100,15 @@ class UdpConsole(Receiver):
         self.loop.stop()
 
     def _readable(self) -> None:
-        opts = self.options
-        view = memoryview(self._buffer)
+        opts, inbox = self.options, self._inbox
         for _ in range(BATCH):
             try:
-                n, addr = self.sock.recvfrom_into(self._buffer)
+                n, addr = inbox.recvfrom(socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             except OSError as exc:
                 raise NetworkError(f"receiving on {self.listener.address} failed", describe(exc)) from exc
+            view = inbox.view  # a unix socket's buffer grows for a large datagram
             self.datagrams_in += 1
             self.bytes_in += n
             peer = self._seen(addr, n)
@@ -214,8 +214,9 @@ class UdpConsole(Receiver):
             self.focus = None
 
     def _send(self, peer: Peer, data: bytes) -> None:
-        if len(data) > MAX_DATAGRAM and self.sock.family != socket.AF_UNIX:
-            raise ValueError(f"{len(data):,} bytes do not fit in one datagram")
+        limit = max_datagram(self.sock.family)
+        if len(data) > limit and self.sock.family != socket.AF_UNIX:
+            raise ValueError(f"{len(data):,} bytes do not fit in one datagram (at most {limit:,})")
         before = self.bytes_out
         self._answer(peer.addr, peer.text, data)
         peer.bytes_out += self.bytes_out - before
