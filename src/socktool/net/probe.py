@@ -329,7 +329,9 @@ class _Probe:
             self.send()
 
     def timed_out(self) -> None:
-        after = format_duration(round(self.deadline - self.created, 3))
+        after = format_duration(
+            round(self.deadline - self.created, 2)
+        )  # the time it was given, not the microseconds lost before it started
         if self.stage == "connect":
             self.finish(False, f"timed out after {after}", silent=True)
         elif self.check.udp:

@@ -122,7 +122,7 @@ class Waiter:
                         if state.target is None:  # the name does not resolve: try again later
                             heapq.heappush(queue, (now + self.interval, index))
                             continue
-                    probe_deadline = min(now + attempt_timeout, deadline)
+                    probe_deadline = min(self.clock() + attempt_timeout, deadline)
                     cut = probe_deadline == deadline
                     done = self._done_callback(state, began, queue, index, cut_at=deadline if cut else None)
                     if not prober.start(state.target, state.watch.check, probe_deadline, done):
