@@ -241,8 +241,16 @@ def test_udp_send_waiting_for_replies(gdb_script):
     every_call(gdb_script, start)
 
 
-def test_wait_between_tries(gdb_script):
-    """The probes' selector waits in slices of 0.1 s between tries: any call may take the signal."""
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["wait", "--timeout", "60s", "--interval", "10s"],
+        ["ping", "-c", "0", "-i", "10s"],
+    ],
+    ids=["wait", "ping"],
+)
+def test_probe_loop_between_tries(gdb_script, args):
+    """wait and ping wait in their probes' selector between tries: any call may take the signal."""
 
     def polling(pid: int) -> bool:
         fds = f"/proc/{pid}/fd"
@@ -256,7 +264,7 @@ def test_wait_between_tries(gdb_script):
 
     @contextmanager
     def start():
-        proc = Proc("wait", f"127.0.0.1:{free_port()}", "--timeout", "60s", "--interval", "10s")
+        proc = Proc(*args, f"127.0.0.1:{free_port()}")
         wait_until(lambda: polling(proc.popen.pid), what="its probe loop")
         yield proc, lambda: None
 
