@@ -15,7 +15,12 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
     """The JSON object for an event, or None for events JSON does not carry."""
     ts = round(time.time(), 6)
     if isinstance(event, ev.Listening):
-        return {"event": "listening", "ts": ts, "address": event.address, "kind": event.kind}
+        record: dict[str, object] = {"event": "listening", "ts": ts, "address": event.address, "kind": event.kind}
+        if event.tls_fingerprint:
+            record["tls_fingerprint"] = event.tls_fingerprint
+        return record
+    if isinstance(event, ev.Tls):
+        return {"event": "tls", "ts": ts, **event._asdict(), "sans": list(event.sans)}
     if isinstance(event, ev.Connected):
         return {"event": "connected", "ts": ts, "conn": event.conn, "peer": event.peer, "local": event.local}
     if isinstance(event, ev.Rejected):

@@ -30,6 +30,19 @@ def served_line(event: ev.Served) -> str:
     return line
 
 
+def tls_line(event: ev.Tls, who: str) -> str:
+    line = f"tls {who}: {event.version} {event.cipher}"
+    if event.alpn:
+        line += f", alpn {event.alpn}"
+    if not event.fingerprint:
+        return line + ", no peer certificate"
+    how = {"ca": "verified", "pin": "pinned", "insecure": "NOT verified", "client-ca": "verified"}.get(event.verified)
+    line += f"; peer {event.subject or '(no subject)'}, issuer {event.issuer or '(none)'}"
+    if event.sans:
+        line += f", {' '.join(event.sans)}"
+    return line + f", expires {event.not_after}, {event.fingerprint}" + (f" ({how})" if how else "")
+
+
 def stats_line(event: ev.Stats) -> str:
     datagrams = event.datagrams_in or event.datagrams_out
     parts = (
@@ -64,7 +77,10 @@ class StatusLines:
     def __call__(self, event: ev.Event) -> None:
         t = self.terminal
         if isinstance(event, ev.Listening):
-            t.always(f"listening on {event.address} ({event.kind})")
+            tls = f", tls {event.tls_fingerprint}" if event.tls_fingerprint else ""
+            t.always(f"listening on {event.address} ({event.kind}{tls})")
+        elif isinstance(event, ev.Tls):
+            t.status(tls_line(event, self._who(event.conn, event.peer)))
         elif isinstance(event, ev.Notice):
             t.warn(event.message) if event.warning else t.status(event.message)
         elif isinstance(event, ev.Served):

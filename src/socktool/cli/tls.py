@@ -1,0 +1,263 @@
+"""The TLS and proxy options, shared by the commands that take them.
+
+Nothing here imports `ssl`: the values are checked and handed to the engine
+as plain records (net/tlsconfig.py); a command that uses TLS imports net/tls.
+"""
+
+from typing import Annotated
+
+import typer
+
+from socktool.cli import options as opt
+from socktool.net import tlsconfig
+from socktool.net.address import Endpoint
+from socktool.net.proxy import ProxyConfig, parse_proxy_url
+
+TLS = "TLS"
+PROXY = "Proxy"
+
+Tls = Annotated[bool, typer.Option("--tls", help="Speak TLS on the connection.", rich_help_panel=TLS)]
+Sni = Annotated[
+    str | None,
+    typer.Option(
+        "--sni",
+        metavar="NAME",
+        help="Send NAME as the server name (SNI) and check the certificate against it. Default: HOST.",
+        rich_help_panel=TLS,
+    ),
+]
+NoSni = Annotated[
+    bool,
+    typer.Option(
+        "--no-sni", help="Send no server name; the certificate is still checked against HOST.", rich_help_panel=TLS
+    ),
+]
+Ca = Annotated[
+    str | None,
+    typer.Option("--ca", metavar="FILE", help="Also trust the CA certificates in FILE (PEM).", rich_help_panel=TLS),
+]
+Pin = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pin",
+        metavar="sha256:HEX",
+        parser=opt.value_parser(tlsconfig.parse_pin),
+        help="Accept exactly a certificate with this SHA-256 fingerprint, even self-signed (repeatable).",
+        rich_help_panel=TLS,
+    ),
+]
+Insecure = Annotated[
+    bool,
+    typer.Option("--insecure", help="Do not verify the server's certificate (said on stderr).", rich_help_panel=TLS),
+]
+Cert = Annotated[
+    str | None,
+    typer.Option("--cert", metavar="FILE", help="Our certificate (PEM; may hold the key too).", rich_help_panel=TLS),
+]
+Key = Annotated[
+    str | None, typer.Option("--key", metavar="FILE", help="The private key for --cert (PEM).", rich_help_panel=TLS)
+]
+Alpn = Annotated[
+    str | None,
+    typer.Option("--alpn", metavar="LIST", help="ALPN protocols to offer, e.g. h2,http/1.1.", rich_help_panel=TLS),
+]
+TlsMin = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-min",
+        metavar="1.2|1.3",
+        parser=opt.value_parser(tlsconfig.parse_tls_version),
+        help="The lowest TLS version to accept.",
+        rich_help_panel=TLS,
+    ),
+]
+Ciphers = Annotated[
+    str | None,
+    typer.Option("--ciphers", metavar="LIST", help="OpenSSL cipher list (TLS 1.2 and below).", rich_help_panel=TLS),
+]
+MinDays = Annotated[
+    int | None,
+    typer.Option(
+        "--min-days",
+        metavar="N",
+        parser=opt.PositiveInt,
+        help="Fail when the certificate expires within N days.",
+        rich_help_panel=TLS,
+    ),
+]
+StrictClose = Annotated[
+    bool,
+    typer.Option(
+        "--strict-close",
+        help="Exit 1 when the peer ends the connection without TLS close_notify (else a warning).",
+        rich_help_panel=TLS,
+    ),
+]
+ClientCa = Annotated[
+    str | None,
+    typer.Option(
+        "--client-ca",
+        metavar="FILE",
+        help="Require a client certificate issued by a CA in FILE (mutual TLS).",
+        rich_help_panel=TLS,
+    ),
+]
+
+
+def _need_tls(tls: bool, **given: object) -> None:
+    if tls:
+        return
+    for name, value in given.items():
+        if value not in (None, False, (), []):
+            raise typer.BadParameter(f"--{name.replace('_', '-')} needs --tls")
+
+
+def _alpn(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    try:
+        return tlsconfig.parse_alpn(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--alpn'") from None
+
+
+def _pair(cert: str | None, key: str | None) -> None:
+    if key is not None and cert is None:
+        raise typer.BadParameter("--key needs --cert")
+
+
+def client_tls(
+    tls: bool,
+    address: Endpoint,
+    *,
+    sni: str | None,
+    no_sni: bool,
+    ca: str | None,
+    pin: list[str] | None,
+    insecure: bool,
+    cert: str | None,
+    key: str | None,
+    alpn: str | None,
+    tls_min: str | None,
+    ciphers: str | None,
+    min_days: int | None,
+    strict_close: bool,
+    handshake_timeout: float,
+) -> tlsconfig.ClientTls | None:
+    """The client's TLS settings, or None without --tls (any TLS option without it: exit 2)."""
+    _need_tls(
+        tls,
+        sni=sni,
+        no_sni=no_sni,
+        ca=ca,
+        pin=pin,
+        insecure=insecure,
+        cert=cert,
+        key=key,
+        alpn=alpn,
+        tls_min=tls_min,
+        ciphers=ciphers,
+        min_days=min_days,
+        strict_close=strict_close,
+    )
+    if not tls:
+        return None
+    opt.exclusive(sni=sni, no_sni=no_sni)
+    opt.exclusive(insecure=insecure, pin=pin)
+    opt.exclusive(insecure=insecure, ca=ca)
+    opt.exclusive(pin=pin, ca=ca)
+    _pair(cert, key)
+    host = address.host
+    if host is None and not (sni or pin or insecure):
+        raise typer.BadParameter(
+            "--tls to a unix socket has no host name to check: give --sni NAME, --pin or --insecure"
+        )
+    name = sni or host
+    return tlsconfig.ClientTls(
+        server_name=None if no_sni else name,
+        check_name=name,
+        ca=ca,
+        pins=tuple(pin or ()),
+        insecure=insecure,
+        cert=cert,
+        key=key,
+        alpn=_alpn(alpn),
+        tls_min=tls_min,
+        ciphers=ciphers,
+        min_days=min_days,
+        strict_close=strict_close,
+        handshake_timeout=handshake_timeout,
+    )
+
+
+def server_tls(
+    tls: bool,
+    *,
+    cert: str | None,
+    key: str | None,
+    client_ca: str | None,
+    alpn: str | None,
+    tls_min: str | None,
+    ciphers: str | None,
+    strict_close: bool,
+    one_client_only: dict[str, object],
+) -> tlsconfig.ServerTls | None:
+    """The server's TLS settings, or None without --tls. `one_client_only` names the
+    modes TLS is not served in yet (the multi-client loop): exit 2, never ignored."""
+    _need_tls(
+        tls,
+        cert=cert,
+        key=key,
+        client_ca=client_ca,
+        alpn=alpn,
+        tls_min=tls_min,
+        ciphers=ciphers,
+        strict_close=strict_close,
+    )
+    if not tls:
+        return None
+    for name, value in one_client_only.items():
+        if value not in (None, False):
+            raise typer.BadParameter(f"--tls cannot be used with {name} yet (TLS serves one client at a time for now)")
+    _pair(cert, key)
+    return tlsconfig.ServerTls(
+        cert=cert,
+        key=key,
+        client_ca=client_ca,
+        alpn=_alpn(alpn),
+        tls_min=tls_min,
+        ciphers=ciphers,
+        strict_close=strict_close,
+    )
+
+
+# -- proxies ------------------------------------------------------------------
+ProxyUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy",
+        metavar="URL",
+        help="Connect through a proxy: socks5://, socks5h:// (the proxy resolves names), socks4://, socks4a://, http:// (CONNECT); USER:PASS@ allowed.",
+        rich_help_panel=PROXY,
+    ),
+]
+ProxyAuth = Annotated[
+    str | None,
+    typer.Option("--proxy-auth", metavar="USER:PASS", help="Credentials for --proxy.", rich_help_panel=PROXY),
+]
+
+
+def proxy_config(url: str | None, auth: str | None, excluded: dict[str, object]) -> ProxyConfig | None:
+    """The proxy to dial through, or None; options a proxied connect cannot honour
+    (`excluded`, by option name) are exit 2."""
+    if url is None:
+        if auth is not None:
+            raise typer.BadParameter("--proxy-auth needs --proxy")
+        return None
+    for name, value in excluded.items():
+        if value not in (None, False):
+            raise typer.BadParameter(f"--proxy and {name} cannot be used together (the proxy makes the connection)")
+    try:
+        return parse_proxy_url(url, auth)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--proxy'") from None
