@@ -14,7 +14,7 @@ import typer
 from conftest import run
 from socktool.cli.app import COMMANDS, build_app
 
-PANELS = ["Connection", "Faults", "Input and output", "Output"]
+PANELS = ["Connection", "TLS", "Proxy", "Faults", "Input and output", "Output"]
 
 
 def help_text(*args: str) -> str:

@@ -3,7 +3,7 @@
 Typer shows a required argument as `{HOST:PORT}` in the usage line and adds
 a type column (`<convert>`, `<str>`) that says nothing the metavar does not.
 The panels come in the order a reader looks for them: the argument, how to
-connect, what goes in and out, how it is shown (with --help last).
+connect (TLS, a proxy), what goes in and out, how it is shown (with --help last).
 """
 
 from typing import Any
@@ -12,9 +12,9 @@ import typer
 from typer._click.types import ParamType
 from typer.core import TyperArgument
 
-from socktool.cli.options import CONNECTION, FAULTS, IO, OUTPUT
+from socktool.cli.options import CONNECTION, FAULTS, IO, OUTPUT, PROXY, TLS
 
-PANEL_ORDER = {CONNECTION: 1, FAULTS: 2, IO: 3, OUTPUT: 4}
+PANEL_ORDER = {CONNECTION: 1, TLS: 2, PROXY: 3, FAULTS: 4, IO: 5, OUTPUT: 6}
 
 
 class Unnamed(ParamType):

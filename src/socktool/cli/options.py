@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 CONNECTION = "Connection"
 FAULTS = "Faults"  # forward's faults for testing clients and servers
+TLS = "TLS"
+PROXY = "Proxy"
 IO = "Input and output"
 OUTPUT = "Output"
 

@@ -13,8 +13,8 @@ from socktool.net import tlsconfig
 from socktool.net.address import Endpoint
 from socktool.net.proxy import ProxyConfig, parse_proxy_url
 
-TLS = "TLS"
-PROXY = "Proxy"
+TLS = opt.TLS
+PROXY = opt.PROXY
 
 Tls = Annotated[bool, typer.Option("--tls", help="Speak TLS on the connection.", rich_help_panel=TLS)]
 Sni = Annotated[

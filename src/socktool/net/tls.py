@@ -64,22 +64,22 @@ def _common(ctx: ssl.SSLContext, alpn: tuple[str, ...], tls_min: str | None, cip
 def _load_chain(ctx: ssl.SSLContext, cert: str, key: str | None) -> None:
     try:
         ctx.load_cert_chain(cert, key)
-    except OSError as exc:
-        bad = exc.filename or cert
-        raise UsageError(f"cannot read {bad}", describe(exc)) from None
-    except ssl.SSLError as exc:
+    except ssl.SSLError as exc:  # an OSError too: this one first
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise UsageError(f"the key in {key or cert} does not match the certificate in {cert}") from None
         raise UsageError(f"cannot load the certificate {cert} / key {key or cert}", _reason(exc)) from None
+    except OSError as exc:
+        bad = exc.filename or cert
+        raise UsageError(f"cannot read {bad}", describe(exc)) from None
 
 
 def _load_trust(ctx: ssl.SSLContext, path: str, option: str) -> None:
     try:
         ctx.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:  # an OSError too: this one first
+        raise UsageError(f"cannot load {option} {path}", _reason(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot read {option} {path}", describe(exc)) from None
-    except ssl.SSLError as exc:
-        raise UsageError(f"cannot load {option} {path}", _reason(exc)) from None
 
 
 def client_context(opts: ClientTls) -> ssl.SSLContext:

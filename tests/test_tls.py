@@ -1,0 +1,306 @@
+"""TLS on tcp-connect and tcp-listen, against real peers (openssl s_server /
+s_client, a Python TLS server) and socktool itself, with trustme certificates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import Proc, command, need, one_line_error, run
+from tls_helpers import Pki, SServer, expired_leaf, make_pki, python_tls_server
+
+GET = "GET / HTTP/1.0\r\n\r\n"
+
+
+@pytest.fixture
+def pki(tmp_path) -> Pki:
+    return make_pki(tmp_path)
+
+
+def error_after_listening(stderr: str) -> str:
+    """A listener's stderr: its 'listening on' line, then exactly one error line."""
+    first, _, rest = stderr.partition("\n")
+    assert "listening on" in first, stderr
+    return one_line_error(rest)
+
+
+# -- client: verification -----------------------------------------------------
+def test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{server.port}", "--send", GET)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"HTTP/1.0 200 ok")
+
+
+def test_client_refuses_an_unknown_ca_with_one_line(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        result = run("tcp-connect", "--tls", f"localhost:{server.port}", "--send", GET)
+    assert result.returncode == 1
+    assert "certificate check failed: unknown CA" in one_line_error(result.stderr)
+    assert result.stdout == b""
+
+
+def test_client_refuses_a_name_the_certificate_does_not_hold(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        result = run(
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--sni", "other.test", f"127.0.0.1:{server.port}", "-z"
+        )
+    assert result.returncode == 1
+    assert "certificate check failed: name mismatch" in one_line_error(result.stderr)
+
+
+def test_no_sni_still_checks_the_name_against_the_host(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        ok = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--no-sni", f"localhost:{server.port}", "-z")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_client_refuses_an_expired_certificate(pki: Pki, tmp_path):
+    cert, key = expired_leaf(pki, tmp_path)
+    with SServer(cert, key) as server:
+        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{server.port}", "-z")
+    assert result.returncode == 1
+    assert "certificate check failed: expired" in one_line_error(result.stderr)
+
+
+def test_pin_accepts_exactly_that_certificate_and_names_the_one_seen_otherwise(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        ok = run("tcp-connect", "--tls", "--pin", pki.fingerprint, f"localhost:{server.port}", "-z", "-v")
+    assert ok.returncode == 0, ok.stderr
+    assert "(pinned)" in ok.stderr.decode()
+    wrong = "sha256:" + "00" * 32
+    with SServer(pki.cert, pki.key) as server:
+        bad = run("tcp-connect", "--tls", "--pin", wrong, f"localhost:{server.port}", "-z")
+    assert bad.returncode == 1
+    assert f"pin mismatch (the server's certificate is {pki.fingerprint})" in one_line_error(bad.stderr)
+
+
+def test_insecure_connects_and_says_so_on_stderr(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        result = run("tcp-connect", "--tls", "--insecure", f"localhost:{server.port}", "--send", GET)
+    assert result.returncode == 0
+    assert "certificate verification is off (--insecure)" in result.stderr.decode()
+    assert result.stdout.startswith(b"HTTP/1.0 200 ok")
+
+
+def test_min_days_fails_on_a_certificate_expiring_sooner(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:  # trustme's certificates run to the year 3000
+        result = run(
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--min-days", "999999", f"localhost:{server.port}", "-z"
+        )
+    assert result.returncode == 1
+    assert "expires too soon" in one_line_error(result.stderr)
+
+
+def test_tls_event_in_json_names_version_alpn_and_peer(pki: Pki):
+    with SServer(pki.cert, pki.key, "-alpn", "h2") as server:
+        result = run(
+            "tcp-connect",
+            "--tls",
+            "--ca",
+            pki.ca_file,
+            "--alpn",
+            "h2,http/1.1",
+            "--json",
+            f"localhost:{server.port}",
+            "-z",
+        )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    tls = next(e for e in events if e["event"] == "tls")
+    assert tls["alpn"] == "h2" and tls["verified"] == "ca"
+    assert tls["version"].startswith("TLSv1.")
+    assert "DNS:localhost" in tls["sans"] and tls["fingerprint"] == pki.fingerprint
+
+
+def test_client_certificate_for_a_server_that_requires_one(pki: Pki):
+    extra = ("-Verify", "1", "-CAfile", str(pki.ca_file))
+    with SServer(pki.cert, pki.key, *extra) as server:
+        ok = run(
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--cert", pki.client_cert, "--key", pki.client_key,
+            f"localhost:{server.port}", "--send", GET,
+        )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(b"HTTP/1.0 200 ok")
+
+
+def test_tls_min_above_what_the_server_speaks_fails_with_one_line(pki: Pki):
+    with SServer(pki.cert, pki.key, "-tls1_2") as server:
+        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--tls-min", "1.3", f"localhost:{server.port}", "-z")
+    assert result.returncode == 1
+    assert "TLS handshake with" in one_line_error(result.stderr)
+
+
+def test_tls_client_on_a_plaintext_server_fails_with_one_line():
+    from conftest import serve_once
+
+    port = serve_once(b"220 plain text here\r\n" * 4)
+    result = run("tcp-connect", "--tls", "--pin", "sha256:" + "ab" * 32, f"127.0.0.1:{port}", "-z")
+    assert result.returncode == 1
+    assert "the peer does not speak TLS" in one_line_error(result.stderr)
+
+
+# -- client: the end of the stream ----------------------------------------------
+def test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_close_a_failure(pki: Pki):
+    port = python_tls_server(pki, b"cut", close_notify=False)
+    warned = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{port}", "--recv-only")
+    assert warned.returncode == 0 and warned.stdout == b"cut"
+    assert "without TLS close_notify" in warned.stderr.decode()
+    port = python_tls_server(pki, b"cut", close_notify=False)
+    strict = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"localhost:{port}", "--recv-only")
+    assert strict.returncode == 1 and strict.stdout == b"cut"
+    assert "without TLS close_notify" in one_line_error(strict.stderr)
+
+
+def test_a_server_that_ends_with_close_notify_is_a_clean_end(pki: Pki):
+    port = python_tls_server(pki, b"whole", close_notify=True)
+    result = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"localhost:{port}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"whole" and b"warning" not in result.stderr
+
+
+# -- server ---------------------------------------------------------------------
+def test_ephemeral_certificate_fingerprint_is_printed_and_pins_for_socktools_client(tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    source = tmp_path / "in.bin"
+    source.write_bytes(data)
+    out = tmp_path / "out.bin"
+    with (
+        open(out, "wb") as sink,
+        Proc("tcp-listen", "--tls", "--json", "127.0.0.1:0", stdout=subprocess.PIPE) as listener,
+    ):
+        fingerprint = listener.wait_for(r"tls (sha256:[0-9a-f]{64})")[1]
+        assert listener.popen.stdout is not None
+        listening = json.loads(listener.popen.stdout.readline())
+        assert listening["tls_fingerprint"] == fingerprint
+        port = int(listening["address"].rsplit(":", 1)[1])
+        with open(source, "rb") as stdin:
+            client = subprocess.run(
+                command("tcp-connect", "--tls", "--pin", fingerprint, f"127.0.0.1:{port}"),
+                stdin=stdin, stdout=sink, stderr=subprocess.PIPE, timeout=60,
+            )  # fmt: skip
+        assert client.returncode == 0, client.stderr
+        received = b"".join(
+            bytes.fromhex(event["hex"])
+            for event in map(json.loads, listener.popen.stdout)
+            if event["event"] == "data" and event["direction"] == "received"
+        )
+        assert listener.wait() == 0
+    assert hashlib.sha256(received).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_every_byte_arrives_both_ways_between_socktool_client_and_server(pki: Pki, tmp_path):
+    up, down = os.urandom(8 * 1024 * 1024), os.urandom(5 * 1024 * 1024 + 3)
+    (tmp_path / "up").write_bytes(up)
+    (tmp_path / "down").write_bytes(down)
+    with (
+        open(tmp_path / "down", "rb") as server_in,
+        open(tmp_path / "server_out", "wb") as server_out,
+        Proc("tcp-listen", "--tls", "--cert", pki.cert, "--key", pki.key, "127.0.0.1:0", stdin=server_in, stdout=server_out) as listener,
+    ):  # fmt: skip
+        port = listener.wait_listening()
+        with open(tmp_path / "up", "rb") as client_in, open(tmp_path / "client_out", "wb") as client_out:
+            client = subprocess.run(
+                command("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"localhost:{port}"),
+                stdin=client_in, stdout=client_out, stderr=subprocess.PIPE, timeout=60,
+            )  # fmt: skip
+        assert client.returncode == 0, client.stderr
+        assert listener.wait() == 0, listener.stderr
+    assert (tmp_path / "server_out").read_bytes() == up
+    assert (tmp_path / "client_out").read_bytes() == down
+
+
+def test_openssl_s_client_talks_to_a_listener_with_given_certificate(pki: Pki):
+    need("openssl")
+    args = ("tcp-listen", "--tls", "--cert", pki.cert, "--key", pki.key, "127.0.0.1:0", "--send", "hello tls\n")
+    with Proc(*args, "--no-shutdown") as listener:
+        port = listener.wait_listening()
+        client = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki.ca_file),
+             "-verify_return_error", "-servername", "localhost", "-quiet", "-no_ign_eof"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert client.stdin is not None and client.stdout is not None
+        assert client.stdout.readline() == b"hello tls\n"
+        client.stdin.write(b"from s_client\n")
+        client.stdin.close()  # s_client ends the session: close_notify
+        assert client.wait(timeout=30) == 0
+        client.stdout.close()
+        assert listener.wait() == 0, listener.stderr
+        assert listener.popen.stdout is not None
+        assert listener.popen.stdout.read() == b"from s_client\n"
+
+
+def test_client_ca_requires_a_client_certificate(pki: Pki):
+    need("openssl")
+    args = ("tcp-listen", "--tls", "--cert", pki.cert, "--key", pki.key, "--client-ca", pki.ca_file, "127.0.0.1:0")
+    with Proc(*args, "--send", "welcome\n", "-v") as listener:
+        port = listener.wait_listening()
+        ok = run(
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--cert", pki.client_cert, "--key", pki.client_key,
+            f"localhost:{port}",
+        )  # fmt: skip
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout == b"welcome\n"
+        assert listener.wait() == 0
+        assert "client.test" in listener.stderr
+    with Proc(*args) as listener:
+        port = listener.wait_listening()
+        refused = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-quiet"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+        )  # fmt: skip
+        assert listener.wait() == 1
+        assert "peer did not return a certificate" in error_after_listening(listener.stderr)
+        assert refused.stdout == b""
+
+
+def test_plaintext_client_on_a_tls_listener_is_one_line_exit_1():
+    with Proc("tcp-listen", "--tls", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        run("tcp-connect", f"127.0.0.1:{port}", "--send", GET)
+        assert listener.wait() == 1
+        assert "does not speak TLS" in error_after_listening(listener.stderr)
+
+
+# -- usage ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("tcp-connect", "--ca", "x.pem", "127.0.0.1:1"), "--ca needs --tls"),
+        (("tcp-connect", "--tls", "--pin", "sha256:zz", "127.0.0.1:1"), "sha256:"),
+        (
+            ("tcp-connect", "--tls", "--insecure", "--pin", "sha256:" + "ab" * 32, "127.0.0.1:1"),
+            "cannot be used together",
+        ),
+        (("tcp-connect", "--tls", "--key", "k.pem", "127.0.0.1:1"), "--key needs --cert"),
+        (("tcp-connect", "--tls", "--tls-min", "1.1", "127.0.0.1:1"), "1.2, 1.3"),
+        (("tcp-connect", "--tls", "--ciphers", "NO-SUCH-CIPHER", "127.0.0.1:1"), "no cipher matches"),
+        (("tcp-connect", "--tls", "--ca", "/nonexistent/ca.pem", "127.0.0.1:1"), "cannot read --ca"),
+        (("tcp-listen", "--tls", "-k", "127.0.0.1:0"), "--tls cannot be used with -k"),
+        (("tcp-listen", "--tls", "--broker", "127.0.0.1:0"), "--tls cannot be used with --broker"),
+        (("tcp-listen", "--tls", "--exec", "cat", "127.0.0.1:0"), "--tls cannot be used with --exec"),
+        (("tcp-listen", "--client-ca", "ca.pem", "127.0.0.1:0"), "--client-ca needs --tls"),
+    ],
+)
+def test_bad_tls_options_are_usage_errors(args, message):
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in one_line_error(result.stderr)
+
+
+def test_a_key_that_does_not_match_the_certificate_is_one_line(pki: Pki):
+    result = run("tcp-listen", "--tls", "--cert", pki.cert, "--key", pki.client_key, "127.0.0.1:0")
+    assert result.returncode == 2
+    assert "does not match the certificate" in one_line_error(result.stderr)
+
+
+def test_importing_the_cli_imports_neither_ssl_nor_cryptography():
+    code = "import sys, socktool.cli; print(sorted(m for m in ('ssl', '_ssl', 'cryptography', 'python_socks') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -1,0 +1,117 @@
+"""TLS peers and certificates for the tests: a trustme CA and its files,
+`openssl s_server` on a port it reports, and a Python TLS server thread for
+the cases no real peer produces on demand (an end without close_notify)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+from typing import NamedTuple
+
+import trustme
+
+from conftest import need
+
+
+class Pki(NamedTuple):
+    ca: trustme.CA
+    ca_file: Path
+    cert: Path  # localhost + 127.0.0.1, by the CA
+    key: Path
+    client_cert: Path  # a client certificate by the same CA
+    client_key: Path
+    fingerprint: str  # of `cert`, sha256:HEX
+
+
+def write_leaf(leaf: trustme.LeafCert, cert: Path, key: Path) -> None:
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+
+
+def make_pki(directory: Path) -> Pki:
+    import hashlib
+
+    ca = trustme.CA()
+    ca_file = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    write_leaf(server, directory / "cert.pem", directory / "key.pem")
+    client = ca.issue_cert("client.test")
+    write_leaf(client, directory / "client.pem", directory / "client-key.pem")
+    der = ssl.PEM_cert_to_DER_cert(server.cert_chain_pems[0].bytes().decode())
+    return Pki(
+        ca,
+        ca_file,
+        directory / "cert.pem",
+        directory / "key.pem",
+        directory / "client.pem",
+        directory / "client-key.pem",
+        "sha256:" + hashlib.sha256(der).hexdigest(),
+    )
+
+
+def expired_leaf(pki: Pki, directory: Path) -> tuple[Path, Path]:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    leaf = pki.ca.issue_cert(
+        "localhost",
+        "127.0.0.1",
+        not_before=now - datetime.timedelta(days=10),
+        not_after=now - datetime.timedelta(days=1),
+    )
+    cert, key = directory / "expired.pem", directory / "expired-key.pem"
+    write_leaf(leaf, cert, key)
+    return cert, key
+
+
+class SServer:
+    """`openssl s_server -www` (answers GET / with a page, then closes) on a port it reports."""
+
+    def __init__(self, cert: Path, key: Path, *extra: str):
+        need("openssl")
+        self.popen = subprocess.Popen(
+            ["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", str(cert), "-key", str(key), "-www", *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:  # "ACCEPT 127.0.0.1:PORT" comes first
+            match = re.match(rb"ACCEPT .*:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                break
+        else:
+            raise AssertionError("openssl s_server did not report its port")
+
+    def __enter__(self) -> SServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.popen.kill()
+        self.popen.wait(timeout=5)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+
+
+def python_tls_server(pki: Pki, payload: bytes, *, close_notify: bool) -> int:
+    """One client gets `payload`, then the connection ends with or without close_notify."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pki.cert), str(pki.key))
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server:
+            raw, _ = server.accept()
+            with ctx.wrap_socket(raw, server_side=True) as tls:
+                tls.sendall(payload)
+                if close_notify:
+                    tls.unwrap().close()
+                # else: close() sends no close_notify (CPython does not call SSL_shutdown there)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
