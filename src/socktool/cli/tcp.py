@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from socktool.cli import options as opt
+from socktool.cli import tls as tlsopt
 from socktool.cli.console import Control
 from socktool.net.access import AccessPolicy, Network
 from socktool.net.relay import Payload, RelayOptions
@@ -246,6 +247,26 @@ def tcp_connect(
         terminal=terminal,
     )
     sink = build_sink(terminal, mode, hex=hex)
+    client_tls = tlsopt.client_tls(
+        tls,
+        address,
+        sni=sni,
+        no_sni=no_sni,
+        ca=ca,
+        pin=pin,
+        insecure=insecure,
+        cert=cert,
+        key=key,
+        alpn=alpn,
+        tls_min=tls_min,
+        ciphers=ciphers,
+        min_days=min_days,
+        strict_close=strict_close,
+        handshake_timeout=timeout,
+    )
+    proxy_config = tlsopt.proxy_config(
+        proxy, proxy_auth, {"--source": source, "--source-port": source_port, "-4": ipv4, "-6": ipv6}
+    )
     dial_options = DialOptions(
         family=family,
         timeout=timeout,
@@ -253,6 +274,8 @@ def tcp_connect(
         source_port=source_port,
         socket_options=SocketOptions(keepalive=keepalive, nodelay=nodelay),
         zero=zero,
+        tls=client_tls,
+        proxy=proxy_config,
     )
     session = Dial(address, dial_options, payload, relay_options, sink)
     total = _stdin_size(terminal) if payload.stdin_fd is not None and not zero else None
@@ -388,6 +411,17 @@ def tcp_listen(
     family = opt.family(ipv4, ipv6)
     opt.exclusive(exec=exec_, broker=broker)
     many = keep_open or broker
+    server_tls = tlsopt.server_tls(
+        tls,
+        cert=cert,
+        key=key,
+        client_ca=client_ca,
+        alpn=alpn,
+        tls_min=tls_min,
+        ciphers=ciphers,
+        strict_close=strict_close,
+        one_client_only={"-k": keep_open, "--broker": broker, "--exec": exec_},
+    )
     _check_listen_options(
         many=many,
         exec_=exec_,
@@ -438,6 +472,7 @@ def tcp_listen(
         exec_argv=exec_argv,
         socket_options=SocketOptions(keepalive=keepalive, nodelay=nodelay),
         first_client_timeout=timeout,
+        tls=server_tls,
     )
     control_mode = console_control(control, terminal, many=many, exec_=exec_, send=send, recv_only=recv_only)
     if control_mode != "none":

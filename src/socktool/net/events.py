@@ -24,6 +24,7 @@ DOWNSTREAM = "downstream"  # client ← target
 class Listening(NamedTuple):
     address: str
     kind: str = "tcp"
+    tls_fingerprint: str = ""  # a TLS listener's own certificate, "sha256:HEX", for a client's --pin
 
 
 class Connected(NamedTuple):
@@ -45,6 +46,22 @@ class Data(NamedTuple):
     peer: str
     direction: str  # SENT or RECEIVED (UPSTREAM or DOWNSTREAM in forward)
     data: bytes
+
+
+class Tls(NamedTuple):
+    """A TLS handshake done: what was agreed, and the peer's certificate (empty fields: none sent)."""
+
+    conn: int
+    peer: str
+    version: str
+    cipher: str
+    alpn: str | None
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    not_after: str  # ISO 8601, UTC
+    fingerprint: str  # "sha256:HEX"
+    verified: str  # "ca", "pin", "insecure" (a client), "client-ca" / "" (a server)
 
 
 class Closed(NamedTuple):
@@ -144,7 +161,7 @@ def count_states(results: list[ScanResult], states: tuple[str, ...] = STATES) ->
     return counts
 
 
-Event = Listening | Connected | Rejected | Data | Closed | Datagram | Notice | Stats | Served
+Event = Listening | Connected | Rejected | Data | Tls | Closed | Datagram | Notice | Stats | Served
 Sink = Callable[[Event], None]
 
 

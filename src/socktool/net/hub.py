@@ -31,7 +31,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from socktool.net import events as ev
 from socktool.net import interrupts
@@ -54,6 +54,9 @@ from socktool.net.relay import EXPECT_WINDOW, Payload, RelayOptions
 from socktool.net.tcp import Listener, SocketOptions, listen
 from socktool.values import CrlfEncoder, HexDecoder, format_duration
 
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.tlsconfig import ServerTls
+
 STDIN_CHUNK = 64 * 1024
 STALL_LIMIT = 2.0  # seconds a client may keep more than HIGH_WATER waiting while others wait for it
 STALL_CHECK = 0.25
@@ -71,6 +74,7 @@ class ListenOptions(NamedTuple):
     exec_argv: tuple[str, ...] | None = None
     socket_options: SocketOptions = SocketOptions()
     first_client_timeout: float | None = None  # -w: from start to the first accepted client
+    tls: ServerTls | None = None  # --tls (net/tls.py)
 
 
 def _spliceable(relay: RelayOptions, options: ListenOptions) -> bool:

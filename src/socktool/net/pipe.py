@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from socktool.net import events as ev
@@ -19,8 +20,11 @@ from socktool.net.errors import TimedOut
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
 from socktool.values import format_duration
 
-if TYPE_CHECKING:  # pragma: no cover - the loop is imported only by the listening side
+if TYPE_CHECKING:  # pragma: no cover - the loop is imported only by the listening side; TLS only when used
     from socktool.net.hub import Hub, ListenOptions
+    from socktool.net.proxy import ProxyConfig
+    from socktool.net.tls import TlsLayer
+    from socktool.net.tlsconfig import ClientTls
 
 
 class DialOptions(NamedTuple):
@@ -29,7 +33,9 @@ class DialOptions(NamedTuple):
     source: str | None = None
     source_port: int | None = None
     socket_options: tcp.SocketOptions = tcp.SocketOptions()
-    zero: bool = False  # -z: connect, close, done
+    zero: bool = False  # -z: connect, close, done (with tls: once the handshake and checks pass)
+    tls: ClientTls | None = None
+    proxy: ProxyConfig | None = None
 
 
 class Session:
@@ -40,6 +46,10 @@ class Session:
         self.relay = relay
         self.sink = sink
         self.conn: Connection | None = None
+        # TLS: the handshake and checks for a connection (net/tls.py), and whether an
+        # end without close_notify fails; None for plain TCP.
+        self.secure: Callable[[Connection], TlsLayer] | None = None
+        self.strict_close = False
 
     def counters(self) -> tuple[int, int]:
         conn = self.conn
@@ -48,12 +58,29 @@ class Session:
     def _relay(self, conn: Connection, *, zero: bool = False) -> None:
         self.conn = conn
         self.sink(conn.connected_event())
+        layer = None
+        if self.secure is not None:
+            try:
+                layer = self.secure(conn)
+            except BaseException:
+                conn.sock.close()
+                raise
         if zero:
+            if layer is not None:
+                from socktool.net.tls import end_quietly
+
+                end_quietly(conn, layer)
             conn.sock.close()
             return
         reason = "error"
         try:
-            reason = Relay(conn, self.payload, self.relay, self.sink).run()
+            if layer is not None:
+                from socktool.net.tlsrelay import TlsRelay
+
+                relay = TlsRelay(conn, layer, self.payload, self.relay, self.sink, strict_close=self.strict_close)
+                reason = relay.run()
+            else:
+                reason = Relay(conn, self.payload, self.relay, self.sink).run()
         finally:
             conn.sock.close()
             self.sink(conn.closed_event(reason))
@@ -76,6 +103,17 @@ class Dial(Session):
 
     def run(self) -> None:
         o = self.options
+        if o.tls is not None:
+            self._secure_with(o.tls)  # bad --ca/--cert files fail before any connect
+        if o.proxy is not None:
+            from socktool.net.proxy import connect as connect_through
+
+            sock = connect_through(o.proxy, self.endpoint, timeout=o.timeout)
+            o.socket_options.apply(sock)
+            peer = str(self.endpoint)
+            local = sockaddr_text(sock.getsockname())
+            self._relay(Connection(sock, 1, peer, local), zero=o.zero)
+            return
         sock = tcp.connect(
             self.endpoint,
             family=o.family,
@@ -88,6 +126,13 @@ class Dial(Session):
         peer = str(self.endpoint) if self.endpoint.is_unix else sockaddr_text(sock.getpeername())
         local = "" if sock.family == socket.AF_UNIX else sockaddr_text(sock.getsockname())
         self._relay(Connection(sock, 1, peer, local), zero=o.zero)
+
+    def _secure_with(self, opts: ClientTls) -> None:
+        from socktool.net import tls
+
+        context, sink = tls.client_context(opts), self.sink
+        self.secure = lambda conn: tls.start_client(context, opts, conn, sink)
+        self.strict_close = opts.strict_close
 
 
 class AcceptOne(Session):
@@ -107,8 +152,16 @@ class AcceptOne(Session):
 
     def run(self) -> None:
         o = self.options
+        fingerprint = ""
+        if o.tls is not None:
+            from socktool.net import tls
+
+            identity = tls.server_context(o.tls, self.endpoint.host)  # bad files fail before the bind
+            self.secure = lambda conn: tls.start_server(identity, conn, self.sink)
+            self.strict_close = o.tls.strict_close
+            fingerprint = identity.fingerprint
         with tcp.listen(self.endpoint, family=o.family, reuse_addr=o.reuse_addr) as listener:
-            self.sink(ev.Listening(listener.address))
+            self.sink(ev.Listening(listener.address, tls_fingerprint=fingerprint))
             conn = self._first_client(listener)
             listener.sock.close()  # like nc: one client, no one else queues up (the unix file goes at the end)
             self._relay(conn)

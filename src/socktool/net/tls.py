@@ -26,7 +26,7 @@ from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.errors import NetworkError, UsageError, describe
 from socktool.net.tlsconfig import ClientTls, ServerTls, format_fingerprint
-from socktool.net.values import format_duration
+from socktool.values import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     from socktool.net.relay import Connection

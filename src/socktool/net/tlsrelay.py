@@ -30,8 +30,8 @@ from socktool.net import interrupts
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
 from socktool.net.fdio import CHUNK, write_all
 from socktool.net.relay import EXPECT_WINDOW, Connection, Payload, RelayOptions
-from socktool.net.tls import ServerIdentity, TlsError, TlsLayer, flush, start_server
-from socktool.net.values import format_duration
+from socktool.net.tls import TlsError, TlsLayer, flush
+from socktool.values import format_duration
 
 HIGH_WATER = 1024 * 1024  # ciphertext waiting for the socket before stdin is read again
 CLOSE_WAIT = 2.0  # seconds a --send-only relay waits for the peer's close after its own
@@ -346,12 +346,4 @@ class TlsRelay:
             self._out.clear()
 
 
-def serve_tls(
-    conn: Connection, identity: ServerIdentity, payload: Payload, options: RelayOptions, sink: ev.Sink
-) -> str:
-    """An accepted client: the handshake, then the relay."""
-    layer = start_server(identity, conn, sink)
-    return TlsRelay(conn, layer, payload, options, sink, strict_close=identity.settings.strict_close).run()
-
-
-__all__ = ["TlsRelay", "serve_tls"]
+__all__ = ["TlsRelay"]
