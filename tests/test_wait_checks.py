@@ -310,3 +310,11 @@ def test_a_name_is_resolved_off_the_probe_loop_and_each_address_tried():
         result = run("wait", "-v", f"localhost:{port}", "-w", "5s")
     assert result.returncode == 0, result.stderr.decode()
     assert f"localhost:{port} is up" in result.stderr.decode()
+
+
+def test_a_chunked_body_is_matched_as_its_data():
+    from socktool.net.probe import http_response
+
+    response = b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{"statu\r\n9;ext=1\r\ns": "ok"}\r\n0\r\n\r\n'
+    assert http_response(response) == (200, "OK", b'{"status": "ok"}')
+    assert http_response(response[:-12]) == (200, "OK", b'{"status": ')  # as far as it has come

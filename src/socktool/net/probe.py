@@ -110,7 +110,32 @@ def http_response(data: bytes) -> tuple[int, str, bytes] | None:
     if end < 0:
         return None
     reason = (match.group(2) or b"").decode("latin-1").strip()
-    return int(match.group(1)), reason, data[end + skip :]
+    body = data[end + skip :]
+    if _CHUNKED.search(data[:end]):
+        body = dechunk(body)
+    return int(match.group(1)), reason, body
+
+
+_CHUNKED = re.compile(rb"^transfer-encoding:[ \t]*chunked[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def dechunk(body: bytes) -> bytes:
+    """The data of a chunked body, as far as it has come (a partial chunk counts as far as it goes)."""
+    out = bytearray()
+    rest = body
+    while True:
+        line, newline, after = rest.partition(b"\n")
+        size_text = line.split(b";", 1)[0].strip()
+        if not newline or not size_text:
+            return bytes(out)
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return bytes(out)
+        if size == 0:
+            return bytes(out)
+        out += after[:size]
+        rest = after[size:].removeprefix(b"\r\n").removeprefix(b"\n")
 
 
 def quote(data: bytes) -> str:
