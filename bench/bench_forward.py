@@ -69,7 +69,7 @@ class Relay:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            wait_accepting(port)
+            wait_listening(port)  # not a probe connection: the target may serve one client only
 
     def rss_kib(self, total: bool = False) -> int:
         if self.proc is None:

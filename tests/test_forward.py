@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Proc, free_port, need, one_line_error, run
+from conftest import Proc, free_port, need, one_line_error, run, serve_once
 from reliability_helpers import Collector, filtered_listener, recv_exactly
 from test_echo import connect_many, ping_pong
 
@@ -506,3 +506,37 @@ def test_options_that_cannot_apply_are_usage_errors(args, message):
     result = run("forward", "127.0.0.1:0", "127.0.0.1:9", *args)
     assert result.returncode == 2
     assert message in one_line_error(result.stderr)
+
+
+# -- --record on the other commands --------------------------------------------------------
+
+
+def _recorded(path) -> dict[str, bytes]:
+    """The bytes of each direction in a recording (data and datagram records)."""
+    out: dict[str, bytearray] = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if "hex" in record:
+            out.setdefault(record["direction"], bytearray()).extend(bytes.fromhex(record["hex"]))
+    return {direction: bytes(data) for direction, data in out.items()}
+
+
+def test_tcp_connect_record_keeps_both_directions_and_stdout_stays_raw(tmp_path):
+    reply = os.urandom(100_000)
+    port = serve_once(reply)
+    recording = tmp_path / "connect.jsonl"
+    result = run("tcp-connect", f"127.0.0.1:{port}", "--record", str(recording), input=b"request bytes")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == reply
+    assert _recorded(recording) == {"sent": b"request bytes", "received": reply}
+
+
+def test_udp_listen_and_udp_send_record_their_datagrams(tmp_path):
+    listen_record, send_record = tmp_path / "listen.jsonl", tmp_path / "send.jsonl"
+    with Proc("udp-listen", "127.0.0.1:0", "--count", "1", "--echo", "--record", str(listen_record)) as listener:
+        port = listener.wait_listening()
+        result = run("udp-send", "--wait", f"127.0.0.1:{port}", "ping", "--record", str(send_record))
+        assert listener.wait(10) == 0
+    assert result.stdout == b"ping"
+    assert _recorded(send_record) == {"sent": b"ping", "received": b"ping"}
+    assert _recorded(listen_record) == {"received": b"ping", "sent": b"ping"}

@@ -219,15 +219,7 @@ def forward(
             rich_help_panel=opt.FAULTS,
         ),
     ] = None,
-    record: Annotated[
-        str | None,
-        typer.Option(
-            "--record",
-            metavar="FILE",
-            help="Write every event and every byte both ways to FILE as JSON Lines.",
-            rich_help_panel=opt.OUTPUT,
-        ),
-    ] = None,
+    record: opt.Record = None,
     hex: opt.Hex = False,
     json: opt.Json = False,
     view: Annotated[
@@ -288,10 +280,7 @@ def forward(
         raise typer.BadParameter(
             "--hex is a way to draw the view; stdout is not drawn (add --view)", param_hint="'--hex'"
         )
-    sink = build_sink(terminal, mode, hex=hex, numbered=True, stats=True)
-    recorder = _recorder(record)
-    if recorder is not None:
-        sink = _both(sink, recorder)
+    sink = build_sink(terminal, mode, hex=hex, numbered=True, stats=True, record=record)
     raise_open_file_limit()
     if idle_timeout is None and bridge in (UDP, UDP_TO_TCP):
         idle_timeout = DATAGRAM_IDLE
@@ -304,7 +293,7 @@ def forward(
         max_clients=max_clients,
         access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
         idle_timeout=idle_timeout,
-        emit_data=mode is not Mode.RAW or recorder is not None,
+        emit_data=mode is not Mode.RAW or record is not None,
         faults=plan,
         listen_datagrams=bridge in (UDP, UDP_TO_TCP),
         target_datagrams=bridge in (UDP, TCP_TO_UDP),
@@ -400,29 +389,3 @@ def _parse_listen(text: str) -> Endpoint:
     from socktool.net.address import parse_listen_endpoint
 
     return parse_listen_endpoint(text)
-
-
-def _recorder(path: str | None) -> ev.Sink | None:
-    """The --record sink: the same records as --json, with every byte, to a file."""
-    if path is None:
-        return None
-    import functools
-    import os
-
-    from socktool.net.errors import UsageError, describe
-    from socktool.net.fdio import write_all
-    from socktool.view.jsonl import JsonLines
-
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise UsageError(f"cannot write the recording to {path}", describe(exc)) from exc
-    return JsonLines(functools.partial(write_all, fd))
-
-
-def _both(first: ev.Sink, second: ev.Sink) -> ev.Sink:
-    def sink(event: ev.Event) -> None:
-        first(event)
-        second(event)
-
-    return sink

@@ -156,6 +156,15 @@ View = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.", rich_help_panel=OUTPUT)]
 Hex = Annotated[bool, typer.Option("--hex", help="Show payload as a hex dump in the view.", rich_help_panel=OUTPUT)]
+Record = Annotated[
+    str | None,
+    typer.Option(
+        "--record",
+        metavar="FILE",
+        help="Also write every event, with every payload byte, to FILE as JSON Lines (the --json records).",
+        rich_help_panel=OUTPUT,
+    ),
+]
 IPv4 = Annotated[bool, typer.Option("-4", help="IPv4 only.", rich_help_panel=CONNECTION)]
 IPv6 = Annotated[bool, typer.Option("-6", help="IPv6 only.", rich_help_panel=CONNECTION)]
 

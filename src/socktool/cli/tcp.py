@@ -122,6 +122,7 @@ def _relay_options(
     expect: str | None,
     timeout: float | None,
     terminal: Terminal,
+    record: str | None = None,
 ) -> RelayOptions:
     opt.exclusive(send_only=send_only, recv_only=recv_only)
     return RelayOptions(
@@ -129,7 +130,7 @@ def _relay_options(
         receive=not send_only,
         half_close=not no_shutdown,
         output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
-        emit_data=mode is not Mode.RAW,
+        emit_data=mode is not Mode.RAW or record is not None,  # --record needs the bytes too
         idle_timeout=idle_timeout,
         expect=opt.expect_pattern(expect),
         expect_timeout=timeout,
@@ -212,6 +213,7 @@ def tcp_connect(
     expect: Expect = None,
     hex: opt.Hex = False,
     json: opt.Json = False,
+    record: opt.Record = None,
     progress: Progress = False,
     view: opt.View = None,
     verbose: opt.Verbose = False,
@@ -245,8 +247,9 @@ def tcp_connect(
         expect=expect,
         timeout=timeout,
         terminal=terminal,
+        record=record,
     )
-    sink = build_sink(terminal, mode, hex=hex)
+    sink = build_sink(terminal, mode, hex=hex, record=record)
     client_tls = tlsopt.client_tls(
         tls,
         address,
@@ -384,6 +387,7 @@ def tcp_listen(
     control: Control = None,
     hex: opt.Hex = False,
     json: opt.Json = False,
+    record: opt.Record = None,
     progress: Progress = False,
     view: opt.View = None,
     verbose: opt.Verbose = False,
@@ -457,8 +461,9 @@ def tcp_listen(
         expect=expect,
         timeout=timeout,
         terminal=terminal,
+        record=record,
     )
-    sink = build_sink(terminal, mode, hex=hex, numbered=many)
+    sink = build_sink(terminal, mode, hex=hex, numbered=many, record=record)
     from socktool.net.pipe import listen_engine
     from socktool.net.tcp import SocketOptions
 

@@ -141,6 +141,7 @@ def udp_send(
     ipv6: opt.IPv6 = False,
     hex: opt.Hex = False,
     json: opt.Json = False,
+    record: opt.Record = None,
     view: opt.View = None,
     verbose: opt.Verbose = False,
     quiet: opt.Quiet = False,
@@ -170,7 +171,9 @@ def udp_send(
     datagrams: tuple[bytes, ...] = ()
     if message is not None:
         datagrams = (_message_bytes(message, hex_input),)
-    sink = build_sink(terminal, mode, hex=hex, stats=mode is not Mode.VIEW)  # the view draws its own totals
+    sink = build_sink(
+        terminal, mode, hex=hex, stats=mode is not Mode.VIEW, record=record
+    )  # the view draws its own totals
     target = udpsend.open_target(
         address,
         family=family,
@@ -210,7 +213,7 @@ def udp_send(
             outgoing,
             wait=(timeout or 2.0) if wait else None,
             output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
-            emit=mode is not Mode.RAW,
+            emit=mode is not Mode.RAW or record is not None,
             sink=sink,
         ).run()
     finally:
@@ -300,6 +303,7 @@ def udp_listen(
     ipv6: opt.IPv6 = False,
     hex: opt.Hex = False,
     json: opt.Json = False,
+    record: opt.Record = None,
     view: opt.View = None,
     verbose: opt.Verbose = False,
     quiet: opt.Quiet = False,
@@ -326,7 +330,9 @@ def udp_listen(
     opt.exclusive(reply=reply, echo=echo, reply_last=reply_last)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
-    sink = build_sink(terminal, mode, hex=hex, stats=mode is not Mode.VIEW)  # the view draws its own totals
+    sink = build_sink(
+        terminal, mode, hex=hex, stats=mode is not Mode.VIEW, record=record
+    )  # the view draws its own totals
     groups = tuple(dict.fromkeys(group or ()))
     control_mode = control_mode_of(control, terminal, {"--reply": reply is not None, "--echo": echo})
     if reply_last and control_mode == "none":
@@ -340,7 +346,7 @@ def udp_listen(
         count=count,
         timeout=timeout,
         output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
-        emit=mode is not Mode.RAW,
+        emit=mode is not Mode.RAW or record is not None,
     )
     with udp.bind(address, family=family, groups=groups, interface=interface) as listener:
         # From here an interrupt, however early, still closes it and removes a unix socket file.

@@ -13,8 +13,30 @@ from socktool.view.terminal import Mode, Terminal
 
 
 def build_sink(
-    terminal: Terminal, mode: Mode, *, hex: bool = False, numbered: bool = False, stats: bool = False
+    terminal: Terminal,
+    mode: Mode,
+    *,
+    hex: bool = False,
+    numbered: bool = False,
+    stats: bool = False,
+    record: str | None = None,
 ) -> ev.Sink:
+    """The view for `mode` and status lines; with `record`, every event also goes to that file."""
+    sink = _view_sink(terminal, mode, hex=hex, numbered=numbered, stats=stats)
+    if record is None:
+        return sink
+    from socktool.view.record import recorder
+
+    recording = recorder(record)
+
+    def with_recording(event: ev.Event) -> None:
+        recording(event)
+        sink(event)
+
+    return with_recording
+
+
+def _view_sink(terminal: Terminal, mode: Mode, *, hex: bool, numbered: bool, stats: bool) -> ev.Sink:
     status = StatusLines(terminal, connections=mode is not Mode.VIEW, numbered=numbered, stats=stats)
     if mode is Mode.RAW:
         return status

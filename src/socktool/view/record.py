@@ -1,0 +1,32 @@
+"""--record FILE: every event, payload bytes included, as JSON Lines in a file.
+
+The records are exactly those of --json (view/jsonl.py), one object per line,
+each stamped with `ts`; a `data` (or datagram) record carries its bytes in
+full as `hex`, so a recording rebuilds the exact bytes of each connection and
+direction (the `hex` of its records, joined in file order), for a later replay.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from socktool.net import events as ev
+from socktool.net.errors import UsageError, describe
+
+
+def recorder(path: str) -> ev.Sink:
+    """A sink writing JSON Lines to `path` (created, or emptied)."""
+    from socktool.view.jsonl import JsonLines
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UsageError(f"cannot write the recording to {path}", describe(exc)) from exc
+    return JsonLines(functools.partial(_write_all, fd))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
