@@ -351,7 +351,13 @@ def test_first_client_deadline_counts_from_the_start_whatever_is_refused_meanwhi
 # -- every sink takes every event ----------------------------------------------------------
 ONE_OF_EACH: list[ev.Event] = [
     ev.Listening("127.0.0.1:9000"),
+    ev.Listening("127.0.0.1:9443", tls_fingerprint="sha256:" + "ab" * 32),
     ev.Connected(1, "127.0.0.1:5000", "127.0.0.1:9000", True),
+    ev.Tls(
+        1, "127.0.0.1:5000", "TLSv1.3", "TLS_AES_256_GCM_SHA384", "h2", "CN=localhost", "CN=ca",
+        ("DNS:localhost",), "2030-01-01T00:00:00Z", "sha256:" + "cd" * 32, "ca",
+    ),  # fmt: skip
+    ev.Tls(2, "127.0.0.1:5001", "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", None, "", "", (), "", "", ""),
     ev.Rejected("10.0.0.1:5000", "not in --allow"),
     ev.Data(1, "127.0.0.1:5000", ev.RECEIVED, b"text\n"),
     ev.Data(1, "127.0.0.1:5000", ev.SENT, b"\x00\xff binary"),
