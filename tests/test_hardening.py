@@ -23,7 +23,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def listen_in_child_as_nobody(path: str, kind: int) -> str:
-    """What listen(unix:path) does for uid 65534: 'ok' or the error line."""
+    """What bind(unix:path) does for uid 65534: 'ok' or the error line."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: no pytest from here on, only os._exit
@@ -33,11 +33,12 @@ def listen_in_child_as_nobody(path: str, kind: int) -> str:
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
+            from socktool.net.address import Endpoint
             from socktool.net.errors import SocktoolError
-            from socktool.net.tcp import Endpoint, listen
+            from socktool.net.sockets import bind
 
             try:
-                listen(Endpoint(path=path), kind=kind).close()
+                bind(Endpoint(path=path), kind=kind).close()
                 answer = "ok"
             except SocktoolError as exc:
                 answer = str(exc)

@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.loop import Connection, Handler, SocketTransport, close_quietly
+from socktool.net.loop import Connection, Handler, SocketTransport
 from socktool.net.service import Service, ServiceKinds
+from socktool.net.sockets import close_quietly
 
 
 class EchoOptions(NamedTuple):

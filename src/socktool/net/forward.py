@@ -53,7 +53,8 @@ from socktool.net.loop import (
     Timer,
     close_quietly,
 )
-from socktool.net.tcp import Listener, SocketOptions, listen
+from socktool.net.sockets import BoundSocket, bind
+from socktool.net.tcp import SocketOptions
 from socktool.values import format_duration
 
 SPLICE_CHUNK = 1024 * 1024
@@ -241,7 +242,7 @@ class _Pair:
 class Forwarder:
     """Relays every client of `listener` to the target until interrupted."""
 
-    def __init__(self, listener: Listener, options: ForwardOptions, sink: ev.Sink = ev.ignore):
+    def __init__(self, listener: BoundSocket, options: ForwardOptions, sink: ev.Sink = ev.ignore):
         self.listener = listener
         self.options = options
         self.sink = sink
@@ -660,9 +661,9 @@ class Forwarder:
 def run_forward(endpoint: Endpoint, options: ForwardOptions, sink: ev.Sink) -> None:
     """Bind `endpoint` and relay its clients to the target until interrupted."""
     if options.listen_datagrams:  # no SO_REUSEADDR on UDP: another process could bind the same port
-        listener = listen(endpoint, family=options.family, kind=socket.SOCK_DGRAM, reuse_addr=False)
+        listener = bind(endpoint, family=options.family, kind=socket.SOCK_DGRAM, reuse_addr=False)
     else:
-        listener = listen(endpoint, family=options.family, backlog=BACKLOG)
+        listener = bind(endpoint, family=options.family, backlog=BACKLOG)
     with listener:  # closed (and a unix socket file removed) whatever happens next
         if options.listen_datagrams:
             from socktool.net.forward_udp import DatagramForwarder

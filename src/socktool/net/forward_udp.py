@@ -28,8 +28,8 @@ from socktool.net import events as ev
 from socktool.net.errors import describe
 from socktool.net.faults import Shaper
 from socktool.net.forward import ForwardOptions, TargetDialer
-from socktool.net.loop import Connection, Handler, Loop, SocketTransport, Timer, close_quietly
-from socktool.net.tcp import Listener
+from socktool.net.loop import Connection, Handler, Loop, SocketTransport, Timer
+from socktool.net.sockets import BoundSocket, close_quietly
 from socktool.values import format_duration
 
 DATAGRAM_BATCH = 64  # datagrams per wake-up, so one busy client cannot starve the rest
@@ -108,7 +108,7 @@ class _TargetStream(Handler):
 class DatagramForwarder:
     """Relays each client address of a UDP listener to the target, a session each."""
 
-    def __init__(self, listener: Listener, options: ForwardOptions, sink: ev.Sink = ev.ignore):
+    def __init__(self, listener: BoundSocket, options: ForwardOptions, sink: ev.Sink = ev.ignore):
         self.listener = listener
         self.options = options
         self.sink = sink

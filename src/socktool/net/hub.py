@@ -51,7 +51,8 @@ from socktool.net.loop import (
     close_quietly,
 )
 from socktool.net.relay import EXPECT_WINDOW, Payload, RelayOptions
-from socktool.net.tcp import Listener, SocketOptions, listen
+from socktool.net.sockets import BoundSocket, bind
+from socktool.net.tcp import SocketOptions
 from socktool.values import CrlfEncoder, HexDecoder, format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,7 +98,7 @@ def peer_host(addr: object) -> str | None:
 class Hub:
     """Serves clients of one listener until interrupted (or, without keep_open, one client)."""
 
-    listener: Listener  # bound by run()
+    listener: BoundSocket  # bound by run()
 
     def __init__(
         self,
@@ -146,7 +147,7 @@ class Hub:
             raise_open_file_limit()
         # With -k, a burst of clients must not overflow the accept queue (each dropped SYN costs a client 1s).
         backlog = BACKLOG if options.keep_open else 128
-        with listen(self.endpoint, family=options.family, reuse_addr=options.reuse_addr, backlog=backlog) as listener:
+        with bind(self.endpoint, family=options.family, reuse_addr=options.reuse_addr, backlog=backlog) as listener:
             self.listener = listener
             if self._splice_out is not None:
                 widen_pipe(self._splice_out)

@@ -51,6 +51,7 @@ from typing import Protocol
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.errors import NetworkError, OutputClosed, describe
+from socktool.net.sockets import close_quietly
 
 READ_CHUNK = 256 * 1024  # one recv per readiness event, into the loop's one buffer
 SPLICE_CHUNK = 1024 * 1024  # one splice per readiness event (Connection.splice_to)
@@ -712,13 +713,6 @@ class Acceptor:
             self._watching = False
 
 
-def close_quietly(sock: socket.socket) -> None:
-    try:
-        sock.close()
-    except OSError:
-        pass
-
-
 __all__ = [
     "BACKLOG",
     "HIGH_WATER",
@@ -730,5 +724,4 @@ __all__ = [
     "SocketTransport",
     "Timer",
     "Transport",
-    "close_quietly",
 ]

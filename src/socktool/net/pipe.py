@@ -18,6 +18,7 @@ from socktool.net import tcp
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import TimedOut
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
+from socktool.net.sockets import BoundSocket, bind, close_quietly
 from socktool.values import format_duration
 
 if TYPE_CHECKING:  # pragma: no cover - the loop is imported only by the listening side; TLS only when used
@@ -160,16 +161,16 @@ class AcceptOne(Session):
             self.secure = lambda conn: tls.start_server(identity, conn, self.sink)
             self.strict_close = o.tls.strict_close
             fingerprint = identity.fingerprint
-        with tcp.listen(self.endpoint, family=o.family, reuse_addr=o.reuse_addr) as listener:
+        with bind(self.endpoint, family=o.family, reuse_addr=o.reuse_addr) as listener:
             self.sink(ev.Listening(listener.address, tls_fingerprint=fingerprint))
             conn = self._first_client(listener)
             listener.sock.close()  # like nc: one client, no one else queues up (the unix file goes at the end)
             self._relay(conn)
 
-    def _first_client(self, listener: tcp.Listener) -> Connection:
+    def _first_client(self, listener: BoundSocket) -> Connection:
         """Accept on the loop (its one acceptor and out-of-descriptors policy) until a client is let in."""
         from socktool.net.hub import peer_host
-        from socktool.net.loop import Acceptor, Loop, close_quietly
+        from socktool.net.loop import Acceptor, Loop
 
         sink, o = self.sink, self.options
         loop = Loop(sink)

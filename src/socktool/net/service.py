@@ -17,7 +17,7 @@ from socktool.net.address import Endpoint
 from socktool.net.errors import BindError, UsageError
 from socktool.net.fdio import raise_open_file_limit
 from socktool.net.loop import BACKLOG, Acceptor, Loop
-from socktool.net.tcp import Listener, listen
+from socktool.net.sockets import BoundSocket, bind
 from socktool.net.udp import DatagramBuffer, widen_send_buffer
 from socktool.net.udpguard import LoopGuard
 
@@ -32,7 +32,9 @@ class ServiceKinds(NamedTuple):
     family: int = socket.AF_UNSPEC
 
 
-def bind_service(endpoint: Endpoint, *, family: int, tcp: bool, udp: bool) -> tuple[Listener | None, Listener | None]:
+def bind_service(
+    endpoint: Endpoint, *, family: int, tcp: bool, udp: bool
+) -> tuple[BoundSocket | None, BoundSocket | None]:
     """Bind the TCP listener and the UDP socket of a service on one port, non-blocking.
 
     With port 0 the UDP socket takes the port TCP got (trying again with a new
@@ -48,11 +50,11 @@ def bind_service(endpoint: Endpoint, *, family: int, tcp: bool, udp: bool) -> tu
         )
     attempts = 10 if endpoint.port == 0 and tcp and udp else 1
     for attempt in range(attempts):
-        stream = listen(endpoint, family=family, backlog=BACKLOG) if tcp else None
+        stream = bind(endpoint, family=family, backlog=BACKLOG) if tcp else None
         try:
             port = stream.port if stream is not None and not endpoint.is_unix else endpoint.port
             dgram = (
-                listen(endpoint._replace(port=port), family=family, kind=socket.SOCK_DGRAM, reuse_addr=False)
+                bind(endpoint._replace(port=port), family=family, kind=socket.SOCK_DGRAM, reuse_addr=False)
                 if udp
                 else None
             )
@@ -79,8 +81,8 @@ class Service:
     (the loop guard has let it through).
     """
 
-    tcp: Listener | None = None  # bound by serve()
-    udp: Listener | None = None
+    tcp: BoundSocket | None = None  # bound by serve()
+    udp: BoundSocket | None = None
 
     def __init__(self, endpoint: Endpoint, kinds: ServiceKinds, sink: ev.Sink):
         self.endpoint = endpoint

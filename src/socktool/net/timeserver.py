@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.loop import close_quietly
 from socktool.net.service import Service, ServiceKinds
+from socktool.net.sockets import close_quietly
 from socktool.net.udpguard import REPLY_ALLOWANCE, reply_limit
 
 MAX_REPLY = 1024

@@ -24,12 +24,12 @@ from typing import Any, NamedTuple, TypeVar
 
 from socktool.framing import MAX_DATAGRAM, MAX_DATAGRAM_IPV6
 from socktool.net import events as ev
-from socktool.net import interrupts
+from socktool.net import interrupts, sockets
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import NetworkError, OutputClosed, TimedOut, UsageError, describe
 from socktool.net.fdio import write_all
 from socktool.net.multicast import Interface, join_groups
-from socktool.net.tcp import Listener, listen
+from socktool.net.sockets import BoundSocket
 from socktool.values import format_duration, printable
 
 BytesT = TypeVar("BytesT", bytes, bytearray)
@@ -133,7 +133,7 @@ def bind(
     family: int = socket.AF_UNSPEC,
     groups: tuple[str, ...] = (),
     interface: str | None = None,
-) -> Listener:
+) -> BoundSocket:
     """The receiving socket: bound, joined to its groups, with a deep receive queue.
 
     SO_REUSEADDR is set only with groups (several receivers of one group on a
@@ -143,11 +143,11 @@ def bind(
     if endpoint.is_unix:
         if groups:
             raise UsageError("--group needs a UDP address, not unix:")
-        listener = listen(endpoint, kind=socket.SOCK_DGRAM)
+        listener = sockets.bind(endpoint, kind=socket.SOCK_DGRAM)
     else:
         if groups:
             family = _group_family(endpoint, family, groups)
-        listener = listen(endpoint, family=family, kind=socket.SOCK_DGRAM, reuse_addr=bool(groups))
+        listener = sockets.bind(endpoint, family=family, kind=socket.SOCK_DGRAM, reuse_addr=bool(groups))
     try:
         widen_receive_buffer(listener.sock)
         if groups:
@@ -211,7 +211,7 @@ class Receiver(DatagramCounters):
     interrupt at any moment still removes a unix socket file.
     """
 
-    def __init__(self, listener: Listener, options: ListenOptions, sink: ev.Sink = ev.ignore):
+    def __init__(self, listener: BoundSocket, options: ListenOptions, sink: ev.Sink = ev.ignore):
         self.listener = listener
         self.sock = listener.sock
         self.options = options

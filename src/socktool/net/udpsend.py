@@ -28,7 +28,7 @@ from socktool.net.address import Endpoint, resolve, sockaddr_text
 from socktool.net.errors import BindError, NetworkError, TimedOut, UsageError, describe
 from socktool.net.fdio import CHUNK, write_all
 from socktool.net.multicast import is_multicast, set_sending_interface
-from socktool.net.tcp import remove_stale_socket
+from socktool.net.sockets import bind_source, remove_stale_socket
 from socktool.net.udp import (
     MAX_DATAGRAM,
     DatagramBuffer,
@@ -140,22 +140,7 @@ def _configure(sock: socket.socket, family: int, host: str, options: SendOptions
     except OSError as exc:
         raise NetworkError("cannot set socket options", describe(exc)) from exc
     if options.source is not None or options.source_port is not None:
-        _bind_source(sock, family, options.source, options.source_port)
-
-
-def _bind_source(sock: socket.socket, family: int, source: str | None, port: int | None) -> None:
-    host = source if source is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0")
-    try:
-        addrs = resolve(host, port or 0, family=family, kind=socket.SOCK_DGRAM, passive=True)
-    except NetworkError:
-        raise BindError(f"cannot use source address {source!r}", "not an address of the target's family") from None
-    try:
-        sock.bind(addrs[0][1])
-    except OSError as exc:
-        what = f"cannot bind source {sockaddr_text(addrs[0][1])}"
-        if exc.errno == errno.EADDRINUSE:
-            raise BindError(what, "address already in use", f"another process holds udp port {port}") from exc
-        raise BindError(what, describe(exc)) from exc
+        bind_source(sock, family, options.source, options.source_port)
 
 
 def _open_unix_target(path: str, replies: bool, source: str | None = None) -> Target:
