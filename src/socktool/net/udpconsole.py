@@ -25,7 +25,7 @@ from socktool.net import events as ev
 from socktool.net.errors import NetworkError, describe
 from socktool.net.fdio import write_all
 from socktool.net.loop import Loop, Timer
-from socktool.net.tcp import Listener
+from socktool.net.sockets import BoundSocket
 from socktool.net.udp import ListenOptions, Receiver, max_datagram, peer_text
 from socktool.values import format_duration, format_size
 
@@ -48,7 +48,7 @@ class UdpConsole(Receiver):
 
     def __init__(
         self,
-        listener: Listener,
+        listener: BoundSocket,
         options: ListenOptions,
         sink: ev.Sink = ev.ignore,
         *,
