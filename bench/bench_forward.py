@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from bench_echo import CONNECTS_IN_FLIGHT, free_port, rss_kib, run_load, wait_accepting
-from bench_tcp import parse_size
+from bench_tcp import parse_size, wait_listening
 
 HOST = "127.0.0.1"
 SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
@@ -118,15 +118,6 @@ def transfer(name: str, size: int) -> dict:
                 relay.stop()
         counted = int(count_file.read_text().strip() or 0)
     return {"rate": size / seconds / (1 << 20), "complete": counted == size and client.returncode == 0}
-
-
-def wait_listening(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout.strip():
-            return
-        time.sleep(0.01)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def throughput(names: list[str], size: int, rounds: int) -> None:

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -17,21 +16,12 @@ import pytest
 
 from conftest import Proc, free_port, need, one_line_error, run, serve_once
 from reliability_helpers import Collector, filtered_listener, recv_exactly
-from test_echo import connect_many, ping_pong
+from test_echo import connect_many, enough_descriptors, ping_pong  # noqa: F401 - the fixture, for the load test
 
 MB = 1 << 20
 # The test's clients connect from this address and forward admits only it: other tests on the
 # machine scan loopback ports, and a stray connection must not take a one-client target's place.
 CLIENT_IP = "127.0.0.3"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def enough_descriptors():
-    """The load test opens a thousand client sockets in this process."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @contextlib.contextmanager
@@ -328,6 +318,14 @@ def test_deny_turns_a_client_away_before_any_byte():
         with connect(port) as client:
             assert read_to_end(client) == b""
         proc.wait_for(r"rejected .*denied by --deny")
+
+
+def test_idle_timeout_closes_a_silent_pair():
+    with echo_server() as echo, forwarding(f"127.0.0.1:{echo}", "-i", "300ms") as (proc, port), connect(port) as client:
+        client.sendall(b"x")
+        assert recv_exactly(client, 1) == b"x"
+        assert read_to_end(client) == b""
+        proc.wait_for(r"closed #1 .*\(idle timeout\)")
 
 
 def test_source_address_is_used_for_the_target_side():

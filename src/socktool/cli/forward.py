@@ -29,13 +29,8 @@ NonNegativeInt = opt.value_parser(lambda text: _non_negative(text))
 
 
 def _non_negative(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if number < 0:
-        raise ValueError(f"must not be negative, got {number}")
-    return number
+    """A byte count: 0 or more."""
+    return 0 if text.strip().isdigit() and not int(text) else opt.positive_int(text)
 
 
 def _rate(text: str) -> int:
