@@ -216,16 +216,18 @@ def test_socket_options_reach_the_connection(option, monkeypatch):
 
 @pytest.mark.parametrize("option", ["--reuse-addr", "--no-reuse-addr"])
 def test_reuse_addr_is_set_unless_refused(option, monkeypatch):
-    listen = tcp.listen
+    from socktool.net import pipe
+
+    bind = pipe.bind
     seen: list[int] = []
 
     def spy(*args, **kwargs):
-        listener = listen(*args, **kwargs)
+        listener = bind(*args, **kwargs)
         seen.append(listener.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
         listener.close()
         raise _Stop
 
-    monkeypatch.setattr(tcp, "listen", spy)
+    monkeypatch.setattr(pipe, "bind", spy)  # tcp-listen's one-client engine binds through it
     run_in_process(["tcp-listen", option, "127.0.0.1:0"], monkeypatch)
     assert seen == [0 if option == "--no-reuse-addr" else 1]
 
