@@ -9,6 +9,7 @@ import typer
 from socktool.cli import options as opt
 from socktool.cli import tls as tlsopt
 from socktool.cli.console import Control
+from socktool.cli.frames import Checksum, Frame, FrameOptions, MaxFrame, frame_options
 from socktool.net.access import AccessPolicy, Network
 from socktool.net.relay import Payload, RelayOptions
 from socktool.shellwords import split_command
@@ -17,6 +18,10 @@ from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from socktool.console import Answer
+    from socktool.net import events as ev
     from socktool.view.progress import Counters
 
 # -- options the two commands share ----------------------------------------------
@@ -91,16 +96,23 @@ Progress = Annotated[
 
 
 def _payload(
-    terminal: Terminal, send: list[str] | None, hex_input: bool, crlf: bool, repeat: int, interval: float
+    terminal: Terminal,
+    send: list[str] | None,
+    hex_input: bool,
+    crlf: bool,
+    repeat: int,
+    interval: float,
+    framing: FrameOptions = FrameOptions(),
 ) -> Payload:
     messages: list[bytes] = []
     for text in send or ():
         data = text.encode("utf-8", "surrogateescape")
-        if hex_input:
-            try:
+        try:
+            if hex_input:
                 data = decode_hex(data)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="'--send'") from None
+            data = framing.encode(data)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--send'") from None
         messages.append(to_crlf(data) if crlf else data)
     return Payload(
         stdin_fd=None if send else terminal.stdin_fd,
@@ -211,6 +223,9 @@ def tcp_connect(
     repeat: Repeat = 1,
     interval: Interval = 0.0,
     expect: Expect = None,
+    frame: Frame = None,
+    max_frame: MaxFrame = None,
+    checksum: Checksum = None,
     hex: opt.Hex = False,
     json: opt.Json = False,
     record: opt.Record = None,
@@ -237,7 +252,8 @@ def tcp_connect(
     family = opt.family(ipv4, ipv6)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
-    payload = _payload(terminal, send, hex_input, crlf, repeat, interval)
+    framing = frame_options(frame, max_frame, checksum, crlf=crlf)
+    payload = _payload(terminal, send, hex_input, crlf, repeat, interval, framing)
     relay_options = _relay_options(
         mode,
         send_only=send_only,
@@ -249,7 +265,7 @@ def tcp_connect(
         terminal=terminal,
         record=record,
     )
-    sink = build_sink(terminal, mode, hex=hex, record=record)
+    sink = framing.sink(build_sink(terminal, mode, hex=hex, record=record))
     client_tls = tlsopt.client_tls(
         tls,
         address,
@@ -384,6 +400,9 @@ def tcp_listen(
     repeat: Repeat = 1,
     interval: Interval = 0.0,
     expect: Expect = None,
+    frame: Frame = None,
+    max_frame: MaxFrame = None,
+    checksum: Checksum = None,
     control: Control = None,
     hex: opt.Hex = False,
     json: opt.Json = False,
@@ -410,7 +429,7 @@ def tcp_listen(
       socktool tcp-listen -k --allow 127.0.0.1 9000 > log
       socktool tcp-listen -k --exec 'cat' 7000
     """
-    from socktool.net.hub import ListenOptions
+    from socktool.net.hub import Hub, ListenOptions
 
     family = opt.family(ipv4, ipv6)
     opt.exclusive(exec=exec_, broker=broker)
@@ -451,7 +470,8 @@ def tcp_listen(
         max_clients = DEFAULT_MAX_CLIENTS
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
-    payload = _payload(terminal, send, hex_input, crlf, repeat, interval)
+    framing = frame_options(frame, max_frame, checksum, crlf=crlf)
+    payload = _payload(terminal, send, hex_input, crlf, repeat, interval, framing)
     relay_options = _relay_options(
         mode,
         send_only=send_only,
@@ -463,7 +483,14 @@ def tcp_listen(
         terminal=terminal,
         record=record,
     )
-    sink = build_sink(terminal, mode, hex=hex, numbered=many, record=record)
+    served: list[Hub] = []  # the engine, once built: a message over --max-frame closes only its client
+
+    def frame_error(conn: int) -> None:
+        served[0].loop.kick(conn, "a message larger than --max-frame")
+
+    sink = framing.sink(
+        build_sink(terminal, mode, hex=hex, numbered=many, record=record), frame_error if many else None
+    )
     from socktool.net.pipe import listen_engine
     from socktool.net.tcp import SocketOptions
 
@@ -485,17 +512,27 @@ def tcp_listen(
         from socktool.console import text_encoder
         from socktool.net.console import ConsoleHub
 
-        encode = text_encoder(hex_input=hex_input, crlf=crlf)
-        run_controlled(
-            control_mode,
-            terminal,
-            sink,
-            lambda sink, answer: ConsoleHub(
-                address, payload, relay_options, options, sink, answer=answer, encode=encode
-            ),
-        )
+        typed = text_encoder(hex_input=hex_input, crlf=crlf, line_end=not framing.active)
+
+        def console_hub(sink: "ev.Sink", answer: "Callable[[Answer], None]") -> ConsoleHub:
+            hub = ConsoleHub(
+                address,
+                payload,
+                relay_options,
+                options,
+                sink,
+                answer=answer,
+                encode=lambda text: framing.encode(typed(text)),
+                frame=framing.encode,
+            )
+            served.append(hub)
+            return hub
+
+        run_controlled(control_mode, terminal, sink, console_hub)
         return 0
     engine = listen_engine(address, payload, relay_options, options, sink)
+    if isinstance(engine, Hub):
+        served.append(engine)
     total = _stdin_size(terminal) if payload.stdin_fd is not None else None
     with _progress(terminal, progress, engine.counters, total):
         engine.run()

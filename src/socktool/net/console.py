@@ -56,10 +56,12 @@ class ConsoleHub(Hub):
         *,
         answer: AnswerSink,
         encode: Callable[[bytes], bytes] = cmd.text_encoder(),
+        frame: Callable[[bytes], bytes] = bytes,
     ):
         super().__init__(endpoint, payload, relay, options, sink)
         self.answer = answer
-        self.encode = encode
+        self.encode = encode  # typed text -> what is sent (line end, or checksum and frame)
+        self.frame = frame  # /hex bytes -> what is sent (--frame / --checksum; else as they are)
         self.focus: int | None = None  # /to N: where plain lines go (None: every client)
         self._refusing = False  # /pause
         self._files: dict[int, FileSender] = {}
@@ -91,7 +93,7 @@ class ConsoleHub(Hub):
             self._say(command.text)
         elif isinstance(command, cmd.SendTo):
             conn = self._client(command.target)
-            data = self._text_bytes(command.text) if command.data is None else command.data
+            data = self._text_bytes(command.text) if command.data is None else self.frame(command.data)
             self._send(conn, data)
         elif isinstance(command, cmd.Focus):
             self._focus(command.target)
