@@ -25,6 +25,7 @@ import ast
 import itertools
 import os
 import socket
+import ssl  # noqa: F401 - before the harness stands in for socket.socket: ssl subclasses it on import
 import tempfile
 import threading
 from pathlib import Path
@@ -56,6 +57,8 @@ KEEP = "test_keep_open.py::"
 ENGINE = "test_engine.py::"
 FWD = "test_forward.py::"
 FWD_UDP = "test_forward_udp.py::"
+TLS = "test_tls.py::"
+CONSOLE = "test_console_tty.py::"
 COMMON = "test_common_options.py::"
 BEHAVIOUR = "test_option_behaviour.py::"
 
@@ -96,6 +99,38 @@ _RELAY = {
     "--raw": ("format", f"{VIEW}test_raw_flag_on_a_terminal_writes_payload_untouched"),
 }
 
+_TLS_CONNECT = {
+    "--tls": ("tls", f"{TLS}test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply"),
+    "--ca": ("tls", f"{TLS}test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply"),
+    "--pin": ("tls", f"{TLS}test_pin_accepts_exactly_that_certificate_and_names_the_one_seen_otherwise"),
+    "--insecure": ("tls", f"{TLS}test_insecure_connects_and_says_so_on_stderr"),
+    "--sni": ("tls", f"{TLS}test_client_refuses_a_name_the_certificate_does_not_hold"),
+    "--no-sni": ("tls", f"{TLS}test_no_sni_still_checks_the_name_against_the_host"),
+    "--cert": ("tls", f"{TLS}test_client_certificate_for_a_server_that_requires_one"),
+    "--key": ("tls", f"{TLS}test_client_certificate_for_a_server_that_requires_one"),
+    "--alpn": ("tls", f"{TLS}test_tls_event_in_json_names_version_alpn_and_peer"),
+    "--tls-min": ("tls", f"{TLS}test_tls_min_above_what_the_server_speaks_fails_with_one_line"),
+    "--ciphers": ("tls", "PENDING"),
+    "--min-days": ("tls", f"{TLS}test_min_days_fails_on_a_certificate_expiring_sooner"),
+    "--strict-close": (
+        "tls",
+        f"{TLS}test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_close_a_failure",
+    ),
+    "--proxy": ("proxy", "PENDING"),
+    "--proxy-auth": ("proxy", "PENDING"),
+}
+_TLS_LISTEN = {
+    "--tls": ("tls", f"{TLS}test_ephemeral_certificate_fingerprint_is_printed_and_pins_for_socktools_client"),
+    "--cert": ("tls", f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate"),
+    "--key": ("tls", f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate"),
+    "--client-ca": ("tls", f"{TLS}test_client_ca_requires_a_client_certificate"),
+    "--alpn": ("tls", "PENDING"),
+    "--tls-min": ("tls", "PENDING"),
+    "--ciphers": ("tls", "PENDING"),
+    "--strict-close": ("tls", f"{TLS}test_every_byte_arrives_both_ways_between_socktool_client_and_server"),
+}
+_TLS_NEEDS = {"--tls"}
+
 OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "tcp-connect": {
         **_RELAY,
@@ -105,6 +140,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "-s": ("source", f"{PIPE}test_source_port_is_used"),
         "-p": ("source", f"{PIPE}test_source_port_is_used"),
         "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-connect]"),
+        **_TLS_CONNECT,
     },
     # tcp-listen builds its payload and relay options with the same helpers as
     # tcp-connect (cli/tcp.py _payload, _relay_options): tcp-connect's tests show them.
@@ -121,6 +157,8 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--no-reuse-addr": ("reuse", f"{BEHAVIOUR}test_reuse_addr_is_set_unless_refused[--no-reuse-addr]"),
         "-w": ("timeout", f"{BEHAVIOUR}test_listen_timeout_gives_up_without_a_client"),
         "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-listen]"),
+        **_TLS_LISTEN,
+        "--control": ("console", f"{CONSOLE}test_control_json_drives_the_same_scenario_and_answers_in_json"),
         "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
         "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
     },
@@ -155,6 +193,8 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--json": ("format", f"{UDP}test_listen_json_one_record_per_datagram"),
         "--view": ("format", f"{UDP}test_listen_view_draws_a_line_per_datagram_and_counters"),
         "--raw": ("format", f"{UDP}test_listen_writes_binary_empty_and_largest_datagrams_exactly"),
+        "--control": ("console", "PENDING"),
+        "--reply-last": ("answer", f"{CONSOLE}test_udp_listen_console_answers_one_peer_and_reply_last"),
     },
     "echo": {
         **_common("echo"),
@@ -248,11 +288,25 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
 
 # Options that need another one (given without any of these, they are refused).
 # --hex draws the view, which stdout here (not a terminal) gets only with --view.
-NEEDS: dict[str, dict[str, set[str]]] = {
-    "tcp-connect": {"--interval": {"--repeat"}, "--hex": {"--view"}},
-    "tcp-listen": {"--interval": {"--repeat"}, "--hex": {"--view"}, "--max-clients": {"-k", "--broker"}},
+NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
+    "tcp-connect": {
+        "--interval": {"--repeat"},
+        "--hex": {"--view"},
+        **{option: _TLS_NEEDS for option in _TLS_CONNECT if option not in ("--tls", "--proxy", "--proxy-auth")},
+        "--key": (_TLS_NEEDS, {"--cert"}),  # both, so never with one other option alone
+        "--proxy-auth": {"--proxy"},
+    },
+    "tcp-listen": {
+        "--interval": {"--repeat"},
+        "--hex": {"--view"},
+        "--max-clients": {"-k", "--broker"},
+        "--control": {"-k", "--broker"},  # (the value here is json; one client's stdin is its payload)
+        **{option: _TLS_NEEDS for option in _TLS_LISTEN if option != "--tls"},
+        "--key": (_TLS_NEEDS, {"--cert"}),
+    },
     "udp-send": {"--interval": {"--count", "--lines"}, "--hex": {"--view"}},
-    "udp-listen": {"--interface": {"--group"}, "--hex": {"--view"}},
+    # --reply-last answers lines typed at the console: a terminal on stdin (not here) or --control json
+    "udp-listen": {"--interface": {"--group"}, "--hex": {"--view"}, "--reply-last": {"--control"}},
     "forward": {
         "--upstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
         "--downstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
@@ -301,7 +355,27 @@ _ZERO = {
 }
 _OUTPUT_PAIRS = {"--hex --json": REFUSED, "--json --view": REFUSED, "--json --raw": REFUSED, "--hex --raw": REFUSED}
 PAIRS: dict[str, dict[str, str]] = {
-    "tcp-connect": {**_RELAY_PAIRS, **_ZERO, "-s -p": f"{PIPE}test_source_port_is_used"},
+    "tcp-connect": {
+        **_RELAY_PAIRS,
+        **_ZERO,
+        "-s -p": f"{PIPE}test_source_port_is_used",
+        **{f"--proxy {name}": REFUSED for name in ("-4", "-6", "-s", "-p")},
+        "--tls --ca": f"{TLS}test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply",
+        "--tls --pin": f"{TLS}test_pin_accepts_exactly_that_certificate_and_names_the_one_seen_otherwise",
+        "--tls --insecure": f"{TLS}test_insecure_connects_and_says_so_on_stderr",
+        "--tls --sni": f"{TLS}test_client_refuses_a_name_the_certificate_does_not_hold",
+        "--tls --no-sni": f"{TLS}test_no_sni_still_checks_the_name_against_the_host",
+        "--tls --cert": f"{TLS}test_client_certificate_for_a_server_that_requires_one",
+        "--tls --alpn": f"{TLS}test_tls_event_in_json_names_version_alpn_and_peer",
+        "--tls --tls-min": f"{TLS}test_tls_min_above_what_the_server_speaks_fails_with_one_line",
+        "--tls --min-days": f"{TLS}test_min_days_fails_on_a_certificate_expiring_sooner",
+        "--tls --strict-close": f"{TLS}test_a_server_that_ends_with_close_notify_is_a_clean_end",
+        "--tls -z": f"{TLS}test_client_refuses_a_name_the_certificate_does_not_hold",
+        "--tls --json": f"{TLS}test_tls_event_in_json_names_version_alpn_and_peer",
+        "--tls --send": f"{TLS}test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply",
+        "--tls --recv-only": f"{TLS}test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_close_a_failure",
+        "--tls -v": f"{TLS}test_pin_accepts_exactly_that_certificate_and_names_the_one_seen_otherwise",
+    },
     "tcp-listen": {
         **_RELAY_PAIRS,
         "--allow --deny": f"{MANY}test_deny_wins_and_ipv6_cidrs_work",
@@ -319,6 +393,14 @@ PAIRS: dict[str, dict[str, str]] = {
         "--broker --send-only": f"{KEEP}test_broker_send_only_relays_nothing_between_clients",
         "--broker --recv-only": f"{KEEP}test_broker_recv_only_sends_clients_nothing",
         "--exec --crlf": f"{KEEP}test_exec_crlf_translates_the_commands_output",
+        **{f"--tls {mode}": REFUSED for mode in ("-k", "--broker", "--exec")},
+        "--tls --cert": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
+        "--tls --client-ca": f"{TLS}test_client_ca_requires_a_client_certificate",
+        "--tls --strict-close": f"{TLS}test_every_byte_arrives_both_ways_between_socktool_client_and_server",
+        "--tls --json": f"{TLS}test_ephemeral_certificate_fingerprint_is_printed_and_pins_for_socktools_client",
+        "--tls --send": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
+        "--tls --no-shutdown": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
+        "-k --control": f"{CONSOLE}test_control_json_drives_the_same_scenario_and_answers_in_json",
         **{f"--exec {name}": REFUSED for name in ("--send", "--hex-input", "--repeat", "--expect", "--progress")},
     },
     "udp-send": {
@@ -340,6 +422,11 @@ PAIRS: dict[str, dict[str, str]] = {
         "-4 -6": REFUSED,
         **_OUTPUT_PAIRS,
         "--reply --echo": REFUSED,
+        "--reply --reply-last": REFUSED,
+        "--echo --reply-last": REFUSED,
+        "--reply-last --control": f"{CONSOLE}test_udp_listen_console_answers_one_peer_and_reply_last",
+        "--reply --control": REFUSED,  # --control json answers by command, not by rule
+        "--echo --control": REFUSED,
         "--count --timeout": f"{UDP}test_listen_timeout_with_fewer_than_count_exits_1",
         "--group --interface": f"{UDP}test_multicast_on_a_named_interface",
         "--hex --view": f"{UDP}test_listen_hex_view",
@@ -458,10 +545,35 @@ PENDING_PAIRS["forward"].update(
         if option != mode and f"{mode} {option}" not in PAIRS["forward"] and f"{option} {mode}" not in PAIRS["forward"]
     }
 )
+_LATE = {  # options added after this table was first written: pairs not listed above make no claim yet
+    "tcp-connect": ("tls: TLS and proxy options", (*_TLS_CONNECT,)),
+    "tcp-listen": ("tls and console: TLS and --control", (*_TLS_LISTEN, "--control")),
+    "udp-listen": ("console: --control and --reply-last", ("--control", "--reply-last")),
+}
+for _name, (_owner, _late) in _LATE.items():
+    PENDING_PAIRS.setdefault(_name, {}).update(
+        {
+            f"{late} {option}": f"{_owner}: no test of this pair yet"
+            for late in _late
+            for option in OPTIONS[_name]
+            if option != late
+            and f"{late} {option}" not in PAIRS[_name]
+            and f"{option} {late}" not in PAIRS[_name]
+            and f"{option} {late}" not in PENDING_PAIRS.get(_name, {})
+        }
+    )
+
 PENDING_OPTIONS = {
     ("wait", "-v"): "checks: -v adds no status line to wait yet",
     ("ping", "-v"): "checks: -v adds no status line to ping yet",
     ("ping", "-w"): "checks: no test of ping -w yet",
+    ("tcp-connect", "--ciphers"): "tls: no test of --ciphers yet",
+    ("tcp-connect", "--proxy"): "tls: the --proxy tests are not in the suite yet",
+    ("tcp-connect", "--proxy-auth"): "tls: the --proxy tests are not in the suite yet",
+    ("tcp-listen", "--alpn"): "tls: no test of the listener's --alpn yet",
+    ("tcp-listen", "--tls-min"): "tls: no test of the listener's --tls-min yet",
+    ("tcp-listen", "--ciphers"): "tls: no test of the listener's --ciphers yet",
+    ("udp-listen", "--control"): "console: no test of udp-listen --control json yet",
     ("forward", "--allow"): "forward: no test of --allow yet",
     ("forward", "-i"): "forward: no test of --idle-timeout yet",
     ("forward", "--jitter"): "forward: no test of --jitter yet",
@@ -517,6 +629,15 @@ VALUES = {
     "--require": "1",
     "--banner-size": "10",
     "--drop": "0.5",
+    "--pin": "sha256:" + "0" * 64,
+    "--sni": "example.test",
+    "--alpn": "h2",
+    "--tls-min": "1.2",
+    "--ciphers": "HIGH",
+    "--min-days": "1",
+    "--proxy": "socks5://127.0.0.1:1080",
+    "--proxy-auth": "user:secret",
+    "--control": "json",
 }
 ARGUMENTS = {
     "tcp-connect": ["127.0.0.1:9"],
@@ -533,7 +654,7 @@ ARGUMENTS = {
 IPV6 = {"127.0.0.1:9": "[::1]:9", "127.0.0.1:0": "[::1]:0", "127.0.0.1": "::1", "127.0.0.1/32": "::1/128"}
 
 
-def argv_for(name: str, pair: tuple[str, ...], record: str) -> list[str]:
+def argv_for(name: str, pair: tuple[str, ...], record: str, files: dict[str, str]) -> list[str]:
     """The command line for `name` with the options of `pair`, each with a value that fits the other."""
     ipv6 = "-6" in pair
     args: list[str] = [name]
@@ -546,6 +667,8 @@ def argv_for(name: str, pair: tuple[str, ...], record: str) -> list[str]:
         value = VALUES.get(option)
         if option == "--record":
             value = record
+        elif option in files:
+            value = files[option]
         elif option == "--send" and "--hex-input" in pair:
             value = "78"
         elif option == "--group" and ipv6:
@@ -614,8 +737,10 @@ def expected(name: str, a: str, b: str) -> str:
     """REFUSED, PENDING, or the test that shows the pair honoured ("" for independent options)."""
     needs = NEEDS.get(name, {})
     for one, other in ((a, b), (b, a)):
-        if one in needs and other not in needs[one]:
-            return REFUSED
+        if one in needs:
+            groups = needs[one] if isinstance(needs[one], tuple) else (needs[one],)
+            if any(other not in group for group in groups):
+                return REFUSED
     pairs = PAIRS.get(name, {})
     listed = pairs.get(f"{a} {b}") or pairs.get(f"{b} {a}")
     if listed:
@@ -640,6 +765,26 @@ def _test_names() -> set[str]:
 
 def _exists(reference: str, names: set[str]) -> bool:
     return reference.split("[", 1)[0] in names
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Readable certificate files for the TLS options: a CA, and a leaf with its key in one file."""
+    import trustme
+
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost")
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(directory / "leaf.pem"))
+    leaf.private_key_pem.write_to_path(str(directory / "key.pem"))
+    ca_file = str(directory / "ca.pem")
+    return {
+        "--ca": ca_file,
+        "--client-ca": ca_file,
+        "--cert": str(directory / "leaf.pem"),
+        "--key": str(directory / "key.pem"),
+    }
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -672,14 +817,14 @@ def test_every_option_is_in_the_table_with_a_test(name):
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_every_pair_is_honoured_or_refused_never_ignored(name, monkeypatch, tmp_path):
+def test_every_pair_is_honoured_or_refused_never_ignored(name, monkeypatch, tmp_path, tls_files):
     live = options_of(name)
     problems = []
     for a, b in itertools.combinations(live, 2):
         if _same_param(a, b) or a not in OPTIONS.get(name, {}) or b not in OPTIONS.get(name, {}):
             continue
         want = expected(name, a, b)
-        argv = argv_for(name, (a, b), str(tmp_path / "record"))
+        argv = argv_for(name, (a, b), str(tmp_path / "record"), tls_files)
         got = outcome(argv, monkeypatch)
         shown = " ".join(argv)
         if want.startswith("UNLISTED"):
