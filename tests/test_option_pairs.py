@@ -119,6 +119,8 @@ _TLS_CONNECT = {
     "--proxy": ("proxy", "PENDING"),
     "--proxy-auth": ("proxy", "PENDING"),
 }
+_RECORD = "record"  # --record FILE: its own aspect (a copy of the traffic to a file)
+_RECORDS_DATAGRAMS = f"{FWD}test_udp_listen_and_udp_send_record_their_datagrams"
 _TLS_LISTEN = {
     "--tls": ("tls", f"{TLS}test_ephemeral_certificate_fingerprint_is_printed_and_pins_for_socktools_client"),
     "--cert": ("tls", f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate"),
@@ -141,6 +143,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "-p": ("source", f"{PIPE}test_source_port_is_used"),
         "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-connect]"),
         **_TLS_CONNECT,
+        "--record": (_RECORD, f"{FWD}test_tcp_connect_record_keeps_both_directions_and_stdout_stays_raw"),
     },
     # tcp-listen builds its payload and relay options with the same helpers as
     # tcp-connect (cli/tcp.py _payload, _relay_options): tcp-connect's tests show them.
@@ -159,6 +162,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-listen]"),
         **_TLS_LISTEN,
         "--control": ("console", f"{CONSOLE}test_control_json_drives_the_same_scenario_and_answers_in_json"),
+        "--record": (_RECORD, "PENDING"),
         "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
         "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
     },
@@ -180,6 +184,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--json": ("format", f"{UDP}test_wait_shows_replies_as_json_from_their_source"),
         "--view": ("format", f"{BEHAVIOUR}test_udp_send_view_shows_what_was_sent[--view]"),
         "--raw": ("format", f"{UDP}test_wait_prints_the_reply_of_a_python_server"),
+        "--record": (_RECORD, _RECORDS_DATAGRAMS),
     },
     "udp-listen": {
         **_common("udp-listen"),
@@ -195,6 +200,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--raw": ("format", f"{UDP}test_listen_writes_binary_empty_and_largest_datagrams_exactly"),
         "--control": ("console", "PENDING"),
         "--reply-last": ("answer", f"{CONSOLE}test_udp_listen_console_answers_one_peer_and_reply_last"),
+        "--record": (_RECORD, _RECORDS_DATAGRAMS),
     },
     "echo": {
         **_common("echo"),
@@ -574,6 +580,7 @@ PENDING_OPTIONS = {
     ("tcp-listen", "--tls-min"): "tls: no test of the listener's --tls-min yet",
     ("tcp-listen", "--ciphers"): "tls: no test of the listener's --ciphers yet",
     ("udp-listen", "--control"): "console: no test of udp-listen --control json yet",
+    ("tcp-listen", "--record"): "view: no test of tcp-listen --record yet",
     ("forward", "--allow"): "forward: no test of --allow yet",
     ("forward", "-i"): "forward: no test of --idle-timeout yet",
     ("forward", "--jitter"): "forward: no test of --jitter yet",
