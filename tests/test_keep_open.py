@@ -283,3 +283,40 @@ def test_keep_open_serves_many_clients_with_one_thread():
         assert threads <= 3
         for client in clients:
             client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command_", [["tcp-listen", "-k", "-v"], ["echo", "--tcp-only", "-v"]])
+def test_two_thousand_idle_clients_cost_little_and_do_not_hold_up_a_new_one(command_):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4200:
+        pytest.skip(f"needs 4,200 descriptors, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    count = 2000
+    try:
+        with Proc(*command_, "127.0.0.1:0", stdin=subprocess.PIPE) as server:
+            port = server.wait_listening()
+            rss_before = _rss_kib(server.popen.pid)
+            held = [connect(port) for _ in range(count)]
+            server.wait_for(f"connection from #{count} ", timeout=60)
+            grown = _rss_kib(server.popen.pid) - rss_before
+            threads = len(os.listdir(f"/proc/{server.popen.pid}/task"))
+            with connect(port) as newcomer:  # served while the others are held
+                newcomer.sendall(b"still served\n")
+                if command_[0] == "echo":
+                    assert read_exactly(newcomer, 13) == b"still served\n"
+                else:
+                    assert server.popen.stdout.readline() == b"still served\n"
+            for sock in held:
+                sock.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert threads <= 3
+    assert grown < 32 * 1024, f"{count} idle clients took {grown} KiB"
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))

@@ -323,7 +323,7 @@ def tcp_listen(
             "--max-clients",
             metavar="N",
             parser=opt.PositiveInt,
-            help="With -k: turn away clients beyond N at once.",
+            help="With -k or --broker: turn away clients beyond N at once (--exec: 100 unless given).",
             rich_help_panel=opt.CONNECTION,
         ),
     ] = None,
@@ -352,7 +352,10 @@ def tcp_listen(
         typer.Option(
             "--exec",
             metavar="CMD",
-            help="Wire each connection to a new process's stdin/stdout (no shell unless CMD runs one).",
+            help=(
+                "Wire each connection to a new process's stdin/stdout (CMD split as sh splits words;"
+                " no shell unless CMD runs one). --crlf applies to its output."
+            ),
             rich_help_panel=opt.CONNECTION,
         ),
     ] = None,
@@ -360,7 +363,10 @@ def tcp_listen(
         bool,
         typer.Option(
             "--broker",
-            help="Relay each client's data to every other client (implies -k).",
+            help=(
+                "Relay each client's data to every other client (implies -k). With --send-only clients"
+                " get stdin only; with --recv-only their data goes to stdout only and they get nothing."
+            ),
             rich_help_panel=opt.CONNECTION,
         ),
     ] = False,
@@ -374,7 +380,10 @@ def tcp_listen(
             "--timeout",
             metavar="DUR",
             parser=opt.PositiveDuration,
-            help="Give up if no client connects within DUR; with --expect, how long to wait for a match.",
+            help=(
+                "Give up if no client is let in within DUR of the start; with --expect, how long each"
+                " client has to match."
+            ),
             rich_help_panel=opt.CONNECTION,
         ),
     ] = None,
@@ -416,9 +425,11 @@ def tcp_listen(
 ) -> int:
     """Listen on [HOST:]PORT and relay one client ⇄ stdin/stdout, like nc -l.
 
-    One client, then exit; -k serves many at once (their data to stdout, each
-    stdin line to all of them); --broker relays between clients; --exec runs
-    a program per connection.
+    One client, then exit; -k serves many at once on one thread (their data
+    to stdout, stdin to all of them as it arrives; the I/O options apply to
+    each client); --broker relays between clients; --exec runs a program per
+    connection. A client that does not read is dropped after 2s with more
+    than 1 MiB waiting for it, so that the others go on.
 
     With -k or --broker, stdin at a terminal is a console: lines go to every
     client, /to N picks one, /help lists the commands. In a pipe stdin stays
