@@ -7,6 +7,7 @@ import itertools
 import json
 import socket
 import subprocess
+import threading
 
 import pytest
 from hypothesis import given
@@ -230,3 +231,40 @@ def test_console_messages_get_the_frame():
         server.wait(10)
         server.stdin.close()
         server.stdout.close()
+
+
+def test_forward_shows_one_record_per_message_both_ways():
+    target = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        conn, _ = target.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    messages, writes = three_and_one("len16")
+    proc = Proc("forward", "127.0.0.1:0", f"127.0.0.1:{target.getsockname()[1]}", "--frame", "len16", "--json")
+    with proc:
+        port = proc.wait_listening()
+        stream = b"".join(writes)
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as client:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for write in writes:
+                client.sendall(write)
+            assert read_exactly(client, len(stream)) == stream
+        assert proc.popen.stdout is not None
+        records = []
+        while len([r for r in records if r.get("event") == "closed"]) < 1:
+            line = proc.popen.stdout.readline()
+            assert line, proc.stderr
+            records.append(json.loads(line))
+    target.close()
+    for direction in ("upstream", "downstream"):
+        data = [bytes.fromhex(r["hex"]) for r in records if r.get("direction") == direction]
+        assert data == messages, records
+
+
+def test_forward_frame_is_for_streams_only():
+    result = run("forward", "127.0.0.1:0", "127.0.0.1:9", "--udp", "--frame", "line")
+    assert result.returncode == 2

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from socktool.cli import options as opt
+from socktool.cli.frames import Frame, MaxFrame, frame_options
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy, Network
 from socktool.net.address import Endpoint
@@ -215,6 +216,8 @@ def forward(
         ),
     ] = None,
     record: opt.Record = None,
+    frame: Frame = None,
+    max_frame: MaxFrame = None,
     hex: opt.Hex = False,
     json: opt.Json = False,
     view: Annotated[
@@ -275,7 +278,13 @@ def forward(
         raise typer.BadParameter(
             "--hex is a way to draw the view; stdout is not drawn (add --view)", param_hint="'--hex'"
         )
-    sink = build_sink(terminal, mode, hex=hex, numbered=True, stats=True, record=record)
+    if frame is not None and bridge is not None:
+        raise typer.BadParameter(f"frames a TCP stream; {bridge} carries datagrams", param_hint="'--frame'")
+    framing = frame_options(frame, max_frame, None, crlf=False)
+    # A message over --max-frame: a warning, and that connection's records are shown per read from then on.
+    sink = framing.sink(
+        build_sink(terminal, mode, hex=hex, numbered=True, stats=True, record=record), lambda conn: None
+    )
     raise_open_file_limit()
     if idle_timeout is None and bridge in (UDP, UDP_TO_TCP):
         idle_timeout = DATAGRAM_IDLE

@@ -5,9 +5,9 @@ decoder (socktool.frames); a Data event becomes as many Data events as it
 completes messages (none, while a message is still arriving). When a
 connection closes, bytes that did not make a whole message are shown as one
 last record, with a warning. A message larger than --max-frame is an error
-for that connection only: a warning, its stream is no longer decoded, and
-`on_error(conn)` is called (the server closes it); without on_error (the
-one-connection pipe) it is the command's error.
+for that connection only: a warning, its stream is shown per read from then
+on, and `on_error(conn)` is called (tcp-listen -k closes it); without
+on_error (the one-connection pipe) it is the command's error.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ class FramedSink:
             self._decoders[key] = self.framing.decoder(self.max_frame)
             self._peers[event.conn] = event.peer
         decoder = self._decoders[key]
-        if decoder is None:
-            return  # this stream broke the framing; its connection is being closed
+        if decoder is None:  # this stream broke the framing: shown per read from now on
+            self.sink(event)
+            return
         try:
             messages = decoder.feed(event.data)
         except FrameTooLarge as exc:
