@@ -41,6 +41,8 @@ COMMON: tuple[Rule, ...] = (
     Excludes("json", "view", "--json is the output format already"),
     Excludes("hex", "json", "JSON records carry the payload's hex already"),
     Excludes("hex", "view=False", "--hex is a way to draw the view, which this turns off"),
+    Excludes("full", "json", "--full draws the view; JSON records carry every byte already"),
+    Excludes("full", "view=False", "--full draws the view, which this turns off"),
     Excludes("progress", "quiet", "-q leaves stderr to errors; the bar is drawn there"),
 )
 
@@ -61,7 +63,17 @@ RULES: dict[str, tuple[Rule, ...]] = {
         *RELAY,
         *(
             Excludes("zero", name, _NOTHING_MOVES)
-            for name in (*_SENDING, "send_only", "recv_only", "expect", "idle_timeout", "hex", "progress", "view")
+            for name in (
+                *_SENDING,
+                "send_only",
+                "recv_only",
+                "expect",
+                "idle_timeout",
+                "hex",
+                "full",
+                "progress",
+                "view",
+            )
         ),
         Excludes("zero", "keepalive", "-z closes the connection before a keepalive could matter"),
         Excludes("zero", "nodelay", "-z closes the connection before --nodelay could matter"),

@@ -155,7 +155,20 @@ View = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.", rich_help_panel=OUTPUT)]
-Hex = Annotated[bool, typer.Option("--hex", help="Show payload as a hex dump in the view.", rich_help_panel=OUTPUT)]
+Hex = Annotated[
+    bool,
+    typer.Option(
+        "--hex",
+        help="Show payload as a hex dump (in a pipe: the received bytes as hex text).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Full = Annotated[
+    bool,
+    typer.Option(
+        "--full", help="Draw every chunk whole in the view (default: the first rows of each).", rich_help_panel=OUTPUT
+    ),
+]
 Record = Annotated[
     str | None,
     typer.Option(

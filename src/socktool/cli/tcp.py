@@ -135,6 +135,7 @@ def _relay_options(
     timeout: float | None,
     terminal: Terminal,
     record: str | None = None,
+    summarize_sent: bool = False,
 ) -> RelayOptions:
     opt.exclusive(send_only=send_only, recv_only=recv_only)
     return RelayOptions(
@@ -144,6 +145,7 @@ def _relay_options(
         output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
         emit_data=mode is not Mode.RAW or record is not None,  # --record needs the bytes too
         idle_timeout=idle_timeout,
+        summarize_sent=summarize_sent,
         expect=opt.expect_pattern(expect),
         expect_timeout=timeout,
         linger=0.0 if terminal.stdin_isatty else 0.5,
@@ -227,6 +229,7 @@ def tcp_connect(
     max_frame: MaxFrame = None,
     checksum: Checksum = None,
     hex: opt.Hex = False,
+    full: opt.Full = False,
     json: opt.Json = False,
     record: opt.Record = None,
     progress: Progress = False,
@@ -251,7 +254,7 @@ def tcp_connect(
 
     family = opt.family(ipv4, ipv6)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    mode = terminal.mode(view=view, json=json)
+    mode = terminal.mode(view=view, json=json, hex=hex)
     framing = frame_options(frame, max_frame, checksum, crlf=crlf)
     payload = _payload(terminal, send, hex_input, crlf, repeat, interval, framing)
     relay_options = _relay_options(
@@ -264,8 +267,10 @@ def tcp_connect(
         timeout=timeout,
         terminal=terminal,
         record=record,
+        # A file or pipe on stdin is counted in the view, not drawn chunk by chunk.
+        summarize_sent=mode is Mode.VIEW and not (full or send or frame) and not terminal.stdin_isatty,
     )
-    sink = framing.sink(build_sink(terminal, mode, hex=hex, record=record))
+    sink = framing.sink(build_sink(terminal, mode, hex=hex, record=record, full=full))
     client_tls = tlsopt.client_tls(
         tls,
         address,
@@ -414,6 +419,7 @@ def tcp_listen(
     checksum: Checksum = None,
     control: Control = None,
     hex: opt.Hex = False,
+    full: opt.Full = False,
     json: opt.Json = False,
     record: opt.Record = None,
     progress: Progress = False,
@@ -480,7 +486,7 @@ def tcp_listen(
 
         max_clients = DEFAULT_MAX_CLIENTS
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    mode = terminal.mode(view=view, json=json)
+    mode = terminal.mode(view=view, json=json, hex=hex)
     framing = frame_options(frame, max_frame, checksum, crlf=crlf)
     payload = _payload(terminal, send, hex_input, crlf, repeat, interval, framing)
     relay_options = _relay_options(
@@ -493,6 +499,8 @@ def tcp_listen(
         timeout=timeout,
         terminal=terminal,
         record=record,
+        # A file or pipe on stdin is counted in the view, not drawn chunk by chunk.
+        summarize_sent=mode is Mode.VIEW and not (full or send or frame) and not terminal.stdin_isatty,
     )
     served: list[Hub] = []  # the engine, once built: a message over --max-frame closes only its client
 
@@ -500,7 +508,7 @@ def tcp_listen(
         served[0].loop.kick(conn, "a message larger than --max-frame")
 
     sink = framing.sink(
-        build_sink(terminal, mode, hex=hex, numbered=many, record=record), frame_error if many else None
+        build_sink(terminal, mode, hex=hex, numbered=many, record=record, full=full), frame_error if many else None
     )
     from socktool.net.pipe import listen_engine
     from socktool.net.tcp import SocketOptions

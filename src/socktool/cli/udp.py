@@ -140,6 +140,7 @@ def udp_send(
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
     hex: opt.Hex = False,
+    full: opt.Full = False,
     json: opt.Json = False,
     record: opt.Record = None,
     view: opt.View = None,
@@ -167,12 +168,12 @@ def udp_send(
         raise typer.BadParameter("--lines splits stdin; it does not apply to MESSAGE", param_hint="'--lines'")
     wait = wait or timeout is not None
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    mode = terminal.mode(view=view, json=json)
+    mode = terminal.mode(view=view, json=json, hex=hex)
     datagrams: tuple[bytes, ...] = ()
     if message is not None:
         datagrams = (_message_bytes(message, hex_input),)
     sink = build_sink(
-        terminal, mode, hex=hex, stats=mode is not Mode.VIEW, record=record
+        terminal, mode, hex=hex, stats=mode is not Mode.VIEW, record=record, full=full
     )  # the view draws its own totals
     target = udpsend.open_target(
         address,
@@ -302,6 +303,7 @@ def udp_listen(
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
     hex: opt.Hex = False,
+    full: opt.Full = False,
     json: opt.Json = False,
     record: opt.Record = None,
     view: opt.View = None,
@@ -329,9 +331,9 @@ def udp_listen(
     family = opt.family(ipv4, ipv6)
     opt.exclusive(reply=reply, echo=echo, reply_last=reply_last)
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    mode = terminal.mode(view=view, json=json)
+    mode = terminal.mode(view=view, json=json, hex=hex)
     sink = build_sink(
-        terminal, mode, hex=hex, stats=mode is not Mode.VIEW, record=record
+        terminal, mode, hex=hex, stats=mode is not Mode.VIEW, record=record, full=full
     )  # the view draws its own totals
     groups = tuple(dict.fromkeys(group or ()))
     control_mode = control_mode_of(control, terminal, {"--reply": reply is not None, "--echo": echo})

@@ -64,6 +64,19 @@ class Tls(NamedTuple):
     verified: str  # "ca", "pin", "insecure" (a client), "client-ca" / "" (a server)
 
 
+class Moved(NamedTuple):
+    """Bytes relayed without a Data event for each chunk: a view asked only for the total.
+
+    `source` says where they came from ("stdin").
+    """
+
+    conn: int
+    peer: str
+    direction: str
+    size: int
+    source: str = ""
+
+
 class Closed(NamedTuple):
     conn: int
     peer: str
@@ -161,7 +174,7 @@ def count_states(results: list[ScanResult], states: tuple[str, ...] = STATES) ->
     return counts
 
 
-Event = Listening | Connected | Rejected | Data | Tls | Closed | Datagram | Notice | Stats | Served
+Event = Listening | Connected | Rejected | Data | Moved | Tls | Closed | Datagram | Notice | Stats | Served
 Sink = Callable[[Event], None]
 
 

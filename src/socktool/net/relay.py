@@ -27,7 +27,15 @@ from typing import NamedTuple
 
 from socktool.net import events as ev
 from socktool.net import interrupts
-from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
+from socktool.net.errors import (
+    ExpectNotMet,
+    NetworkError,
+    OutputClosed,
+    PeerReset,
+    SocktoolError,
+    UsageError,
+    describe,
+)
 from socktool.net.fdio import (
     CHUNK,
     defer_to_producer,
@@ -96,6 +104,7 @@ class RelayOptions(NamedTuple):
     half_close: bool = True  # --no-shutdown turns it off
     output_fd: int | None = 1  # raw payload goes here; None when a view draws it
     emit_data: bool = False  # Data events for a view or --json
+    summarize_sent: bool = False  # with emit_data: what we send is one Moved event at the end, not Data
     idle_timeout: float | None = None
     expect: re.Pattern[bytes] | None = None
     expect_timeout: float | None = None
@@ -149,6 +158,7 @@ class Relay:
         self.sink = sink
         self.output_lock = output_lock
         self._send_error: BaseException | None = None
+        self._window = b""  # the latest received bytes, searched for --expect
         self.send_done = threading.Event()
 
     # -- the whole relay ------------------------------------------------
@@ -209,19 +219,18 @@ class Relay:
 
     # -- stdin → socket ---------------------------------------------------
     def _send(self) -> None:
-        sock, conn = self.conn.sock, self.conn
+        conn = self.conn
         try:
-            if not self._send_by_kernel():
-                with room_to_write(sock.fileno()) as (room, _flags):
-                    for chunk in self.payload.chunks():
-                        send_all(sock, chunk, room)
-                        conn.count_sent(len(chunk))
-                        if self.options.emit_data:
-                            self.sink(ev.Data(conn.conn, conn.peer, ev.SENT, chunk))
-            if self.options.half_close:
-                sock.shutdown(socket.SHUT_WR)
+            self._send_payload()
+            # With --expect the peer may answer only while it can still read (or hang up
+            # at our EOF): the write side stays open until the match or the timeout.
+            if self.options.half_close and self.options.expect is None:
+                conn.sock.shutdown(socket.SHUT_WR)
         except ValueError as exc:  # bad --hex-input on stdin
             self._send_error = UsageError("invalid stdin", str(exc))
+            self._wake_receiver()
+        except OutputClosed as exc:  # the reader of stdout left while a sent chunk was shown
+            self._send_error = exc
             self._wake_receiver()
         except OSError as exc:
             if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
@@ -231,10 +240,24 @@ class Relay:
         finally:
             self.send_done.set()
 
+    def _send_payload(self) -> None:
+        sock, conn, opts = self.conn.sock, self.conn, self.options
+        if not self._send_by_kernel():
+            show = opts.emit_data and not opts.summarize_sent
+            with room_to_write(sock.fileno()) as (room, _flags):
+                for chunk in self.payload.chunks():
+                    if show:  # reported as it is handed to the socket: before any reply to it
+                        self.sink(ev.Data(conn.conn, conn.peer, ev.SENT, chunk))
+                    send_all(sock, chunk, room)
+                    conn.count_sent(len(chunk))
+        if opts.emit_data and opts.summarize_sent:
+            self.sink(ev.Moved(conn.conn, conn.peer, ev.SENT, conn.sent, "stdin"))
+
     def _send_by_kernel(self) -> bool:
         """Move stdin to the socket with splice/sendfile when nothing needs to see it."""
         payload = self.payload
-        if not payload.is_plain_stream or payload.stdin_fd is None or self.options.emit_data:
+        shown = self.options.emit_data and not self.options.summarize_sent
+        if not payload.is_plain_stream or payload.stdin_fd is None or shown:
             return False
         fd, sock_fd = payload.stdin_fd, self.conn.sock.fileno()
         if is_pipe(fd):
@@ -266,51 +289,67 @@ class Relay:
         return self._receive_loop()
 
     def _receive_loop(self) -> str:
-        opts, conn, sock = self.options, self.conn, self.conn.sock
+        sock = self.conn.sock
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
-        window = b""
+        opts = self.options
         expect_deadline = time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
         timed = opts.idle_timeout is not None or expect_deadline is not None
         waiter = interrupts.Waiter(sock.fileno())
         # In the main thread, an empty socket is waited for in the Waiter (see interrupts).
         flags = socket.MSG_DONTWAIT if interrupts.wakeup_fd() is not None and not timed else 0
         while True:
-            if timed:
-                if not waiter.wait(self._wait_seconds(expect_deadline)):
-                    if expect_deadline is not None and time.monotonic() >= expect_deadline:
-                        raise ExpectNotMet(
-                            f"no match for {self._pattern()}",
-                            f"nothing matched within {format_duration(opts.expect_timeout or 0)}",
-                        )
-                    if self._idle_expired():
-                        self.sink(ev.Notice(f"no traffic for {format_duration(opts.idle_timeout or 0)}; closing"))
-                        return "idle timeout"
-                    continue
+            if timed and not waiter.wait(self._wait_seconds(expect_deadline)):
+                reason = self._timed_out(expect_deadline)
+                if reason:
+                    return reason
+                continue
             try:
                 n = sock.recv_into(buffer, 0, flags)
             except BlockingIOError:
                 waiter.wait()
                 continue
             if not n:
-                if self._send_error is not None:
-                    return "send failed"
-                if opts.expect is not None:
-                    raise ExpectNotMet(f"no match for {self._pattern()}", "the peer closed the connection first")
-                return "closed by peer"
-            conn.count_received(n)
-            if opts.output_fd is not None:
-                if self.output_lock is None:
-                    write_all(opts.output_fd, view[:n])
-                else:
-                    with self.output_lock:
-                        write_all(opts.output_fd, view[:n])
-            if opts.emit_data:
-                self.sink(ev.Data(conn.conn, conn.peer, ev.RECEIVED, bytes(view[:n])))
-            if opts.expect is not None:
-                window = (window + bytes(view[:n]))[-EXPECT_WINDOW:]
-                if opts.expect.search(window):
-                    return "expected data received"
+                return self._end_of_stream()
+            if self._deliver(view[:n]):
+                return "expected data received"
+
+    def _timed_out(self, expect_deadline: float | None) -> str:
+        """Nothing came in the wait: why the relay ends now, or "" to wait on."""
+        opts = self.options
+        if expect_deadline is not None and time.monotonic() >= expect_deadline:
+            raise ExpectNotMet(
+                f"no match for {self._pattern()}",
+                f"nothing matched within {format_duration(opts.expect_timeout or 0)}",
+            )
+        if self._idle_expired():
+            self.sink(ev.Notice(f"no traffic for {format_duration(opts.idle_timeout or 0)}; closing"))
+            return "idle timeout"
+        return ""
+
+    def _end_of_stream(self) -> str:
+        if self._send_error is not None:
+            return "send failed"
+        if self.options.expect is not None:
+            raise ExpectNotMet(f"no match for {self._pattern()}", "the peer closed the connection first")
+        return "closed by peer"
+
+    def _deliver(self, data: memoryview) -> bool:
+        """Hand received bytes on (stdout, the sink); True once --expect matched."""
+        opts, conn = self.options, self.conn
+        conn.count_received(len(data))
+        if opts.output_fd is not None:
+            if self.output_lock is None:
+                write_all(opts.output_fd, data)
+            else:
+                with self.output_lock:
+                    write_all(opts.output_fd, data)
+        if opts.emit_data:
+            self.sink(ev.Data(conn.conn, conn.peer, ev.RECEIVED, bytes(data)))
+        if opts.expect is None:
+            return False
+        self._window = (self._window + bytes(data))[-EXPECT_WINDOW:]
+        return opts.expect.search(self._window) is not None
 
     def _wait_seconds(self, expect_deadline: float | None) -> float:
         now = time.monotonic()

@@ -20,9 +20,10 @@ def build_sink(
     numbered: bool = False,
     stats: bool = False,
     record: str | None = None,
+    full: bool = False,
 ) -> ev.Sink:
     """The view for `mode` and status lines; with `record`, every event also goes to that file."""
-    sink = _view_sink(terminal, mode, hex=hex, numbered=numbered, stats=stats)
+    sink = _view_sink(terminal, mode, hex=hex, numbered=numbered, stats=stats, full=full)
     if record is None:
         return sink
     from socktool.view.record import recorder
@@ -36,18 +37,23 @@ def build_sink(
     return with_recording
 
 
-def _view_sink(terminal: Terminal, mode: Mode, *, hex: bool, numbered: bool, stats: bool) -> ev.Sink:
+def _view_sink(terminal: Terminal, mode: Mode, *, hex: bool, numbered: bool, stats: bool, full: bool) -> ev.Sink:
     status = StatusLines(terminal, connections=mode is not Mode.VIEW, numbered=numbered, stats=stats)
     if mode is Mode.RAW:
         return status
+    payload: ev.Sink
     if mode is Mode.JSON:
         from socktool.view.jsonl import JsonLines
 
-        payload: ev.Sink = JsonLines(terminal.write_out)
+        payload = JsonLines(terminal.write_out)
+    elif mode is Mode.HEX:
+        from socktool.view.hexout import HexOut
+
+        payload = HexOut(terminal.write_out)
     else:
         from socktool.view.traffic import TrafficView
 
-        payload = TrafficView(terminal.console(), hex=hex, numbered=numbered)
+        payload = TrafficView(terminal.console(), hex=hex, numbered=numbered, full=full)
 
     def both(event: ev.Event) -> None:
         try:

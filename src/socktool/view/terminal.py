@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ class Mode(Enum):
     RAW = "raw"  # payload bytes to stdout untouched
     VIEW = "view"  # rich traffic view on stdout
     JSON = "json"  # one JSON object per line on stdout
+    HEX = "hex"  # --hex with stdout not a terminal: the received bytes as a plain hex dump
 
 
 def _isatty(fd: int) -> bool:
@@ -76,13 +78,16 @@ class Terminal:
             stdin_isatty=_isatty(0),
         )
 
-    def mode(self, *, view: bool | None = None, json: bool = False) -> Mode:
-        """--json wins; then --view/--raw; then stdout being a TTY."""
+    def mode(self, *, view: bool | None = None, json: bool = False, hex: bool = False) -> Mode:
+        """--json wins; then --view/--raw; then stdout being a TTY. --hex without the view
+        is a plain hex dump, never ignored (with --raw or --json it is refused at parsing)."""
         if json:
             return Mode.JSON
         if view is None:
             view = self.stdout_isatty
-        return Mode.VIEW if view else Mode.RAW
+        if view:
+            return Mode.VIEW
+        return Mode.HEX if hex else Mode.RAW
 
     @property
     def show_status(self) -> bool:
@@ -135,7 +140,7 @@ class Terminal:
     def console(self, *, stderr: bool = False) -> Console:
         from rich.console import Console
 
-        return Console(
+        console = Console(
             file=sys.stderr if stderr else sys.stdout,
             no_color=not self.color,
             color_system="auto" if self.color else None,  # NO_COLOR: no styling at all
@@ -145,3 +150,18 @@ class Terminal:
             emoji=False,
             markup=False,
         )
+        # rich's own answer to a closed pipe is SystemExit(1); ours is a quiet exit 0, made
+        # by the boundary (stdout), or nothing more to tell (stderr).
+        console.on_broken_pipe = _stderr_gone(console) if stderr else _stdout_gone  # type: ignore[method-assign]
+        return console
+
+
+def _stdout_gone() -> None:
+    raise OutputClosed
+
+
+def _stderr_gone(console: Console) -> Callable[[], None]:
+    def quiet() -> None:
+        console.quiet = True
+
+    return quiet

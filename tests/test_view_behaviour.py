@@ -1,0 +1,215 @@
+"""What the traffic view draws, fed events in-process (a rich console on a string), and the
+view-related behaviour of the commands: order of events, --hex in a pipe, --expect."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import select
+import socket
+import threading
+
+import pytest
+from rich.console import Console
+
+from conftest import command, run
+from socktool.net import events as ev
+from socktool.view.render import escaped_lines, hexdump_lines
+from socktool.view.traffic import ROWS_PER_CHUNK, TrafficView
+
+pytestmark = pytest.mark.timeout(60)
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def view(width: int = 100, **options) -> tuple[TrafficView, io.StringIO]:
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=True, color_system="standard", highlight=False)
+    return TrafficView(console, **options), out
+
+
+def plain(text: str) -> str:
+    return SGR.sub("", text)
+
+
+def test_a_backslash_n_in_the_data_is_not_a_line_break():
+    assert escaped_lines(b"C:\\new folder\n") == ["C:\\\\new folder\\n"]
+    traffic, out = view()
+    traffic(ev.Data(1, "127.0.0.1:9", ev.SENT, b"C:\\new folder\n"))
+    lines = plain(out.getvalue()).splitlines()
+    assert len(lines) == 1 and lines[0].endswith("C:\\\\new folder\\n"), lines
+
+
+def test_only_the_clock_is_dim_not_the_payload():
+    traffic, out = view()
+    traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, b"payload here"))
+    screen = out.getvalue()
+    before = screen[: screen.index("payload here")]
+    active = ""  # the SGR state in force where the payload starts
+    for match in SGR.finditer(before):
+        active = "" if match.group(1) in ("", "0") else active + ";" + match.group(1)
+    assert "2" not in active.split(";"), repr(screen)
+    assert screen.startswith("\x1b[2m")  # the clock is dim
+
+
+def test_a_big_chunk_draws_its_first_rows_then_how_much_more():
+    traffic, out = view()
+    traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, b"line of text\n" * 400_000))
+    lines = plain(out.getvalue()).splitlines()
+    assert len(lines) == 1 + ROWS_PER_CHUNK + 1, lines
+    assert re.search(r"… 5\.0 MiB more", lines[-1]), lines[-1]
+
+
+def test_binary_without_newlines_is_bounded_too():
+    traffic, out = view()
+    traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, b"\xff\x00" * 2_000_000))
+    text = plain(out.getvalue())
+    assert len(text) < 20 * 100, len(text)
+    assert "MiB more" in text
+
+
+def test_many_chunks_in_a_second_are_counted_not_drawn():
+    traffic, out = view()
+    for _ in range(2000):
+        traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, b"x" * 1000 + b"\n"))
+    traffic(ev.Closed(1, "127.0.0.1:9", "closed by peer", 0, 2_002_000, 1.0))
+    lines = plain(out.getvalue()).splitlines()
+    assert len(lines) < 400, len(lines)
+    assert any(re.search(r"chunks not drawn", line) for line in lines), lines[-5:]
+    assert "closed by peer" in lines[-2]
+
+
+def test_full_draws_every_chunk_whole():
+    traffic, out = view(full=True)
+    for _ in range(300):
+        traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, b"a\n" * 20))
+    assert plain(out.getvalue()).count("a\\n") == 300 * 20
+
+
+def test_hex_offsets_run_on_across_chunks():
+    traffic, out = view(hex=True)
+    traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, bytes(20)))
+    traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, bytes(20)))
+    offsets = re.findall(r"^  ([0-9a-f]{8})  ", plain(out.getvalue()), re.M)
+    assert offsets == ["00000000", "00000010", "00000014", "00000024"], offsets
+
+
+@pytest.mark.parametrize("width", [80, 72, 60, 40])
+def test_hex_rows_fit_the_terminal(width):
+    traffic, out = view(width=width, hex=True)
+    traffic(ev.Data(1, "[2001:db8::1]:65535", ev.RECEIVED, bytes(range(256)) * 2))
+    rows = [line for line in plain(out.getvalue()).splitlines() if re.match(r"  [0-9a-f]{8}  ", line)]
+    assert rows and all(len(row) <= width for row in rows), rows
+    assert all(row.endswith("|") for row in rows), rows  # never wrapped mid-row
+    if width >= 80:
+        assert len(rows[0]) == 80 and rows[0].count(" ", 10, 60) >= 16  # 16 bytes a row at 80 columns
+
+
+def test_peer_column_is_padded_so_lines_align():
+    traffic, out = view()
+    traffic(ev.Data(1, "[::1]:40000", ev.RECEIVED, b"a"))
+    traffic(ev.Data(2, "127.0.0.1:40000", ev.RECEIVED, b"b"))
+    traffic(ev.Data(1, "[::1]:40000", ev.RECEIVED, b"c"))
+    lines = plain(out.getvalue()).splitlines()
+    assert lines[1].index("←") == lines[2].index("←"), lines
+
+
+def test_data_sent_from_a_file_is_one_summary_line(tmp_path):
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"\x00\x01" * 500_000)
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def drain() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while conn.recv(1 << 20):
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    with payload.open("rb") as stdin:
+        import subprocess
+
+        result = subprocess.run(
+            command("tcp-connect", "--view", f"127.0.0.1:{server.getsockname()[1]}"),
+            stdin=stdin,
+            capture_output=True,
+            timeout=30,
+        )
+    server.close()
+    text = result.stdout.decode()
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"→ +976\.6 KiB  from stdin", text), text
+    assert "\\0\\x01" not in text
+
+
+def echo_server() -> int:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    while data := conn.recv(65536):
+                        conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def test_json_never_shows_a_reply_before_its_request():
+    port = echo_server()
+    for _ in range(10):
+        result = run("tcp-connect", "--json", f"127.0.0.1:{port}", "--send", "hi", "--repeat", "3")
+        assert result.returncode == 0, result.stderr
+        sent = received = 0
+        for line in result.stdout.splitlines():
+            record = json.loads(line)
+            if record.get("event") == "data":
+                if record["direction"] == "sent":
+                    sent += record["size"]
+                else:
+                    received += record["size"]
+                assert received <= sent, result.stdout.decode()
+        assert sent == received == 6
+
+
+def test_hex_in_a_pipe_is_a_hex_dump_not_ignored():
+    from conftest import serve_once
+
+    port = serve_once(bytes(range(20)))
+    result = run("tcp-connect", "--hex", f"127.0.0.1:{port}", "--send", "")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == hexdump_lines(bytes(range(20)))
+
+
+@pytest.mark.parametrize("other", ["--raw", "--json"])
+def test_hex_with_raw_or_json_is_a_usage_error(other):
+    result = run("tcp-connect", "--hex", other, "127.0.0.1:9")
+    assert result.returncode == 2
+    assert b"--hex" in result.stderr
+
+
+def test_expect_keeps_the_write_side_open_for_a_server_that_hangs_up_at_eof():
+    """Like `ncat -c`: the server ends at our EOF; it answers only while we keep writing open."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                request = b""
+                while not request.endswith(b"\n"):
+                    request += conn.recv(100)
+                ready, _, _ = select.select([conn], [], [], 0.3)
+                if ready and not conn.recv(100):
+                    return  # EOF after the request: hang up without an answer
+                conn.sendall(b"PONG\n")
+                conn.recv(100)
+
+    threading.Thread(target=serve, daemon=True).start()
+    result = run("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--send", "PING\n", "--expect", "PONG")
+    assert result.returncode == 0, result.stderr
