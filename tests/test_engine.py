@@ -370,6 +370,7 @@ ONE_OF_EACH: list[ev.Event] = [
     ev.Rejected("10.0.0.1:5000", "not in --allow"),
     ev.Data(1, "127.0.0.1:5000", ev.RECEIVED, b"text\n"),
     ev.Data(1, "127.0.0.1:5000", ev.SENT, b"\x00\xff binary"),
+    ev.Moved(1, "127.0.0.1:5000", ev.SENT, 5_000_000, "stdin"),
     ev.Closed(1, "127.0.0.1:5000", "closed by peer", 5, 10, 0.5),
     ev.Datagram("127.0.0.1:5000", ev.RECEIVED, b"datagram"),
     ev.Notice("something happened"),
@@ -386,7 +387,7 @@ def test_the_sample_holds_every_event_type():
     assert {type(event) for event in ONE_OF_EACH} == set(typing.get_args(ev.Event))
 
 
-@pytest.mark.parametrize("mode", ["raw", "view", "json"])
+@pytest.mark.parametrize("mode", ["raw", "view", "json", "hex"])
 @pytest.mark.parametrize(("hex", "numbered", "stats"), [(False, False, False), (True, True, True)])
 def test_every_sink_handles_every_event_type(tmp_path, mode, hex, numbered, stats):
     from socktool.view.output import build_sink

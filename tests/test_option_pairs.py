@@ -94,6 +94,7 @@ _RELAY = {
     "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
     "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
     "--hex": ("format", f"{VIEW}test_view_hex_dump"),
+    "--full": ("format", "test_view_behaviour.py::test_full_draws_every_chunk_whole"),
     "--json": ("format", f"{PIPE}test_json_events"),
     "--view": ("format", f"{VIEW}test_pipe_gets_raw_bytes_but_view_flag_forces_the_view"),
     "--raw": ("format", f"{VIEW}test_raw_flag_on_a_terminal_writes_payload_untouched"),
@@ -181,6 +182,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "-s": ("source", f"{UDP}test_source_address_and_port"),
         "-p": ("source", f"{UDP}test_source_address_and_port"),
         "--hex": ("format", f"{BEHAVIOUR}test_udp_send_view_shows_what_was_sent[--hex]"),
+        "--full": ("format", "test_view_behaviour.py::test_full_draws_every_chunk_whole"),
         "--json": ("format", f"{UDP}test_wait_shows_replies_as_json_from_their_source"),
         "--view": ("format", f"{BEHAVIOUR}test_udp_send_view_shows_what_was_sent[--view]"),
         "--raw": ("format", f"{UDP}test_wait_prints_the_reply_of_a_python_server"),
@@ -195,6 +197,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--group": ("multicast", f"{UDP}test_multicast_ipv4_group_on_loopback"),
         "--interface": ("multicast", f"{UDP}test_multicast_on_a_named_interface"),
         "--hex": ("format", f"{UDP}test_listen_hex_view"),
+        "--full": ("format", "test_view_behaviour.py::test_full_draws_every_chunk_whole"),
         "--json": ("format", f"{UDP}test_listen_json_one_record_per_datagram"),
         "--view": ("format", f"{UDP}test_listen_view_draws_a_line_per_datagram_and_counters"),
         "--raw": ("format", f"{UDP}test_listen_writes_binary_empty_and_largest_datagrams_exactly"),
@@ -293,26 +296,27 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 # Options that need another one (given without any of these, they are refused).
-# --hex draws the view, which stdout here (not a terminal) gets only with --view.
+# --full (and forward's --hex) draw the view, which stdout here (not a terminal) gets only
+# with --view; the relay commands' --hex is a plain hex dump there.
 NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
     "tcp-connect": {
         "--interval": {"--repeat"},
-        "--hex": {"--view"},
+        "--full": {"--view"},
         **{option: _TLS_NEEDS for option in _TLS_CONNECT if option not in ("--tls", "--proxy", "--proxy-auth")},
         "--key": (_TLS_NEEDS, {"--cert"}),  # both, so never with one other option alone
         "--proxy-auth": {"--proxy"},
     },
     "tcp-listen": {
         "--interval": {"--repeat"},
-        "--hex": {"--view"},
+        "--full": {"--view"},
         "--max-clients": {"-k", "--broker"},
         "--control": {"-k", "--broker"},  # (the value here is json; one client's stdin is its payload)
         **{option: _TLS_NEEDS for option in _TLS_LISTEN if option != "--tls"},
         "--key": (_TLS_NEEDS, {"--cert"}),
     },
-    "udp-send": {"--interval": {"--count", "--lines"}, "--hex": {"--view"}},
+    "udp-send": {"--interval": {"--count", "--lines"}, "--full": {"--view"}},
     # --reply-last answers lines typed at the console: a terminal on stdin (not here) or --control json
-    "udp-listen": {"--interface": {"--group"}, "--hex": {"--view"}, "--reply-last": {"--control"}},
+    "udp-listen": {"--interface": {"--group"}, "--full": {"--view"}, "--reply-last": {"--control"}},
     "forward": {
         "--upstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
         "--downstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
@@ -326,6 +330,12 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
 
 REFUSED = "refused"
 # Pairs that interact: "refused", or the test that runs them together.
+_FULL_PAIRS = {
+    "--full --json": REFUSED,
+    "--full --raw": REFUSED,
+    "--full --view": "test_view_behaviour.py::test_full_draws_every_chunk_whole",
+    "--hex --full": "test_view_behaviour.py::test_full_hex_draws_every_row",
+}
 _RELAY_PAIRS = {
     "--send --hex-input": f"{BEHAVIOUR}test_hex_input_send_crlf_and_repeat_together",
     "--send --crlf": f"{PIPE}test_send_repeat_interval_crlf_and_hex_input",
@@ -346,6 +356,7 @@ _RELAY_PAIRS = {
     "--hex --json": REFUSED,
     "--hex --raw": REFUSED,
     "--hex --view": f"{BEHAVIOUR}test_hex_view_in_a_pipe_with_view",
+    **_FULL_PAIRS,
     "--json --view": REFUSED,
     "--json --raw": REFUSED,
     "-v -q": REFUSED,
@@ -356,10 +367,17 @@ _ZERO = {
     f"-z {name}": REFUSED
     for name in (
         *("--send", "--hex-input", "--crlf", "--repeat", "--no-shutdown", "--send-only", "--recv-only"),
-        *("--expect", "-i", "--hex", "--progress", "--view", "--raw", "--keepalive", "--nodelay"),
+        *("--expect", "-i", "--hex", "--full", "--progress", "--view", "--raw", "--keepalive", "--nodelay"),
     )
 }
-_OUTPUT_PAIRS = {"--hex --json": REFUSED, "--json --view": REFUSED, "--json --raw": REFUSED, "--hex --raw": REFUSED}
+_OUTPUT_PAIRS = {
+    "--hex --json": REFUSED,
+    "--json --view": REFUSED,
+    "--json --raw": REFUSED,
+    "--hex --raw": REFUSED,
+    "--hex --view": f"{BEHAVIOUR}test_hex_view_in_a_pipe_with_view",
+    **_FULL_PAIRS,
+}
 PAIRS: dict[str, dict[str, str]] = {
     "tcp-connect": {
         **_RELAY_PAIRS,

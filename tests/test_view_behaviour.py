@@ -213,3 +213,10 @@ def test_expect_keeps_the_write_side_open_for_a_server_that_hangs_up_at_eof():
     threading.Thread(target=serve, daemon=True).start()
     result = run("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--send", "PING\n", "--expect", "PONG")
     assert result.returncode == 0, result.stderr
+
+
+def test_full_hex_draws_every_row():
+    traffic, out = view(hex=True, full=True)
+    traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, bytes(range(256)) * 4))
+    rows = re.findall(r"^  [0-9a-f]{8}  ", plain(out.getvalue()), re.M)
+    assert len(rows) == 64

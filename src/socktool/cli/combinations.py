@@ -57,6 +57,8 @@ RELAY: tuple[Rule, ...] = (
     Needs("interval", ("repeat",), "--interval is the pause between --repeat rounds"),
 )
 
+HEX_DUMPED = ("tcp-connect", "tcp-listen", "udp-send", "udp-listen")
+
 _NOTHING_MOVES = "-z connects and closes at once: nothing is sent, received or shown"
 RULES: dict[str, tuple[Rule, ...]] = {
     "tcp-connect": (
@@ -118,8 +120,11 @@ def check(ctx: Context) -> None:
 
     names = {p.name for p in ctx.command.params if p.name}
     _check_rules(ctx, names)
-    if {"hex", "view"} <= names and _given(ctx, "hex") and not _drawn(ctx):
+    # Where there is no view, the relay commands write --hex as a plain hex dump (view/hexout.py).
+    if {"hex", "view"} <= names and _given(ctx, "hex") and ctx.info_name not in HEX_DUMPED and not _drawn(ctx):
         raise UsageError("--hex is a way to draw the view; stdout is not drawn (add --view)", ctx)
+    if {"full", "view"} <= names and _given(ctx, "full") and not _drawn(ctx):
+        raise UsageError("--full draws the view; stdout is not drawn (add --view)", ctx)
 
 
 def _drawn(ctx: Context) -> bool:

@@ -34,6 +34,8 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
             "direction": event.direction,
             **_payload(event.data),
         }
+    if isinstance(event, ev.Moved):
+        return {"event": "moved", "ts": ts, **event._asdict()}
     if isinstance(event, ev.Datagram):
         return {
             "ts": ts,
