@@ -345,3 +345,25 @@ def test_udp_reply_last_answers_whoever_spoke_last():
         rows = session.answer_of("list").fields["peers"]
         assert [(row["peer_id"], row["datagrams"], row["sent"]) for row in rows] == [(1, 1, 6), (2, 1, 6)]
         assert nothing_waiting(one)
+
+
+# -- templates in typed text -------------------------------------------------------------
+def test_placeholders_are_filled_and_other_braces_are_sent_as_typed():
+    import random
+
+    assert cmd.fill_template("n={seq}", 7) == b"n=7"
+    assert cmd.fill_template('{"op": "ping"} {x} {seq', 1) == b'{"op": "ping"} {x} {seq'
+    assert cmd.fill_template("{hex:00 ff}{hex:41}", 1) == b"\x00\xffA"
+    assert len(cmd.fill_template("{rand:16}", 1, rng=random.Random(1))) == 16
+    assert cmd.fill_template("{time}", 1, now=0.25).endswith(b".250")
+    with pytest.raises(ValueError):
+        cmd.fill_template("{rand:100000}", 1)
+
+
+def test_console_text_counts_messages_in_seq():
+    with console_hub() as (hub, _, port):
+        (one,) = connect_clients(hub, port, 1)
+        hub.submit(cmd.Say("msg {seq}"))
+        hub.submit(cmd.SendTo(1, text="msg {seq} {hex:41 42}"))
+        hub.submit(cmd.Say('{"seq": 1}'))
+        assert read_exactly(one, 6 + 9 + 11) == b'msg 1\nmsg 2 AB\n{"seq": 1}\n'

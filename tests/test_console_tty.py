@@ -7,12 +7,14 @@ pty's output and the test waits for patterns in it (never a fixed sleep).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import pty
 import re
 import socket
 import subprocess
+import termios
 import threading
 import time
 
@@ -24,6 +26,10 @@ from test_engine import read_exactly, read_to_eof
 UP = "\x1b[A"
 
 
+def _controlling_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Tty:
     """socktool with a pty as its stdin, stdout and stderr."""
 
@@ -31,7 +37,13 @@ class Tty:
         self.master, slave = pty.openpty()
         env = {**os.environ, "NO_COLOR": "1", "TERM": "xterm", "COLUMNS": "160", "LINES": "50"}
         self.popen = subprocess.Popen(
-            command(*args), stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+            command(*args),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_controlling_terminal,  # Ctrl-C typed at the pty is then a SIGINT, as in a terminal
         )
         os.close(slave)
         self.output = bytearray()
@@ -313,3 +325,17 @@ def test_control_json_drives_the_same_scenario_and_answers_in_json(tmp_path):
         server.wait(10)
         for stream in (server.stdin, server.stdout, server.stderr):
             stream.close()  # type: ignore[union-attr]
+
+
+def test_ctrl_c_mid_line_exits_130_and_gives_the_terminal_back_as_it_was(tty_factory):
+    tty = tty_factory("tcp-listen", "-k", "127.0.0.1:0")
+    before = termios.tcgetattr(tty.master)
+    tty.listening_port()
+    tty.expect(r"> $")  # the prompt, readline now holds the terminal
+    tty.type("half a line")
+    tty.expect(r"half a line")
+    tty.type("\x03")
+    assert tty.popen.wait(15) == 130
+    after = termios.tcgetattr(tty.master)
+    assert after[3] & (termios.ECHO | termios.ICANON) == before[3] & (termios.ECHO | termios.ICANON)
+    assert after == before

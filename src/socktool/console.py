@@ -16,6 +16,9 @@ Pure: no I/O.
 from __future__ import annotations
 
 import json
+import random
+import re
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -82,7 +85,8 @@ text          send the line (with its line end) to every client, or to the /to t
 /kick N       close client N (udp: forget peer N)
 /pause        stop accepting new clients (they are refused); /resume starts again
 /quit         close every client and exit
-/help         this list"""
+/help         this list
+text may hold {seq} {time} {hex:de ad} {rand:N}, filled for each message"""
 
 
 def text_encoder(*, hex_input: bool = False, crlf: bool = False, line_end: bool = True) -> Callable[[bytes], bytes]:
@@ -95,6 +99,51 @@ def text_encoder(*, hex_input: bool = False, crlf: bool = False, line_end: bool 
         return bytes
     end = b"\r\n" if crlf else b"\n"
     return lambda data: data + end
+
+
+# Only these exact forms are placeholders; any other brace (JSON, say) is sent as typed.
+_PLACEHOLDER = re.compile(r"\{(seq|time|hex:[0-9A-Fa-f\s]*|rand:[0-9]+)\}")
+MAX_RAND = 65_536
+
+
+def fill_template(text: str, seq: int, now: float | None = None, rng: random.Random | None = None) -> bytes:
+    """Typed text with its placeholders filled: {seq} the message's number (from 1), {time}
+    the local time (HH:MM:SS.mmm), {hex:de ad} those bytes, {rand:N} N random bytes."""
+    out = bytearray()
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        out += text[position : match.start()].encode("utf-8", "surrogateescape")
+        position = match.end()
+        name, _, value = match[1].partition(":")
+        if name == "seq":
+            out += str(seq).encode()
+        elif name == "time":
+            stamp = time.time() if now is None else now
+            out += (time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp % 1 * 1000):03d}").encode()
+        elif name == "hex":
+            out += decode_hex(value)
+        else:
+            count = int(value)
+            if count > MAX_RAND:
+                raise ValueError(f"{{rand:{count}}}: at most {MAX_RAND:,} random bytes")
+            out += (rng or random).randbytes(count)
+    out += text[position:].encode("utf-8", "surrogateescape")
+    return bytes(out)
+
+
+class Composer:
+    """Typed text -> the bytes sent: placeholders filled ({seq} counts the messages), then
+    `encode` (line end, checksum, frame). With --hex-input the text is hex: nothing is filled."""
+
+    def __init__(self, encode: Callable[[bytes], bytes] | None = None, *, templates: bool = True):
+        self.encode = encode or text_encoder()
+        self.templates = templates
+        self.seq = 0
+
+    def __call__(self, text: str) -> bytes:
+        self.seq += 1
+        raw = fill_template(text, self.seq) if self.templates else text.encode("utf-8", "surrogateescape")
+        return self.encode(raw)
 
 
 def parse_target(word: str) -> Target:
@@ -195,6 +244,7 @@ __all__ = [
     "HELP",
     "Answer",
     "Command",
+    "Composer",
     "Focus",
     "Kick",
     "Say",
@@ -202,6 +252,7 @@ __all__ = [
     "SendTo",
     "Simple",
     "Target",
+    "fill_template",
     "parse_json",
     "parse_line",
     "parse_target",

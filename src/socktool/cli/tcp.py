@@ -528,10 +528,11 @@ def tcp_listen(
     control_mode = console_control(control, terminal, many=many, exec_=exec_, send=send, recv_only=recv_only)
     if control_mode != "none":
         from socktool.cli.console import run_controlled
-        from socktool.console import text_encoder
+        from socktool.console import Composer, text_encoder
         from socktool.net.console import ConsoleHub
 
         typed = text_encoder(hex_input=hex_input, crlf=crlf, line_end=not framing.active)
+        compose = Composer(lambda text: framing.encode(typed(text)), templates=not hex_input)
 
         def console_hub(sink: "ev.Sink", answer: "Callable[[Answer], None]") -> ConsoleHub:
             hub = ConsoleHub(
@@ -541,7 +542,7 @@ def tcp_listen(
                 options,
                 sink,
                 answer=answer,
-                encode=lambda text: framing.encode(typed(text)),
+                encode=compose,
                 frame=framing.encode,
             )
             served.append(hub)

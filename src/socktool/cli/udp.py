@@ -359,16 +359,13 @@ def udp_listen(
             udp.Receiver(listener, options, sink).serve()
             return 0
         from socktool.cli.console import run_controlled
-        from socktool.console import text_encoder
         from socktool.net.udpconsole import UdpConsole
 
-        encode = text_encoder(hex_input=False, line_end=False)
         run_controlled(
             control_mode,
             terminal,
             sink,
-            lambda sink, answer: UdpConsole(
-                listener, options, sink, answer=answer, encode=encode, reply_last=reply_last
-            ),
+            lambda sink, answer: UdpConsole(listener, options, sink, answer=answer, reply_last=reply_last),
+            announced=True,  # the listening line is out: the prompt may come at once
         )
     return 0

@@ -55,12 +55,12 @@ class ConsoleHub(Hub):
         sink: ev.Sink = ev.ignore,
         *,
         answer: AnswerSink,
-        encode: Callable[[bytes], bytes] = cmd.text_encoder(),
+        encode: Callable[[str], bytes] | None = None,
         frame: Callable[[bytes], bytes] = bytes,
     ):
         super().__init__(endpoint, payload, relay, options, sink)
         self.answer = answer
-        self.encode = encode  # typed text -> what is sent (line end, or checksum and frame)
+        self.encode = encode or cmd.Composer()  # typed text -> what is sent (templates, line end or frame)
         self.frame = frame  # /hex bytes -> what is sent (--frame / --checksum; else as they are)
         self.focus: int | None = None  # /to N: where plain lines go (None: every client)
         self._refusing = False  # /pause
@@ -93,7 +93,7 @@ class ConsoleHub(Hub):
             self._say(command.text)
         elif isinstance(command, cmd.SendTo):
             conn = self._client(command.target)
-            data = self._text_bytes(command.text) if command.data is None else self.frame(command.data)
+            data = self.encode(command.text or "") if command.data is None else self.frame(command.data)
             self._send(conn, data)
         elif isinstance(command, cmd.Focus):
             self._focus(command.target)
@@ -106,9 +106,6 @@ class ConsoleHub(Hub):
         else:
             getattr(self, "_" + command.name)()
 
-    def _text_bytes(self, text: str | None) -> bytes:
-        return self.encode((text or "").encode("utf-8", "surrogateescape"))
-
     def _client(self, target: cmd.Target) -> Connection:
         if isinstance(target, str):
             raise ValueError(f"no client {target}: clients are numbered (/list)")
@@ -118,7 +115,7 @@ class ConsoleHub(Hub):
         return conn
 
     def _say(self, text: str) -> None:
-        data = self._text_bytes(text)
+        data = self.encode(text)
         if self.focus is not None:
             conn = self.clients.get(self.focus)
             if conn is None:

@@ -53,12 +53,12 @@ class UdpConsole(Receiver):
         sink: ev.Sink = ev.ignore,
         *,
         answer: Callable[[Answer], None],
-        encode: Callable[[bytes], bytes] = bytes,
+        encode: Callable[[str], bytes] | None = None,
         reply_last: bool = False,
     ):
         super().__init__(listener, options, sink)
         self.answer = answer
-        self.encode = encode
+        self.encode = encode or cmd.Composer(cmd.text_encoder(line_end=False))
         self.reply_last = reply_last
         self.loop = Loop(sink)
         self.peers: dict[int, Peer] = {}
@@ -155,11 +155,13 @@ class UdpConsole(Receiver):
 
     def _execute(self, command: cmd.Command) -> None:
         if isinstance(command, cmd.Say):
-            for peer in self._say_targets():
-                self._send(peer, self._text_bytes(command.text))
+            targets = self._say_targets()
+            data = self.encode(command.text)
+            for peer in targets:
+                self._send(peer, data)
         elif isinstance(command, cmd.SendTo):
             peer = self._peer(command.target)
-            self._send(peer, self._text_bytes(command.text) if command.data is None else command.data)
+            self._send(peer, self.encode(command.text or "") if command.data is None else command.data)
         elif isinstance(command, cmd.Focus):
             self.focus = None if command.target is None else self._peer(command.target)
             where = "every peer" if self.focus is None else f"#{self.focus.number} {self.focus.text}"
@@ -179,9 +181,6 @@ class UdpConsole(Receiver):
         else:  # quit
             self.answer(Answer("ok", "quitting", {"quit": True}))
             self.loop.stop()
-
-    def _text_bytes(self, text: str | None) -> bytes:
-        return self.encode((text or "").encode("utf-8", "surrogateescape"))
 
     def _say_targets(self) -> list[Peer]:
         if self.reply_last and self.focus is None:
