@@ -141,13 +141,16 @@ def resolve(
 
 
 def sockaddr_text(sockaddr: object) -> str:
-    """'127.0.0.1:80', '[::1]:80', 'unix:/path' or 'unix:(unnamed)'."""
+    """'127.0.0.1:80', '[::1]:80', 'unix:/path', 'unix:@name' (Linux's abstract names) or
+    'unix:(unnamed)': the one way a peer or a local address is printed."""
     if isinstance(sockaddr, tuple):
         host = sockaddr[0]
         if host.startswith("::ffff:") and "." in host:
             host = host[len("::ffff:") :]
         return format_hostport(host, sockaddr[1])
     if isinstance(sockaddr, bytes):
+        if sockaddr.startswith(b"\0"):
+            return "unix:@" + printable(sockaddr[1:].decode(errors="surrogateescape"))
         sockaddr = sockaddr.decode(errors="surrogateescape")
     # A client's unix path is chosen by the client: never print its control characters raw.
     return f"unix:{printable(str(sockaddr))}" if sockaddr else "unix:(unnamed)"

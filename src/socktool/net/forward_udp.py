@@ -25,6 +25,7 @@ from typing import Any
 
 from socktool.framing import LineDatagrams
 from socktool.net import events as ev
+from socktool.net.address import sockaddr_text
 from socktool.net.errors import describe
 from socktool.net.faults import Shaper
 from socktool.net.forward import ForwardOptions, TargetDialer
@@ -169,7 +170,7 @@ class DatagramForwarder:
                     self.loop.call_later(delay, functools.partial(self._to_target, session, segment.data))
 
     def _open(self, addr: Any) -> _Session | None:
-        peer = _peer(addr)
+        peer = sockaddr_text(addr)
         reason = self.options.access.refusal(addr[0] if isinstance(addr, tuple) else None)
         limit = self.options.max_clients
         if reason is None and limit is not None and len(self.sessions) >= limit:
@@ -354,12 +355,6 @@ class DatagramForwarder:
             self.loop.close()
             self.listener.close()
         self.sink(self.totals())
-
-
-def _peer(addr: Any) -> str:
-    from socktool.net.address import sockaddr_text
-
-    return sockaddr_text(addr)
 
 
 __all__ = ["DatagramForwarder"]

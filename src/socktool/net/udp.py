@@ -30,7 +30,7 @@ from socktool.net.errors import NetworkError, OutputClosed, TimedOut, UsageError
 from socktool.net.fdio import write_all
 from socktool.net.multicast import Interface, join_groups
 from socktool.net.sockets import BoundSocket
-from socktool.values import format_duration, printable
+from socktool.values import format_duration
 
 BytesT = TypeVar("BytesT", bytes, bytearray)
 RECEIVE_BUFFER = 8 * 1024 * 1024  # the receive queue we ask for: bursts wait instead of being dropped
@@ -95,13 +95,6 @@ def check_size(data: BytesT, what: str = "datagram", limit: int = MAX_DATAGRAM) 
             "split it, e.g. with --lines" if what != "line" else None,
         )
     return data
-
-
-def peer_text(addr: object) -> str:
-    """sockaddr_text, plus Linux's abstract unix names (b'\\0name' → 'unix:@name')."""
-    if isinstance(addr, bytes) and addr.startswith(b"\0"):
-        return "unix:@" + printable(addr[1:].decode(errors="surrogateescape"))
-    return sockaddr_text(addr)
 
 
 def widen_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
@@ -286,7 +279,7 @@ class Receiver(DatagramCounters):
             if opts.output_fd is not None and n:
                 write_all(opts.output_fd, view[:n])
             data = bytes(view[:n]) if opts.emit or opts.echo else b""
-            peer = peer_text(addr) if opts.emit or opts.reply is not None or opts.echo else ""
+            peer = sockaddr_text(addr) if opts.emit or opts.reply is not None or opts.echo else ""
             if opts.emit:
                 self.sink(ev.Datagram(peer, ev.RECEIVED, data))
             if opts.echo:

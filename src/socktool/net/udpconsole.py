@@ -22,11 +22,12 @@ from collections.abc import Callable
 from socktool import console as cmd
 from socktool.console import Answer
 from socktool.net import events as ev
+from socktool.net.address import sockaddr_text
 from socktool.net.errors import NetworkError, describe
 from socktool.net.fdio import write_all
 from socktool.net.loop import Loop, Timer
 from socktool.net.sockets import BoundSocket
-from socktool.net.udp import ListenOptions, Receiver, max_datagram, peer_text
+from socktool.net.udp import ListenOptions, Receiver, max_datagram
 from socktool.values import format_duration, format_size
 
 BATCH = 64  # datagrams read per wake-up
@@ -127,7 +128,7 @@ class UdpConsole(Receiver):
         now = time.monotonic()
         if peer is None:
             self._numbers += 1
-            peer = Peer(self._numbers, addr, peer_text(addr), now)
+            peer = Peer(self._numbers, addr, sockaddr_text(addr), now)
             self._by_addr[key] = peer
             self.peers[peer.number] = peer
         peer.last_seen = now

@@ -35,7 +35,6 @@ from socktool.net.udp import (
     DatagramCounters,
     check_size,
     max_datagram,
-    peer_text,
     widen_receive_buffer,
 )
 from socktool.values import HexDecoder, LineSplitter, decode_hex, format_duration
@@ -393,7 +392,7 @@ class Sender(DatagramCounters):
         if self.output_fd is not None and n:
             write_all(self.output_fd, view)
         if self.emit:
-            self.sink(ev.Datagram(peer_text(addr), ev.RECEIVED, bytes(view)))
+            self.sink(ev.Datagram(sockaddr_text(addr), ev.RECEIVED, bytes(view)))
 
     def _unreachable(self) -> NetworkError:
         return NetworkError(f"no reply from {self.target.peer}", "port unreachable", "nothing listens there")
