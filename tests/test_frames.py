@@ -268,3 +268,33 @@ def test_forward_shows_one_record_per_message_both_ways():
 def test_forward_frame_is_for_streams_only():
     result = run("forward", "127.0.0.1:0", "127.0.0.1:9", "--udp", "--frame", "line")
     assert result.returncode == 2
+
+
+# -- --send templates --------------------------------------------------------------------------
+@pytest.mark.parametrize("many", [[], ["-k", "--control", "none"]])
+def test_send_templates_are_filled_for_each_message_sent(many):
+    proc = Proc(
+        "tcp-listen", "127.0.0.1:0", *many, "--send", "n={seq} {hex:41};", "--send", '{"x": 1}', "--repeat", "2"
+    )
+    with proc:
+        port = proc.wait_listening()
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as client:
+            expected = b'n=1 A;{"x": 1}n=3 A;{"x": 1}'
+            assert read_exactly(client, len(expected)) == expected
+
+
+def test_send_template_then_checksum_then_frame():
+    proc = Proc(
+        "tcp-listen", "127.0.0.1:0", "--send", "{seq}", "--repeat", "2", "--checksum", "sum8", "--frame", "len8"
+    )
+    with proc:
+        port = proc.wait_listening()
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as client:
+            assert read_to_eof(client) == b"\x021\x31\x022\x32"
+        proc.wait(20)
+
+
+def test_a_bad_send_template_is_a_usage_error():
+    result = run("tcp-connect", "127.0.0.1:9", "--send", "{rand:999999}")
+    assert result.returncode == 2
+    assert b"random bytes" in result.stderr

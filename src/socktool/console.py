@@ -106,6 +106,10 @@ _PLACEHOLDER = re.compile(r"\{(seq|time|hex:[0-9A-Fa-f\s]*|rand:[0-9]+)\}")
 MAX_RAND = 65_536
 
 
+def has_placeholders(text: str) -> bool:
+    return _PLACEHOLDER.search(text) is not None
+
+
 def fill_template(text: str, seq: int, now: float | None = None, rng: random.Random | None = None) -> bytes:
     """Typed text with its placeholders filled: {seq} the message's number (from 1), {time}
     the local time (HH:MM:SS.mmm), {hex:de ad} those bytes, {rand:N} N random bytes."""
@@ -253,6 +257,7 @@ __all__ = [
     "Simple",
     "Target",
     "fill_template",
+    "has_placeholders",
     "parse_json",
     "parse_line",
     "parse_target",

@@ -104,16 +104,28 @@ def _payload(
     interval: float,
     framing: FrameOptions = FrameOptions(),
 ) -> Payload:
+    from socktool.console import fill_template, has_placeholders
+
+    def finish(data: bytes) -> bytes:  # checksum and frame, or CRLF line ends
+        data = framing.encode(data)
+        return to_crlf(data) if crlf else data
+
+    templates = not hex_input and any(has_placeholders(text) for text in send or ())
     messages: list[bytes] = []
     for text in send or ():
         data = text.encode("utf-8", "surrogateescape")
         try:
             if hex_input:
                 data = decode_hex(data)
-            data = framing.encode(data)
+            # A template is filled when it is sent; filling it once here finds its mistakes now (exit 2).
+            finish(fill_template(text, 1)) if templates else None
+            messages.append(data if templates else finish(data))
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--send'") from None
-        messages.append(to_crlf(data) if crlf else data)
+
+    def render(message: bytes, seq: int) -> bytes:
+        return finish(fill_template(message.decode("utf-8", "surrogateescape"), seq))
+
     return Payload(
         stdin_fd=None if send else terminal.stdin_fd,
         messages=tuple(messages),
@@ -121,6 +133,7 @@ def _payload(
         crlf=crlf,
         repeat=repeat,
         interval=interval,
+        render=render if templates else None,
     )
 
 

@@ -457,7 +457,9 @@ class ClientRelay(Handler):
     def _start_script(self, conn: Connection) -> None:
         payload = self.hub.payload
         parts = payload.messages or ((self.hub._body or b""),)
-        self.script = Script(conn, parts, payload.repeat, payload.interval, lambda: self.payload_sent(conn))
+        self.script = Script(
+            conn, parts, payload.repeat, payload.interval, lambda: self.payload_sent(conn), payload.message
+        )
         self.script.step()
 
     def stdin_ended(self, conn: Connection) -> None:
@@ -532,13 +534,20 @@ def _pattern(relay: RelayOptions) -> str:
 class Script:
     """A connection's fixed payload: parts, `repeat` times, `interval` apart, as the socket takes them."""
 
-    __slots__ = ("conn", "done", "index", "interval", "parts", "timer", "total")
+    __slots__ = ("conn", "done", "index", "interval", "parts", "render", "timer", "total")
 
     def __init__(
-        self, conn: Connection, parts: tuple[bytes, ...], repeat: int, interval: float, done: Callable[[], None]
+        self,
+        conn: Connection,
+        parts: tuple[bytes, ...],
+        repeat: int,
+        interval: float,
+        done: Callable[[], None],
+        render: Callable[[bytes, int], bytes] | None = None,
     ):
         self.conn = conn
         self.parts = parts
+        self.render = render  # (part, its number from 1) -> what is sent (--send templates)
         self.total = len(parts) * repeat
         self.index = 0
         self.interval = interval
@@ -553,7 +562,7 @@ class Script:
             if self.index and self.interval and self.index % len(self.parts) == 0 and self.timer is None:
                 self.timer = conn.loop.call_later(self.interval, self._after_interval)
                 return
-            conn.write(self.parts[self.index % len(self.parts)])
+            conn.write(self._part())
             self.index += 1
         if self.index >= self.total and self.done is not None and not conn.closed:
             done, self.done = self.done, None
@@ -561,10 +570,13 @@ class Script:
 
     def _after_interval(self) -> None:
         self.timer = None
-        part = self.parts[self.index % len(self.parts)]
-        self.conn.write(part)
+        self.conn.write(self._part())
         self.index += 1
         self.step()
+
+    def _part(self) -> bytes:
+        part = self.parts[self.index % len(self.parts)]
+        return part if self.render is None else self.render(part, self.index + 1)
 
     def cancel(self) -> None:
         if self.timer is not None:

@@ -22,7 +22,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from socktool.net import events as ev
@@ -61,6 +61,12 @@ class Payload(NamedTuple):
     crlf: bool = False
     repeat: int = 1
     interval: float = 0.0
+    # --send with placeholders ({seq}, {time}, ...): (message, its number from 1) -> the bytes, at send time
+    render: Callable[[bytes, int], bytes] | None = None
+
+    def message(self, part: bytes, seq: int) -> bytes:
+        """A --send message as it goes out: filled in when it is a template."""
+        return part if self.render is None or not self.messages else self.render(part, seq)
 
     @property
     def is_plain_stream(self) -> bool:
@@ -70,10 +76,13 @@ class Payload(NamedTuple):
     def chunks(self) -> Iterator[bytes]:
         if self.messages or self.repeat > 1:
             body = self.messages or (b"".join(self._stdin_chunks()),)
+            seq = 0
             for round_ in range(self.repeat):
                 if round_ and self.interval:
                     time.sleep(self.interval)
-                yield from body
+                for part in body:
+                    seq += 1
+                    yield self.message(part, seq)
         else:
             yield from self._stdin_chunks()
 
