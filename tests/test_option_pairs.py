@@ -39,6 +39,7 @@ from socktool.cli.app import COMMANDS, build_app
 from socktool.net import interrupts
 
 TESTS = Path(__file__).parent
+REFUSED = "refused"
 
 # -- the table: option -> (aspect, the test that shows it) ---------------------------------------
 PIPE = "test_tcp_pipe.py::"
@@ -133,6 +134,20 @@ _TLS_LISTEN = {
     "--strict-close": ("tls", f"{TLS}test_every_byte_arrives_both_ways_between_socktool_client_and_server"),
 }
 _TLS_NEEDS = {"--tls"}
+FRAMES = "test_frames.py::"
+_FRAME = {  # issue 15: messages on a stream
+    "--frame": ("frame", f"{FRAMES}test_three_messages_in_one_write_and_one_in_three_writes_are_four_records_in_json"),
+    "--max-frame": ("frame", f"{FRAMES}test_a_message_over_max_frame_on_the_pipe_is_one_error_line"),
+    "--checksum": ("frame", f"{FRAMES}test_send_and_checksum_are_framed_on_the_way_out"),
+}
+_FRAME_PAIRS = {
+    "--frame --max-frame": f"{FRAMES}test_a_message_over_max_frame_on_the_pipe_is_one_error_line",
+    "--frame --checksum": f"{FRAMES}test_send_and_checksum_are_framed_on_the_way_out",
+    "--frame --json": f"{FRAMES}test_three_messages_in_one_write_and_one_in_three_writes_are_four_records_in_json",
+    "--frame --view": f"{FRAMES}test_the_view_shows_one_record_per_message",
+    "--crlf --frame": REFUSED,
+    "--crlf --checksum": REFUSED,
+}
 
 OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "tcp-connect": {
@@ -144,6 +159,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "-p": ("source", f"{PIPE}test_source_port_is_used"),
         "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-connect]"),
         **_TLS_CONNECT,
+        **_FRAME,
         "--record": (_RECORD, f"{FWD}test_tcp_connect_record_keeps_both_directions_and_stdout_stays_raw"),
     },
     # tcp-listen builds its payload and relay options with the same helpers as
@@ -162,6 +178,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "-w": ("timeout", f"{BEHAVIOUR}test_listen_timeout_gives_up_without_a_client"),
         "--progress": ("progress", f"{BEHAVIOUR}test_progress_draws_a_transfer_bar_on_stderr[tcp-listen]"),
         **_TLS_LISTEN,
+        **_FRAME,
         "--control": ("console", f"{CONSOLE}test_control_json_drives_the_same_scenario_and_answers_in_json"),
         "--record": (_RECORD, "PENDING"),
         "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
@@ -305,6 +322,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         **{option: _TLS_NEEDS for option in _TLS_CONNECT if option not in ("--tls", "--proxy", "--proxy-auth")},
         "--key": (_TLS_NEEDS, {"--cert"}),  # both, so never with one other option alone
         "--proxy-auth": {"--proxy"},
+        "--max-frame": {"--frame"},
     },
     "tcp-listen": {
         "--interval": {"--repeat"},
@@ -313,6 +331,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--control": {"-k", "--broker"},  # (the value here is json; one client's stdin is its payload)
         **{option: _TLS_NEEDS for option in _TLS_LISTEN if option != "--tls"},
         "--key": (_TLS_NEEDS, {"--cert"}),
+        "--max-frame": {"--frame"},
     },
     "udp-send": {"--interval": {"--count", "--lines"}, "--full": {"--view"}},
     # --reply-last answers lines typed at the console: a terminal on stdin (not here) or --control json
@@ -328,7 +347,6 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
     "wait": {"--status": {"--http"}},
 }
 
-REFUSED = "refused"
 # Pairs that interact: "refused", or the test that runs them together.
 _FULL_PAIRS = {
     "--full --json": REFUSED,
@@ -399,6 +417,7 @@ PAIRS: dict[str, dict[str, str]] = {
         "--tls --send": f"{TLS}test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply",
         "--tls --recv-only": f"{TLS}test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_close_a_failure",
         "--tls -v": f"{TLS}test_pin_accepts_exactly_that_certificate_and_names_the_one_seen_otherwise",
+        **_FRAME_PAIRS,
     },
     "tcp-listen": {
         **_RELAY_PAIRS,
@@ -425,6 +444,10 @@ PAIRS: dict[str, dict[str, str]] = {
         "--tls --send": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
         "--tls --no-shutdown": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
         "-k --control": f"{CONSOLE}test_control_json_drives_the_same_scenario_and_answers_in_json",
+        **_FRAME_PAIRS,
+        "--frame --send": f"{FRAMES}test_send_and_checksum_are_framed_on_the_way_out",
+        "-k --frame": f"{FRAMES}test_a_message_over_max_frame_closes_only_that_client",
+        "--frame --control": f"{FRAMES}test_console_messages_get_the_frame",
         **{f"--exec {name}": REFUSED for name in ("--send", "--hex-input", "--repeat", "--expect", "--progress")},
     },
     "udp-send": {
@@ -570,8 +593,8 @@ PENDING_PAIRS["forward"].update(
     }
 )
 _LATE = {  # options added after this table was first written: pairs not listed above make no claim yet
-    "tcp-connect": ("tls: TLS and proxy options", (*_TLS_CONNECT,)),
-    "tcp-listen": ("tls and console: TLS and --control", (*_TLS_LISTEN, "--control")),
+    "tcp-connect": ("tls and frames (issue 15): TLS, proxy and frame options", (*_TLS_CONNECT, *_FRAME)),
+    "tcp-listen": ("tls and console: TLS, --control and frame options", (*_TLS_LISTEN, "--control", *_FRAME)),
     "udp-listen": ("console: --control and --reply-last", ("--control", "--reply-last")),
 }
 for _name, (_owner, _late) in _LATE.items():
@@ -663,6 +686,9 @@ VALUES = {
     "--proxy": "socks5://127.0.0.1:1080",
     "--proxy-auth": "user:secret",
     "--control": "json",
+    "--frame": "line",
+    "--max-frame": "1k",
+    "--checksum": "crc32",
 }
 ARGUMENTS = {
     "tcp-connect": ["127.0.0.1:9"],
