@@ -269,6 +269,8 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
             f"{FWD_UDP}test_tcp_to_udp_each_line_is_one_datagram_and_each_datagram_back_one_write",
         ),
         "--drop": ("drop", f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams"),
+        "--frame": ("frame", f"{FRAMES}test_forward_shows_one_record_per_message_both_ways"),
+        "--max-frame": ("frame", "PENDING"),
         "--hex": ("format", "PENDING"),
         "--json": ("format", f"{FWD}test_curl_through_forward_gets_the_page_and_json_shows_request_and_response"),
         "--view": ("format", f"{FWD}test_view_labels_both_directions_of_each_connection"),
@@ -341,6 +343,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--downstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
         "--seed": {"--jitter", "--drop"},
         "--drop": {"--udp", "--udp-to-tcp"},
+        "--max-frame": {"--frame"},
         "--chunk-delay": {"--chunk"},
         "--hex": {"--view"},
     },
@@ -516,6 +519,8 @@ PAIRS: dict[str, dict[str, str]] = {
             for name in ("-w", "--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after")
         },
         "--udp -i": f"{FWD_UDP}test_a_udp_session_ends_after_the_idle_timeout",
+        **{f"{mode} --frame": REFUSED for mode in ("--udp", "--udp-to-tcp", "--tcp-to-udp")},
+        "--frame --json": f"{FRAMES}test_forward_shows_one_record_per_message_both_ways",
         "--udp --drop": f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams",
         "--drop --seed": f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams",
     },
@@ -575,6 +580,7 @@ PENDING_PAIRS: dict[str, dict[str, str]] = {
         "--delay --jitter": "forward: no test of --jitter yet",
         "--jitter --seed": "forward: no test of --seed yet",
         "--reset-after --close-after": "forward: which cut comes first is not tested",
+        "--frame --max-frame": "forward: no test of forward --max-frame yet",
         **{
             f"{fault} {direction}": "forward: fault directions beyond --delay --upstream are not tested"
             for fault in ("--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after")
@@ -622,6 +628,7 @@ PENDING_OPTIONS = {
     ("tcp-listen", "--ciphers"): "tls: no test of the listener's --ciphers yet",
     ("udp-listen", "--control"): "console: no test of udp-listen --control json yet",
     ("tcp-listen", "--record"): "view: no test of tcp-listen --record yet",
+    ("forward", "--max-frame"): "forward: no test of forward --max-frame yet",
     ("forward", "--allow"): "forward: no test of --allow yet",
     ("forward", "-i"): "forward: no test of --idle-timeout yet",
     ("forward", "--jitter"): "forward: no test of --jitter yet",
