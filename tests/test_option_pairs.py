@@ -451,7 +451,10 @@ PAIRS: dict[str, dict[str, str]] = {
         "--frame --send": f"{FRAMES}test_send_and_checksum_are_framed_on_the_way_out",
         "-k --frame": f"{FRAMES}test_a_message_over_max_frame_closes_only_that_client",
         "--frame --control": f"{FRAMES}test_console_messages_get_the_frame",
-        **{f"--exec {name}": REFUSED for name in ("--send", "--hex-input", "--repeat", "--expect", "--progress")},
+        **{
+            f"--exec {name}": REFUSED
+            for name in ("--send", "--hex-input", "--repeat", "--expect", "--progress", "--hex")
+        },
     },
     "udp-send": {
         "-v -q": REFUSED,
