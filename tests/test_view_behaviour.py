@@ -220,3 +220,36 @@ def test_full_hex_draws_every_row():
     traffic(ev.Data(1, "127.0.0.1:9", ev.RECEIVED, bytes(range(256)) * 4))
     rows = re.findall(r"^  [0-9a-f]{8}  ", plain(out.getvalue()), re.M)
     assert len(rows) == 64
+
+
+def udp_echo() -> tuple[int, list[bytes]]:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        with server:
+            while True:
+                data, peer = server.recvfrom(65536)
+                seen.append(data)
+                server.sendto(data, peer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1], seen
+
+
+def test_udp_send_wait_ends_at_the_reply_not_at_the_timeout():
+    port, _ = udp_echo()
+    # A 60 s wait that ran out would outlast run()'s 20 s limit: the reply must end it.
+    result = run("udp-send", f"127.0.0.1:{port}", "ping", "--wait", "--timeout", "60s")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"ping"
+
+
+def test_udp_send_replies_n_exits_after_n_replies():
+    port, seen = udp_echo()
+    result = run(
+        "udp-send", f"127.0.0.1:{port}", "ping", "--count", "3", "--replies", "3", "--wait", "--timeout", "60s"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"ping" * 3 and len(seen) == 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from socktool.net import events as ev
 from socktool.net.address import Endpoint
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net import udpsend
 
 
 def _ttl(text: str) -> int:
@@ -103,6 +106,18 @@ def udp_send(
             show_default=False,
         ),
     ] = None,
+    replies: Annotated[
+        int | None,
+        typer.Option(
+            "--replies",
+            metavar="N",
+            parser=opt.PositiveInt,
+            help="With --wait: exit 0 as soon as N replies came (default: 1 for one datagram to a unicast "
+            "address, else all until --timeout); implies --wait.",
+            rich_help_panel=opt.IO,
+            show_default=False,
+        ),
+    ] = None,
     broadcast: Annotated[
         bool,
         typer.Option(
@@ -166,7 +181,7 @@ def udp_send(
     _check_interface(address, interface)
     if message is not None and lines:
         raise typer.BadParameter("--lines splits stdin; it does not apply to MESSAGE", param_hint="'--lines'")
-    wait = wait or timeout is not None
+    wait = wait or timeout is not None or replies is not None
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json, hex=hex)
     datagrams: tuple[bytes, ...] = ()
@@ -213,6 +228,7 @@ def udp_send(
             target,
             outgoing,
             wait=(timeout or 2.0) if wait else None,
+            replies=replies or _default_replies(address, outgoing, broadcast),
             output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
             emit=mode is not Mode.RAW or record is not None,
             sink=sink,
@@ -220,6 +236,15 @@ def udp_send(
     finally:
         target.close()
     return 0
+
+
+def _default_replies(address: Endpoint, outgoing: udpsend.Outgoing, broadcast: bool) -> int | None:
+    """One datagram to one unicast peer gets one reply; a group, a broadcast or several
+    datagrams may get many, so those wait out --timeout."""
+    from socktool.net.multicast import is_multicast
+
+    single = len(outgoing.datagrams) * outgoing.count == 1 and outgoing.stdin_fd is None
+    return 1 if single and not broadcast and not is_multicast(address.host or "") else None
 
 
 def _check_interface(address: Endpoint, interface: str | None) -> None:

@@ -274,6 +274,7 @@ class Sender(DatagramCounters):
         outgoing: Outgoing,
         *,
         wait: float | None = None,
+        replies: int | None = None,
         output_fd: int | None = 1,
         emit: bool = False,
         sink: ev.Sink = ev.ignore,
@@ -281,6 +282,7 @@ class Sender(DatagramCounters):
         self.target = target
         self.outgoing = outgoing
         self.wait = wait
+        self.replies = replies  # with wait: stop as soon as this many replies came
         self.output_fd = output_fd
         self.emit = emit
         self.sink = sink
@@ -305,7 +307,7 @@ class Sender(DatagramCounters):
         while True:
             now, next_send = self._send_due(pending, next_send)
             if not pending and self._splitter is None:
-                if self.wait is None:
+                if self.wait is None or (self.replies is not None and self.datagrams_in >= self.replies):
                     return
                 if deadline is None:
                     deadline = now + self.wait
