@@ -671,6 +671,7 @@ VALUES = {
     "--deny": "10.0.0.0/8",
     "--exec": "cat",
     "--count": "2",
+    "--replies": "2",
     "--ttl": "2",
     "--interface": "lo",
     "--reply": "x",
