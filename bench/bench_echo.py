@@ -47,18 +47,25 @@ def free_port() -> int:
 # Clients connected at once during set-up: below each server's accept queue
 # (ncat's is 10 and cannot be set), or the kernel drops SYNs and each costs a
 # retry after a second or more.
-CONNECTS_IN_FLIGHT = {"socktool": 250, "socat": 250, "ncat": 8}
+CONNECTS_IN_FLIGHT = {"socktool": 250, "socktool-old": 250, "socat": 250, "ncat": 8}
+OLD_SOURCE: str | None = None  # --old-source: a socktool source tree to compare with (as socktool-old)
 
 
 def server_command(name: str, port: int) -> list[str]:
     if name == "socktool":
         exe = [str(SOCKTOOL)] if SOCKTOOL.exists() else [sys.executable, "-m", "socktool"]
         return [*exe, "echo", "--tcp-only", "-q", f"{HOST}:{port}"]
+    if name == "socktool-old":
+        assert OLD_SOURCE is not None
+        return [sys.executable, "-c", _RUN_FROM.format(src=OLD_SOURCE), "echo", "--tcp-only", "-q", f"{HOST}:{port}"]
     if name == "socat":
         return ["socat", f"TCP-LISTEN:{port},bind={HOST},fork,reuseaddr,backlog=4096", "EXEC:cat"]
     if name == "ncat":
         return ["ncat", "-lk", "--max-conns", "5000", "--exec", "/bin/cat", HOST, str(port)]
     raise SystemExit(f"unknown server {name!r}")
+
+
+_RUN_FROM = "import sys; sys.path.insert(0, {src!r}); from socktool.cli.boundary import main; sys.exit(main())"
 
 
 def wait_accepting(port: int, timeout: float = 10.0) -> None:
@@ -263,11 +270,20 @@ def main() -> int:
     parser.add_argument("--procs", type=int, default=1, help="client processes")
     parser.add_argument("--repeat", type=int, default=3, help="runs per server; the best is kept")
     parser.add_argument("--servers", default="socktool,socat,ncat")
+    parser.add_argument(
+        "--old-source",
+        metavar="DIR",
+        help="also run the socktool in DIR/src (e.g. `git archive v0.1.0 src | tar -x -C DIR`) as socktool-old",
+    )
     args = parser.parse_args()
+    global OLD_SOURCE
+    if args.old_source:
+        OLD_SOURCE = str(Path(args.old_source, "src"))
+        args.servers += ",socktool-old"
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    names = [n for n in args.servers.split(",") if n == "socktool" or shutil.which(n)]
+    names = [n for n in args.servers.split(",") if n.startswith("socktool") or shutil.which(n)]
     print(
         f"# {args.clients} clients x {args.rounds} round trips of {args.size} B, "
         f"{args.procs} client process(es), best of {args.repeat}; {os.cpu_count()} CPUs"
@@ -285,7 +301,7 @@ def main() -> int:
     for name in names:
         r = best[name]
         ratio = f"{r['rate'] / base:.2f}x" if base else "-"
-        rss = f"{r['rss'] / 1024:.0f} MiB" + (" (parent only)" if name != "socktool" else "")
+        rss = f"{r['rss'] / 1024:.0f} MiB" + (" (parent only)" if not name.startswith("socktool") else "")
         print(
             f"| {name} | {r['rate']:,.0f} | {ratio} | {r['seconds']:.2f}s | {r['setup']:.2f}s | {r['errors']} | {rss} |"
         )

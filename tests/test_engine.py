@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from reliability_helpers import recv_exactly, wait_until
 from socktool.net import events as ev
 from socktool.net.address import Endpoint
 from socktool.net.hub import Hub, ListenOptions
@@ -23,21 +24,12 @@ from socktool.net.relay import Payload, RelayOptions
 
 
 def until(condition: Callable[[], object], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
+    wait_until(condition, timeout, step=0.005)
 
 
 def read_exactly(sock: socket.socket, size: int, timeout: float = 10) -> bytes:
     sock.settimeout(timeout)
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
+    return recv_exactly(sock, size)
 
 
 def read_to_eof(sock: socket.socket, timeout: float = 10) -> bytes:

@@ -13,20 +13,11 @@ import time
 import pytest
 
 from conftest import Proc, run
+from reliability_helpers import recv_exactly, rss_kib
 
 
 def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def read_to_eof(sock: socket.socket) -> bytes:
@@ -76,7 +67,7 @@ def test_keep_open_streams_stdin_from_a_pipe_without_waiting_for_a_newline():
         listener.popen.stdin.write(b"x" * 100_000)  # no newline anywhere
         listener.popen.stdin.flush()
         for client in clients:
-            assert read_exactly(client, 100_000) == b"x" * 100_000
+            assert recv_exactly(client, 100_000) == b"x" * 100_000
         listener.popen.stdin.close()
         for client in clients:
             assert read_to_eof(client) == b""  # stdin ended: each client half-closed, as one client is
@@ -114,8 +105,8 @@ def test_broker_send_only_relays_nothing_between_clients():
         one.sendall(b"from-c1\n")
         listener.popen.stdin.write(b"from stdin\n")
         listener.popen.stdin.flush()
-        assert read_exactly(two, 11) == b"from stdin\n"  # stdin only: from-c1 would have come first
-        assert read_exactly(one, 11) == b"from stdin\n"
+        assert recv_exactly(two, 11) == b"from stdin\n"  # stdin only: from-c1 would have come first
+        assert recv_exactly(one, 11) == b"from stdin\n"
         one.close()
         two.close()
 
@@ -206,7 +197,7 @@ def _ignoring_commands(tmp_path, count: int) -> tuple[Proc, list[socket.socket],
     port = listener.wait_listening()
     clients = [connect(port) for _ in range(count)]
     for client in clients:
-        assert read_exactly(client, 3) == b"up\n"
+        assert recv_exactly(client, 3) == b"up\n"
     children = _children_of(listener.popen.pid)
     assert len(children) == count
     return listener, clients, children
@@ -298,15 +289,15 @@ def test_two_thousand_idle_clients_cost_little_and_do_not_hold_up_a_new_one(comm
     try:
         with Proc(*command_, "127.0.0.1:0", stdin=subprocess.PIPE) as server:
             port = server.wait_listening()
-            rss_before = _rss_kib(server.popen.pid)
+            rss_before = rss_kib(server.popen.pid)
             held = [connect(port) for _ in range(count)]
             server.wait_for(f"connection from #{count} ", timeout=60)
-            grown = _rss_kib(server.popen.pid) - rss_before
+            grown = rss_kib(server.popen.pid) - rss_before
             threads = len(os.listdir(f"/proc/{server.popen.pid}/task"))
             with connect(port) as newcomer:  # served while the others are held
                 newcomer.sendall(b"still served\n")
                 if command_[0] == "echo":
-                    assert read_exactly(newcomer, 13) == b"still served\n"
+                    assert recv_exactly(newcomer, 13) == b"still served\n"
                 else:
                     assert server.popen.stdout.readline() == b"still served\n"
             for sock in held:
@@ -315,8 +306,3 @@ def test_two_thousand_idle_clients_cost_little_and_do_not_hold_up_a_new_one(comm
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert threads <= 3
     assert grown < 32 * 1024, f"{count} idle clients took {grown} KiB"
-
-
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))

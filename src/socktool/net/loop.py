@@ -455,10 +455,13 @@ class Loop:
     def call(self, fn: Callback) -> None:
         """Run `fn` in the loop's thread, soon. Safe from any thread."""
         self._commands.append(fn)
+        wake = self._wake_write
+        if wake < 0:
+            return  # closed: nothing will run it
         try:
-            os.write(self._wake_write, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe is an awake loop; a closed one a finished loop
+            os.write(wake, b"\0")
+        except OSError:
+            pass  # a full pipe is an awake loop
 
     def send(self, conn_id: int, data: bytes) -> None:
         """Write `data` to connection `conn_id` (ignored if it is gone)."""
@@ -548,8 +551,9 @@ class Loop:
             for acceptor in self.acceptors:
                 acceptor.close()
             self.selector.close()
+            wake, self._wake_write = self._wake_write, -1  # its number may be reused: never write to it again
             os.close(self._wake_read)
-            os.close(self._wake_write)
+            os.close(wake)
 
     # -- inside ------------------------------------------------------------------
     def _timeout(self) -> float | None:
