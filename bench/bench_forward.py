@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from bench_echo import CONNECTS_IN_FLIGHT, free_port, rss_kib, run_load, wait_accepting
-from bench_tcp import parse_size, wait_listening
+from bench_tcp import parse_size
 
 HOST = "127.0.0.1"
 SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
@@ -69,7 +69,9 @@ class Relay:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            wait_listening(port)  # not a probe connection: the target may serve one client only
+            wait_bound(port)  # not a probe connection: the target may serve one client only
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{name} exited at start (status {self.proc.returncode})")
 
     def rss_kib(self, total: bool = False) -> int:
         if self.proc is None:
@@ -95,14 +97,14 @@ class Relay:
 
 def transfer(name: str, size: int) -> dict:
     """One pass of SIZE bytes: client nc → relay → nc -l | wc -c."""
-    target, port = free_port(), free_port()
+    target, port = two_ports()
     with tempfile.TemporaryDirectory() as tmp:
         count_file = Path(tmp, "count")
         sink = subprocess.Popen(
             ["bash", "-c", f"nc -l {HOST} {target} < /dev/null | wc -c > {count_file}"],
             start_new_session=True,
         )
-        wait_listening(target)
+        wait_bound(target)
         relay = Relay(name, port, target) if name != "direct" else None
         try:
             started = time.monotonic()
@@ -117,7 +119,29 @@ def transfer(name: str, size: int) -> dict:
             if relay is not None:
                 relay.stop()
         counted = int(count_file.read_text().strip() or 0)
+    if counted != size or client.returncode:
+        print(f"  {name}: {counted} of {size} bytes arrived, client exit {client.returncode}", file=sys.stderr)
     return {"rate": size / seconds / (1 << 20), "complete": counted == size and client.returncode == 0}
+
+
+def two_ports() -> tuple[int, int]:
+    """Two different free ports (a port just freed may be handed out again at once)."""
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
+def wait_bound(port: int, timeout: float = 10) -> None:
+    """Until something listens on 127.0.0.1:PORT exactly (other tests on the machine use ports too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listening = subprocess.run(["ss", "-Hltn", "src", f"{HOST}:{port}"], capture_output=True, text=True).stdout
+        if listening.strip():
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"nothing listening on {HOST}:{port}")
 
 
 def throughput(names: list[str], size: int, rounds: int) -> None:
@@ -154,6 +178,8 @@ def round_trips(names: list[str], clients: int, rt: int, sum_rss: bool) -> None:
         wait_accepting(echo_port)
         for name in names:
             port = free_port()
+            while port == echo_port:  # a port just freed may be handed out again at once
+                port = free_port()
             relay = Relay(name, port, echo_port)
             try:
                 in_flight = CONNECTS_IN_FLIGHT.get(name, 8)
@@ -179,7 +205,7 @@ def open_pairs_rss(clients: int) -> None:
     """socktool forward's RSS with CLIENTS pairs open at once (idle)."""
     import socket
 
-    echo_port, port = free_port(), free_port()
+    echo_port, port = two_ports()
     echo = subprocess.Popen([SOCKTOOL, "echo", "--tcp-only", "-q", f"{HOST}:{echo_port}"])
     relay = None
     socks = []
