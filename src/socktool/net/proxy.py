@@ -1,21 +1,27 @@
 """Dialling out through a SOCKS or HTTP CONNECT proxy.
 
-The handshakes are python-socks' (its sync API), imported only when a proxy
-is used; this module parses the URL, maps the library's errors to ours, and
-reports the proxy's own words (auth failed, host unreachable, refused by the
-target) in one line, exit 1.
+The SOCKS handshakes are python-socks' (its sync API), imported only when a
+proxy is used. HTTP CONNECT is done here: python-socks reads the proxy's
+reply with one recv() and drops whatever came after the header, which loses
+the first bytes of a server that speaks first (SMTP, SSH, a greeting) when
+they arrive in the same segment. This module parses the URL, maps errors to
+ours, and reports the proxy's own words (auth failed, host unreachable,
+refused by the target) in one line, exit 1.
 """
 
 from __future__ import annotations
 
+import base64
 import socket
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from socktool.net.address import Endpoint
-from socktool.net.errors import ConnectError, UsageError
+from socktool.net.errors import ConnectError, UsageError, describe
 
 SCHEMES = ("socks5", "socks5h", "socks4", "socks4a", "http")
+_END = b"\r\n\r\n"
+MAX_REPLY_HEAD = 16 * 1024
 
 
 class ProxyConfig(NamedTuple):
@@ -62,24 +68,73 @@ def parse_proxy_url(url: str, auth: str | None = None) -> ProxyConfig:
 
 def connect(proxy: ProxyConfig, target: Endpoint, *, timeout: float | None) -> socket.socket:
     """A blocking socket to `target`, through `proxy`."""
+    if target.host is None:
+        raise UsageError(f"cannot reach {target} through a proxy", "a proxy connects to HOST:PORT only")
+    if proxy.scheme == "http":
+        return _http_connect(proxy, target.host, target.port, timeout, f"cannot connect to {target} through {proxy}")
+    return _socks_connect(proxy, target.host, target.port, timeout, f"cannot connect to {target} through {proxy}")
+
+
+def _http_connect(proxy: ProxyConfig, host: str, port: int, timeout: float | None, what: str) -> socket.socket:
+    try:
+        sock = socket.create_connection((proxy.host, proxy.port), timeout=timeout)
+    except OSError as exc:
+        raise ConnectError(what, f"cannot reach the proxy: {describe(exc)}") from None
+    try:
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+        if proxy.username is not None:
+            token = base64.b64encode(f"{proxy.username}:{proxy.password or ''}".encode()).decode()
+            request += f"Proxy-Authorization: Basic {token}\r\n"
+        sock.sendall((request + "\r\n").encode())
+        status = _reply_head(sock).split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ConnectError(what, f"the proxy's reply is not HTTP: {status[:80]!r}")
+        if not 200 <= int(parts[1]) < 300:
+            raise ConnectError(what, f"the proxy says: {' '.join(parts[1:])}")
+    except TimeoutError:
+        sock.close()
+        raise ConnectError(what, "the proxy did not answer in time") from None
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(what, f"talking to the proxy: {describe(exc)}") from None
+    except ConnectError:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return sock
+
+
+def _reply_head(sock: socket.socket) -> bytes:
+    """The reply up to its blank line, and not a byte more: what follows is the target's."""
+    head = bytearray()
+    while not head.endswith(_END):
+        matched = next((k for k in (3, 2, 1) if head.endswith(_END[:k])), 0)
+        chunk = sock.recv(len(_END) - matched)  # cannot reach past the end of the head
+        if not chunk:
+            raise ConnectionResetError(0, "the proxy closed the connection")
+        head += chunk
+        if len(head) > MAX_REPLY_HEAD:
+            raise OSError(0, "the proxy's reply header is too long")
+    return bytes(head)
+
+
+def _socks_connect(proxy: ProxyConfig, host: str, port: int, timeout: float | None, what: str) -> socket.socket:
     from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
     from python_socks.sync import Proxy
 
-    if target.host is None:
-        raise UsageError(f"cannot reach {target} through a proxy", "a proxy connects to HOST:PORT only")
     kind = {
         "socks5": ProxyType.SOCKS5,
         "socks5h": ProxyType.SOCKS5,
         "socks4": ProxyType.SOCKS4,
         "socks4a": ProxyType.SOCKS4,
-        "http": ProxyType.HTTP,
     }[proxy.scheme]
     client = Proxy(
         kind, proxy.host, proxy.port, username=proxy.username, password=proxy.password, rdns=proxy.remote_dns
     )
-    what = f"cannot connect to {target} through {proxy}"
     try:
-        sock = client.connect(target.host, target.port, timeout=timeout)
+        sock = client.connect(host, port, timeout=timeout)
     except ProxyTimeoutError:
         raise ConnectError(what, "the proxy did not answer in time") from None
     except ProxyConnectionError as exc:

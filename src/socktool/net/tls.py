@@ -164,12 +164,14 @@ class TlsLayer:
         if self.close_received:
             return 0
         try:
-            return cast(int, self.obj.read(len(buffer), buffer))  # with a buffer: the count
+            count = cast(int, self.obj.read(len(buffer), buffer))  # with a buffer: the count
         except ssl.SSLWantReadError:
             return 0
-        except ssl.SSLZeroReturnError:
+        except ssl.SSLZeroReturnError:  # close_notify, when ours went out first
+            count = 0
+        if not count:  # close_notify, when it came first: CPython returns 0 rather than raise
             self.close_received = True
-            return 0
+        return count
 
     def write(self, data: bytes | memoryview) -> None:
         self.obj.write(data)  # a MemoryBIO takes all of it: never a short write

@@ -1,0 +1,226 @@
+"""--proxy on tcp-connect against real proxies: microsocks (SOCKS5, with and
+without a password), dante (SOCKS4, SOCKS4a, SOCKS5) and ncat's HTTP CONNECT
+proxy (with and without --proxy-auth). The targets are loopback servers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, need, one_line_error, run
+from tls_helpers import Pki, make_pki, python_tls_server
+
+GREETING = b"hello through the proxy\n"
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
+    """Until something accepts on 127.0.0.1:port (the proxy is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+def start(argv: list[str], port: int) -> Iterator[int]:
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield port
+    finally:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture
+def microsocks() -> Iterator[int]:
+    need("microsocks")
+    port = free_port()
+    yield from start(["microsocks", "-i", "127.0.0.1", "-p", str(port)], port)
+
+
+@pytest.fixture
+def microsocks_auth() -> Iterator[int]:
+    need("microsocks")
+    port = free_port()
+    yield from start(["microsocks", "-i", "127.0.0.1", "-p", str(port), "-u", "ann", "-P", "s3cret"], port)
+
+
+@pytest.fixture
+def dante(tmp_path: Path) -> Iterator[int]:
+    need("danted")
+    port = free_port()
+    config = tmp_path / "danted.conf"
+    config.write_text(
+        f"""logoutput: stderr
+internal: 127.0.0.1 port = {port}
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
+socks pass {{ from: 127.0.0.0/8 to: 127.0.0.0/8 }}
+"""
+    )
+    yield from start(["danted", "-f", str(config), "-N", "1", "-p", str(tmp_path / "danted.pid")], port)
+
+
+def http_proxy(*extra: str) -> Iterator[int]:
+    need("ncat")
+    port = free_port()
+    yield from start(["ncat", "-l", "-k", "127.0.0.1", str(port), "--proxy-type", "http", *extra], port)
+
+
+@pytest.fixture
+def ncat_proxy() -> Iterator[int]:
+    yield from http_proxy()
+
+
+@pytest.fixture
+def ncat_proxy_auth() -> Iterator[int]:
+    yield from http_proxy("--proxy-auth", "ann:s3cret")
+
+
+def greet_once(*, dual_stack: bool = False) -> int:
+    """A loopback port whose one client gets GREETING, then EOF. A proxy may end
+    the connection with a reset: that is not this test's business."""
+    if dual_stack and socket.has_dualstack_ipv6():
+        server = socket.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+    else:
+        server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                try:
+                    conn.sendall(GREETING)
+                    conn.shutdown(socket.SHUT_WR)
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def through(url: str, *args: str) -> subprocess.CompletedProcess:
+    """The greeting of a fresh server, fetched through `url`. --recv-only: microsocks
+    ends both directions at the first EOF it sees (no half-close), so the client
+    must not send one before the greeting is through."""
+    return run("tcp-connect", "--recv-only", "--proxy", url, *args, f"127.0.0.1:{greet_once()}")
+
+
+def test_socks5_through_microsocks(microsocks: int):
+    result = through(f"socks5://127.0.0.1:{microsocks}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == GREETING
+
+
+def test_socks5_password_in_the_url_or_in_proxy_auth(microsocks_auth: int):
+    in_url = through(f"socks5://ann:s3cret@127.0.0.1:{microsocks_auth}")
+    assert in_url.returncode == 0, in_url.stderr
+    assert in_url.stdout == GREETING
+    port = greet_once()
+    option = run(
+        "tcp-connect",
+        "--proxy",
+        f"socks5://127.0.0.1:{microsocks_auth}",
+        "--proxy-auth",
+        "ann:s3cret",
+        f"127.0.0.1:{port}",
+    )
+    assert option.returncode == 0, option.stderr
+    assert option.stdout == GREETING
+
+
+def test_socks5_wrong_password_is_the_proxys_word(microsocks_auth: int):
+    result = through(f"socks5://ann:wrong@127.0.0.1:{microsocks_auth}")
+    assert result.returncode == 1
+    assert "the proxy says" in one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize("scheme", ["socks4", "socks4a", "socks5", "socks5h"])
+def test_every_socks_version_through_dante(dante: int, scheme: str):
+    result = through(f"{scheme}://127.0.0.1:{dante}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == GREETING
+
+
+def test_socks5h_lets_the_proxy_resolve_the_name(dante: int):
+    target = greet_once(dual_stack=True)  # the proxy may resolve localhost to ::1 or 127.0.0.1
+    result = run("tcp-connect", "--proxy", f"socks5h://127.0.0.1:{dante}", f"localhost:{target}", "-4")
+    assert result.returncode == 2  # -4 means nothing when the proxy dials
+    result = run("tcp-connect", "--recv-only", "--proxy", f"socks5h://127.0.0.1:{dante}", f"localhost:{target}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == GREETING
+
+
+def test_target_refused_is_reported_in_the_proxys_words(dante: int):
+    result = run("tcp-connect", "--proxy", f"socks5://127.0.0.1:{dante}", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "the proxy says: Connection refused" in one_line_error(result.stderr)
+
+
+def test_http_connect_through_ncat(ncat_proxy: int):
+    result = through(f"http://127.0.0.1:{ncat_proxy}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == GREETING
+
+
+def test_http_connect_with_and_without_credentials(ncat_proxy_auth: int):
+    ok = through(f"http://ann:s3cret@127.0.0.1:{ncat_proxy_auth}")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == GREETING
+    refused = through(f"http://127.0.0.1:{ncat_proxy_auth}")
+    assert refused.returncode == 1
+    assert "the proxy says: 407" in one_line_error(refused.stderr)
+
+
+def test_a_proxy_that_is_not_there_is_one_line():
+    result = run("tcp-connect", "--proxy", f"socks5://127.0.0.1:{free_port()}", "127.0.0.1:9")
+    assert result.returncode == 1
+    assert "cannot reach the proxy" in one_line_error(result.stderr)
+
+
+def test_tls_through_a_proxy_verifies_the_target(microsocks: int, tmp_path):
+    pki: Pki = make_pki(tmp_path)
+    port = python_tls_server(pki, GREETING, close_notify=True)
+    result = run(
+        "tcp-connect", "--recv-only", "--tls", "--ca", pki.ca_file, "--strict-close",
+        "--sni", "localhost", "--proxy", f"socks5h://127.0.0.1:{microsocks}", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == GREETING
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--proxy", "ftp://127.0.0.1:21"), "unknown proxy scheme"),
+        (("--proxy", "socks5://127.0.0.1"), "needs a host and a port"),
+        (("--proxy-auth", "a:b"), "--proxy-auth needs --proxy"),
+        (
+            ("--proxy", "socks5://127.0.0.1:1080", "--source", "127.0.0.1"),
+            "--proxy and --source cannot be used together",
+        ),
+        (("--proxy", "socks4://u:p@127.0.0.1:1080"), "SOCKS4 has a user id but no password"),
+    ],
+)
+def test_bad_proxy_options_are_usage_errors(args, message):
+    result = run("tcp-connect", *args, "127.0.0.1:9")
+    assert result.returncode == 2
+    assert message in one_line_error(result.stderr)
