@@ -130,21 +130,14 @@ def test_socks5_through_microsocks(microsocks: int):
     assert result.stdout == GREETING
 
 
-def test_socks5_password_in_the_url_or_in_proxy_auth(microsocks_auth: int):
-    in_url = through(f"socks5://ann:s3cret@127.0.0.1:{microsocks_auth}")
-    assert in_url.returncode == 0, in_url.stderr
-    assert in_url.stdout == GREETING
-    port = greet_once()
-    option = run(
-        "tcp-connect",
-        "--proxy",
-        f"socks5://127.0.0.1:{microsocks_auth}",
-        "--proxy-auth",
-        "ann:s3cret",
-        f"127.0.0.1:{port}",
-    )
-    assert option.returncode == 0, option.stderr
-    assert option.stdout == GREETING
+@pytest.mark.parametrize("where", ["url", "option"])
+def test_socks5_password_in_the_url_or_in_proxy_auth(microsocks_auth: int, where: str):
+    if where == "url":
+        result = through(f"socks5://ann:s3cret@127.0.0.1:{microsocks_auth}")
+    else:
+        result = through(f"socks5://127.0.0.1:{microsocks_auth}", "--proxy-auth", "ann:s3cret")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == GREETING
 
 
 def test_socks5_wrong_password_is_the_proxys_word(microsocks_auth: int):
