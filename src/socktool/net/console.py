@@ -31,7 +31,7 @@ from socktool.console import Answer
 from socktool.net import events as ev
 from socktool.net.address import Endpoint
 from socktool.net.hub import Hub, ListenOptions
-from socktool.net.loop import BACKLOG, Connection, Timer
+from socktool.net.loop import BACKLOG, Connection, Loop, Timer
 from socktool.net.relay import Payload, RelayOptions
 from socktool.values import format_duration, format_size
 
@@ -43,7 +43,32 @@ PROGRESS_EVERY = 1.0
 AnswerSink = Callable[[Answer], None]
 
 
-class ConsoleHub(Hub):
+class Commanded:
+    """What both consoles' engines share: commands queued to the loop's thread, errors as answers."""
+
+    loop: Loop
+    answer: AnswerSink
+
+    def submit(self, command: cmd.Command) -> None:
+        """Thread-safe: run `command` in the loop's thread, soon."""
+        self.loop.call(lambda: self.execute(command))
+
+    def report(self, answer: Answer) -> None:
+        """Thread-safe: answer from another thread (a line that did not parse)."""
+        self.loop.call(lambda: self.answer(answer))
+
+    def execute(self, command: cmd.Command) -> None:
+        """In the loop's thread: a bad command is an error answer; the server goes on."""
+        try:
+            self._execute(command)
+        except ValueError as exc:
+            self.answer(Answer("error", str(exc)))
+
+    def _execute(self, command: cmd.Command) -> None:
+        raise NotImplementedError
+
+
+class ConsoleHub(Commanded, Hub):
     """A Hub whose stdin is a console: lines and commands come through `submit`, not a descriptor."""
 
     def __init__(
@@ -69,25 +94,11 @@ class ConsoleHub(Hub):
     def _reads_stdin(self) -> bool:
         return False  # the console reads it and hands us what it means
 
-    # -- thread-safe -------------------------------------------------------------
-    def submit(self, command: cmd.Command) -> None:
-        self.loop.call(lambda: self.execute(command))
-
-    def report(self, answer: Answer) -> None:
-        """Answer from another thread (a line that did not parse)."""
-        self.loop.call(lambda: self.answer(answer))
-
     def input_ended(self) -> None:
-        """The console's input ended (Ctrl-D, EOF of --control json): as the end of stdin."""
+        """Thread-safe: the console's input ended (Ctrl-D, EOF of --control json): as the end of stdin."""
         self.loop.call(self._input_ended)
 
     # -- in the loop's thread ----------------------------------------------------
-    def execute(self, command: cmd.Command) -> None:
-        try:
-            self._execute(command)
-        except ValueError as exc:
-            self.answer(Answer("error", str(exc)))
-
     def _execute(self, command: cmd.Command) -> None:
         if isinstance(command, cmd.Say):
             self._say(command.text)
@@ -285,4 +296,4 @@ class FileSender:
         self.hub.answer(answer)
 
 
-__all__ = ["AnswerSink", "ConsoleHub", "FileSender"]
+__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileSender"]

@@ -23,6 +23,7 @@ from socktool import console as cmd
 from socktool.console import Answer
 from socktool.net import events as ev
 from socktool.net.address import sockaddr_text
+from socktool.net.console import Commanded
 from socktool.net.errors import NetworkError, describe
 from socktool.net.fdio import write_all
 from socktool.net.loop import Loop, Timer
@@ -44,7 +45,7 @@ class Peer:
         self.datagrams_in = self.bytes_in = self.bytes_out = 0
 
 
-class UdpConsole(Receiver):
+class UdpConsole(Commanded, Receiver):
     """Receives as udp-listen does, and sends what the console asks to the peers seen."""
 
     def __init__(
@@ -137,23 +138,10 @@ class UdpConsole(Receiver):
         self.last = peer
         return peer
 
-    # -- thread-safe -------------------------------------------------------------------
-    def submit(self, command: cmd.Command) -> None:
-        self.loop.call(lambda: self.execute(command))
-
-    def report(self, answer: Answer) -> None:
-        self.loop.call(lambda: self.answer(answer))
-
     def input_ended(self) -> None:
         """Nothing more will be typed; datagrams are still shown until interrupted."""
 
     # -- in the loop's thread ----------------------------------------------------------
-    def execute(self, command: cmd.Command) -> None:
-        try:
-            self._execute(command)
-        except ValueError as exc:
-            self.answer(Answer("error", str(exc)))
-
     def _execute(self, command: cmd.Command) -> None:
         if isinstance(command, cmd.Say):
             targets = self._say_targets()
