@@ -367,3 +367,15 @@ def test_console_text_counts_messages_in_seq():
         hub.submit(cmd.SendTo(1, text="msg {seq} {hex:41 42}"))
         hub.submit(cmd.Say('{"seq": 1}'))
         assert read_exactly(one, 6 + 9 + 11) == b'msg 1\nmsg 2 AB\n{"seq": 1}\n'
+
+
+def test_broker_with_a_console_relays_between_clients_and_takes_commands():
+    with console_hub(broker=True) as (hub, _, port):
+        one, two = connect_clients(hub, port, 2)
+        one.sendall(b"from one\n")
+        assert read_exactly(two, 9) == b"from one\n"
+        hub.submit(cmd.SendTo(1, text="only one"))
+        assert read_exactly(one, 9) == b"only one\n"
+        hub.submit(cmd.Say("both"))
+        assert read_exactly(one, 5) == b"both\n"
+        assert read_exactly(two, 5) == b"both\n"
