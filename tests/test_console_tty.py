@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import command, run
+from conftest import command, need, run
 from test_engine import read_exactly, read_to_eof
 
 UP = "\x1b[A"
@@ -144,6 +144,11 @@ def test_console_at_a_terminal_addresses_kicks_pauses_and_streams_a_file(tty_fac
     got = read_exactly(one, len(payload), timeout=60)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest()
     tty.expect(rf"sent {re.escape(str(path))} to #1: {len(payload):,} bytes")
+    for other in (two, three):  # the file went to client 1 only
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            other.recv(1)
+        other.setblocking(True)
 
     tty.line("/kick 2")
     assert read_to_eof(two) == b""
@@ -339,3 +344,89 @@ def test_ctrl_c_mid_line_exits_130_and_gives_the_terminal_back_as_it_was(tty_fac
     after = termios.tcgetattr(tty.master)
     assert after[3] & (termios.ECHO | termios.ICANON) == before[3] & (termios.ECHO | termios.ICANON)
     assert after == before
+
+
+def test_traffic_drawn_while_a_line_is_half_typed_keeps_the_prompt_below_it():
+    """tmux is the terminal here: its screen is what a person sees, escape sequences applied."""
+    need("tmux")
+    socket_name = f"st-console-{os.getpid()}"
+    tmux = ["tmux", "-L", socket_name, "-f", "/dev/null"]
+    subprocess.run(
+        [
+            *tmux,
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            "-e",
+            "NO_COLOR=1",
+            *command("tcp-listen", "-k", "127.0.0.1:0"),
+        ],
+        check=True,
+        timeout=15,
+    )
+    try:
+
+        def screen() -> list[str]:
+            out = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, timeout=15, check=True)
+            return [line.rstrip() for line in out.stdout.decode().splitlines() if line.strip()]
+
+        def wait_screen(predicate) -> list[str]:  # type: ignore[no-untyped-def]
+            deadline = time.monotonic() + 15
+            while True:
+                lines = screen()
+                if predicate(lines):
+                    return lines
+                assert time.monotonic() < deadline, "\n".join(lines)
+                time.sleep(0.05)
+
+        wait_screen(lambda lines: any("listening on" in line for line in lines))
+        port = int(re.search(r"listening on \S+:(\d+)", "\n".join(screen()))[1])  # type: ignore[index]
+        wait_screen(lambda lines: lines and lines[-1] == ">")
+        subprocess.run([*tmux, "send-keys", "half typed"], check=True, timeout=15)
+        wait_screen(lambda lines: lines[-1] == "> half typed")
+        client = socket.create_connection(("127.0.0.1", port), timeout=15)
+        for n in range(5):
+            client.sendall(f"line {n}\n".encode())
+        lines = wait_screen(lambda lines: any("line 4" in line for line in lines) and lines[-1] == "> half typed")
+        traffic = [line for line in lines if "127.0.0.1:" in line and "listening" not in line]
+        assert traffic and all(re.match(r"\d\d:\d\d:\d\d\.\d{3}  #1 ", line) for line in traffic), lines
+        subprocess.run([*tmux, "send-keys", " and done", "Enter"], check=True, timeout=15)
+        assert read_exactly(client, 20) == b"half typed and done\n"
+        client.close()
+    finally:
+        subprocess.run([*tmux, "kill-server"], timeout=15)
+
+
+def test_udp_listen_control_json_answers_the_last_sender():
+    import json
+
+    server = subprocess.Popen(
+        command("udp-listen", "127.0.0.1:0", "--reply-last", "--control", "json", "--json"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert server.stdin is not None and server.stdout is not None
+    try:
+        port = int(json.loads(server.stdout.readline())["address"].rsplit(":", 1)[1])
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(15)
+        peer.sendto(b"hello", ("127.0.0.1", port))
+        assert json.loads(server.stdout.readline())["text"] == "hello"
+        server.stdin.write(b'{"text": "hi back"}\n{"list": true}\n{"to": 5, "text": "x"}\n')
+        server.stdin.flush()
+        assert peer.recvfrom(100)[0] == b"hi back"
+        records = [json.loads(server.stdout.readline()) for _ in range(3)]
+        assert records[0]["direction"] == "sent"
+        assert records[1]["event"] == "list" and records[1]["peers"][0]["datagrams"] == 1
+        assert records[2]["event"] == "error"
+        peer.close()
+    finally:
+        server.kill()
+        server.wait(10)
+        for stream in (server.stdin, server.stdout, server.stderr):
+            stream.close()  # type: ignore[union-attr]
