@@ -31,15 +31,15 @@ def _controlling_terminal() -> None:
 
 
 class Tty:
-    """socktool with a pty as its stdin, stdout and stderr."""
+    """socktool with a pty as its stdin, stdout and stderr (stdout: `stdout` if given)."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, stdout: object = None):
         self.master, slave = pty.openpty()
         env = {**os.environ, "NO_COLOR": "1", "TERM": "xterm", "COLUMNS": "160", "LINES": "50"}
         self.popen = subprocess.Popen(
             command(*args),
             stdin=slave,
-            stdout=slave,
+            stdout=slave if stdout is None else stdout,
             stderr=slave,
             env=env,
             start_new_session=True,
@@ -108,8 +108,8 @@ class Tty:
 def tty_factory():
     ttys: list[Tty] = []
 
-    def make(*args: str) -> Tty:
-        ttys.append(Tty(*args))
+    def make(*args: str, stdout: object = None) -> Tty:
+        ttys.append(Tty(*args, stdout=stdout))
         return ttys[-1]
 
     yield make
@@ -215,7 +215,7 @@ def test_qq_chat_between_udp_listen_reply_last_and_udp_send_lines_wait(tty_facto
     tty = tty_factory("udp-listen", "--reply-last", "127.0.0.1:0")
     port = tty.listening_port()
     sender = subprocess.Popen(
-        command("udp-send", "--lines", "--wait", "--timeout", "5s", f"127.0.0.1:{port}"),
+        command("udp-send", "--lines", "--wait", "--timeout", "3s", f"127.0.0.1:{port}"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -430,3 +430,21 @@ def test_udp_listen_control_json_answers_the_last_sender():
         server.wait(10)
         for stream in (server.stdin, server.stdout, server.stderr):
             stream.close()  # type: ignore[union-attr]
+
+
+def test_with_stdout_redirected_the_console_still_works_and_stdout_is_payload_only(tty_factory, tmp_path):
+    out = (tmp_path / "received").open("wb")
+    tty = tty_factory("tcp-listen", "-k", "127.0.0.1:0", stdout=out)
+    port = tty.listening_port()
+    client = socket.create_connection(("127.0.0.1", port), timeout=15)
+    tty.expect(r"connection from|#1")
+    client.sendall(b"\x00payload\xff")
+    tty.line("/to 1 hi")
+    assert read_exactly(client, 3) == b"hi\n"
+    start = tty.line("/list")
+    tty.expect(r"1 client", start=start)
+    tty.line("/quit")
+    assert tty.popen.wait(15) == 0
+    out.close()
+    assert (tmp_path / "received").read_bytes() == b"\x00payload\xff"
+    client.close()
