@@ -96,6 +96,22 @@ def test_keep_open_stdout_reader_leaving_ends_the_server_quietly():
             assert listener.wait() == 0
 
 
+@pytest.mark.parametrize("mode", ["--view", "--json"])
+def test_keep_open_view_reader_leaving_ends_the_server_with_exit_0(mode):
+    with Proc("tcp-listen", "-k", mode, "--no-color", "127.0.0.1:0", stdout=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            client.sendall(os.urandom(50_000))
+            assert len(listener.popen.stdout.read(10)) == 10
+            listener.popen.stdout.close()  # `| head -c 10`
+            try:
+                while listener.popen.poll() is None:
+                    client.sendall(b"more " * 10_000)
+            except OSError:
+                pass  # the server has gone
+            assert listener.wait() == 0
+
+
 # -- --broker -------------------------------------------------------------------------------
 def test_broker_send_only_relays_nothing_between_clients():
     with Proc("tcp-listen", "--broker", "--send-only", "-v", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
