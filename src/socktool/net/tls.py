@@ -149,14 +149,14 @@ class TlsLayer:
             return False
         return True
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """Ciphertext from the socket; b"" is the socket's EOF."""
         if data:
             self.incoming.write(data)
         else:
             self.incoming.write_eof()
 
-    def read_into(self, buffer: bytearray) -> int:
+    def read_into(self, buffer: bytearray | memoryview) -> int:
         """Plaintext into `buffer`: its size, or 0 when more ciphertext is needed or the peer closed.
 
         Raises ssl.SSLEOFError when the socket ended without the peer's close_notify.

@@ -35,7 +35,8 @@ from socktool.values import format_duration
 
 HIGH_WATER = 1024 * 1024  # ciphertext waiting for the socket before stdin is read again
 CLOSE_WAIT = 2.0  # seconds a --send-only relay waits for the peer's close after its own
-FINAL_FLUSH = 10.0  # seconds the last bytes and our close_notify get to leave
+FINAL_FLUSH = 10.0
+TLS_RECORD = 16 * 1024  # the most plaintext one record holds  # seconds the last bytes and our close_notify get to leave
 
 
 class _Feeder:
@@ -115,7 +116,9 @@ class TlsRelay:
         self.sink = sink
         self.strict_close = strict_close
         self._out = bytearray()  # ciphertext for the socket
-        self._buffer = bytearray(CHUNK)
+        self._view = memoryview(bytearray(CHUNK))  # plaintext
+        self._wire = bytearray(CHUNK)  # ciphertext
+        self._wire_view = memoryview(self._wire)
         self._window = b""
         self._peer_closed_at: float | None = None
         self._ragged = False  # the socket ended without the peer's close_notify
@@ -216,7 +219,7 @@ class TlsRelay:
     def _receive(self) -> str | None:
         sock = self.conn.sock
         try:
-            data = sock.recv(CHUNK)
+            count = sock.recv_into(self._wire)
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -225,7 +228,7 @@ class TlsRelay:
                     f"connection to {self.conn.peer} reset by peer", f"after {self.conn.received} bytes received"
                 ) from exc
             raise NetworkError(f"receiving from {self.conn.peer} failed", describe(exc)) from exc
-        self.layer.feed(data)
+        self.layer.feed(self._wire_view[:count])
         try:
             reason = self._deliver()
         except ssl.SSLEOFError:
@@ -234,7 +237,7 @@ class TlsRelay:
         except ssl.SSLError as exc:
             raise TlsError(f"TLS session with {self.conn.peer} failed", str(exc.reason or exc).lower()) from None
         self._queue_out()
-        if self.layer.close_received or self._ragged or not data:
+        if self.layer.close_received or self._ragged or not count:
             self._peer_closed_at = time.monotonic()
             self._warn_if_ragged()
             if self.options.expect is not None and reason is None:
@@ -242,20 +245,33 @@ class TlsRelay:
         return reason
 
     def _deliver(self) -> str | None:
-        opts, conn, layer, buffer = self.options, self.conn, self.layer, self._buffer
-        view = memoryview(buffer)
-        while n := layer.read_into(buffer):
-            conn.count_received(n)
-            if not opts.receive:
-                continue  # --send-only: read to keep the connection clean, show nothing
-            if opts.output_fd is not None:
-                write_all(opts.output_fd, view[:n])
-            if opts.emit_data:
-                self.sink(ev.Data(conn.conn, conn.peer, ev.RECEIVED, bytes(view[:n])))
-            if opts.expect is not None:
-                self._window = (self._window + bytes(view[:n]))[-EXPECT_WINDOW:]
-                if opts.expect.search(self._window):
-                    return "expected data received"
+        """Everything the layer can decrypt now, a buffer-full at a time (one write per
+        buffer, not per 16 KiB record)."""
+        layer, view = self.layer, self._view
+        room = len(view) - TLS_RECORD
+        while True:
+            filled = 0
+            while filled <= room and (n := layer.read_into(view[filled:])):
+                filled += n
+            if not filled:
+                return None
+            reason = self._output(view[:filled])
+            if reason is not None:
+                return reason
+
+    def _output(self, data: memoryview) -> str | None:
+        opts, conn = self.options, self.conn
+        conn.count_received(len(data))
+        if not opts.receive:
+            return None  # --send-only: read to keep the connection clean, show nothing
+        if opts.output_fd is not None:
+            write_all(opts.output_fd, data)
+        if opts.emit_data:
+            self.sink(ev.Data(conn.conn, conn.peer, ev.RECEIVED, bytes(data)))
+        if opts.expect is not None:
+            self._window = (self._window + bytes(data))[-EXPECT_WINDOW:]
+            if opts.expect.search(self._window):
+                return "expected data received"
         return None
 
     def _warn_if_ragged(self) -> None:
