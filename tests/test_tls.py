@@ -284,9 +284,6 @@ def test_plaintext_client_on_a_tls_listener_is_one_line_exit_1():
         (("tcp-connect", "--tls", "--tls-min", "1.1", "127.0.0.1:1"), "1.2, 1.3"),
         (("tcp-connect", "--tls", "--ciphers", "NO-SUCH-CIPHER", "127.0.0.1:1"), "no cipher matches"),
         (("tcp-connect", "--tls", "--ca", "/nonexistent/ca.pem", "127.0.0.1:1"), "cannot read --ca"),
-        (("tcp-listen", "--tls", "-k", "127.0.0.1:0"), "--tls cannot be used with -k"),
-        (("tcp-listen", "--tls", "--broker", "127.0.0.1:0"), "--tls cannot be used with --broker"),
-        (("tcp-listen", "--tls", "--exec", "cat", "127.0.0.1:0"), "--tls cannot be used with --exec"),
         (("tcp-listen", "--client-ca", "ca.pem", "127.0.0.1:0"), "--client-ca needs --tls"),
     ],
 )
@@ -306,3 +303,94 @@ def test_importing_the_cli_imports_neither_ssl_nor_cryptography():
     code = "import sys, socktool.cli; print(sorted(m for m in ('ssl', '_ssl', 'cryptography', 'python_socks') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+# -- the multi-client loop (tcp-listen -k / --broker / --exec) -----------------------
+def test_keep_open_tls_serves_clients_one_after_another_and_a_plaintext_one_does_not_stop_it(pki: Pki):
+    args = ("tcp-listen", "-k", "--tls", "--cert", pki.cert, "--key", pki.key, "127.0.0.1:0", "-v")
+    with Proc(*args, stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        plain = run("tcp-connect", f"127.0.0.1:{port}", "--send", GET, "--no-shutdown", "-w", "5s", "-i", "3s")
+        assert plain.returncode in (0, 1)
+        listener.wait_for(r"closed #1 .*tls handshake failed: the peer does not speak tls")
+        for n in (2, 3):
+            client = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{port}", "--send", f"client {n}\n")
+            assert client.returncode == 0, client.stderr
+            listener.wait_for(rf"closed #{n} .*closed by peer")
+        listener.popen.terminate()
+        listener.wait()
+        assert listener.popen.stdout is not None
+        assert listener.popen.stdout.read() == b"client 2\nclient 3\n"
+
+
+def test_exec_over_tls_talks_plaintext_to_the_command(pki: Pki):
+    args = ("tcp-listen", "-k", "--tls", "--cert", pki.cert, "--key", pki.key, "--exec", "tr a-z A-Z", "127.0.0.1:0")
+    with Proc(*args) as listener:
+        port = listener.wait_listening()
+        client = run(
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"localhost:{port}", "--send", "hello tls\n"
+        )
+        assert client.returncode == 0, client.stderr
+        assert client.stdout == b"HELLO TLS\n"
+
+
+def test_clients_that_never_speak_tls_do_not_hold_up_a_real_one(pki: Pki):
+    import socket
+
+    args = ("tcp-listen", "--broker", "--tls", "--cert", pki.cert, "--key", pki.key, "127.0.0.1:0")
+    with Proc(*args) as listener:
+        port = listener.wait_listening()
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
+        try:
+            with Proc(
+                "tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{port}", "-v", stdin=subprocess.PIPE
+            ) as first:
+                first.wait_for("tls 127.0.0.1")
+                second = run(
+                    "tcp-connect",
+                    "--tls",
+                    "--ca",
+                    pki.ca_file,
+                    f"localhost:{port}",
+                    "--send",
+                    "to the other\n",
+                    "--no-shutdown",
+                    "-i",
+                    "1s",
+                )
+                assert second.returncode == 0, second.stderr
+                assert first.popen.stdout is not None
+                assert first.popen.stdout.readline() == b"to the other\n"
+        finally:
+            for sock in silent:
+                sock.close()
+
+
+def test_openssl_s_client_gets_the_greeting_from_a_keep_open_tls_listener(pki: Pki):
+    need("openssl")
+    args = (
+        "tcp-listen",
+        "-k",
+        "--tls",
+        "--cert",
+        pki.cert,
+        "--key",
+        pki.key,
+        "127.0.0.1:0",
+        "--send",
+        "hi\n",
+        "--no-shutdown",
+    )
+    with Proc(*args) as listener:
+        port = listener.wait_listening()
+        client = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki.ca_file),
+             "-verify_return_error", "-servername", "localhost", "-quiet"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert client.stdout is not None and client.stdin is not None
+        assert client.stdout.readline() == b"hi\n"
+        client.kill()
+        client.wait(timeout=10)
+        client.stdin.close()
+        client.stdout.close()

@@ -473,7 +473,6 @@ def tcp_listen(
         tls_min=tls_min,
         ciphers=ciphers,
         strict_close=strict_close,
-        one_client_only={"-k": keep_open, "--broker": broker, "--exec": exec_},
     )
     _check_listen_options(
         many=many,

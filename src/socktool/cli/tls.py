@@ -200,10 +200,8 @@ def server_tls(
     tls_min: str | None,
     ciphers: str | None,
     strict_close: bool,
-    one_client_only: dict[str, object],
 ) -> tlsconfig.ServerTls | None:
-    """The server's TLS settings, or None without --tls. `one_client_only` names the
-    modes TLS is not served in yet (the multi-client loop): exit 2, never ignored."""
+    """The server's TLS settings, or None without --tls (any TLS option without it: exit 2)."""
     _need_tls(
         tls,
         cert=cert,
@@ -216,9 +214,6 @@ def server_tls(
     )
     if not tls:
         return None
-    for name, value in one_client_only.items():
-        if value not in (None, False):
-            raise typer.BadParameter(f"--tls cannot be used with {name} yet (TLS serves one client at a time for now)")
     _pair(cert, key)
     return tlsconfig.ServerTls(
         cert=cert,

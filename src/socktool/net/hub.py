@@ -48,6 +48,7 @@ from socktool.net.loop import (
     Loop,
     SocketTransport,
     Timer,
+    Transport,
     close_quietly,
 )
 from socktool.net.relay import EXPECT_WINDOW, Payload, RelayOptions
@@ -56,6 +57,7 @@ from socktool.net.tcp import SocketOptions
 from socktool.values import CrlfEncoder, HexDecoder, format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.tls import ServerIdentity
     from socktool.net.tlsconfig import ServerTls
 
 STDIN_CHUNK = 64 * 1024
@@ -89,6 +91,11 @@ def _spliceable(relay: RelayOptions, options: ListenOptions) -> bool:
         and options.exec_argv is None
         and is_pipe(relay.output_fd)
     )
+
+
+def _handshake_overdue(conn: Connection, timeout: float) -> None:
+    if not conn.closed and not conn.transport.ready:
+        conn.close(f"no TLS handshake within {format_duration(timeout)}")
 
 
 def peer_host(addr: object) -> str | None:
@@ -134,6 +141,7 @@ class Hub:
         self._output_full = False
         self.processes: set[subprocess.Popen[bytes]] = set()  # --exec commands not yet reaped
         self._exec: Callable[[], Handler] | None = None
+        self._tls: ServerIdentity | None = None  # --tls: made in run(), before the bind
         if options.exec_argv is not None:
             from socktool.net.execute import exec_handler
 
@@ -147,11 +155,16 @@ class Hub:
             raise_open_file_limit()
         # With -k, a burst of clients must not overflow the accept queue (each dropped SYN costs a client 1s).
         backlog = BACKLOG if options.keep_open else 128
+        if options.tls is not None:
+            from socktool.net.tls import server_context
+
+            self._tls = server_context(options.tls, self.endpoint.host)  # bad files fail before the bind
         with bind(self.endpoint, family=options.family, reuse_addr=options.reuse_addr, backlog=backlog) as listener:
             self.listener = listener
             if self._splice_out is not None:
                 widen_pipe(self._splice_out)
-            self.sink(ev.Listening(listener.address))
+            fingerprint = self._tls.fingerprint if self._tls is not None else ""
+            self.sink(ev.Listening(listener.address, tls_fingerprint=fingerprint))
             self._serve()
 
     def _serve(self) -> None:
@@ -237,9 +250,19 @@ class Hub:
             self.acceptor.close()  # like nc: one client, no one else queues up
             self.listener.sock.close()  # the unix file stays until the end
         handler = self._exec() if self._exec is not None else ClientRelay(self)
-        conn = Connection(self.loop, SocketTransport(sock), handler, peer=peer, local=local)
+        conn = Connection(self.loop, self._transport(sock, lambda: (conn.id, peer)), handler, peer=peer, local=local)
         self.connections += 1
         self.loop.add(conn)
+        if self._tls is not None:
+            timeout = self._tls.settings.handshake_timeout
+            self.loop.call_later(timeout, lambda: _handshake_overdue(conn, timeout))
+
+    def _transport(self, sock: socket.socket, peer: Callable[[], tuple[int, str]]) -> Transport:
+        if self._tls is None:
+            return SocketTransport(sock)
+        from socktool.net.tlsloop import serve_tls
+
+        return serve_tls(sock, self._tls, self.sink, peer=peer)
 
     def joined(self, conn: Connection) -> None:
         """A handler's `connected`: count the client in and report it."""

@@ -20,8 +20,12 @@ time-server, forward, the console, the ui):
   runs. `pause_reading()` / `resume_reading()` stop and restart reading
   from a connection; a connection that reads nothing costs nothing.
 - The bytes go through `conn.transport` (`recv_into`, `send`,
-  `shutdown_write`, `close`): a plain non-blocking socket today; TLS swaps
-  in a layer (ssl.SSLObject + MemoryBIO) without the handlers knowing.
+  `shutdown_write`, `close`): a plain non-blocking socket, or TLS
+  (net/tlsloop.py: ssl.SSLObject + MemoryBIO) without the handlers knowing.
+  A transport may hold bytes of its own (`pending`: TLS records the socket
+  did not take yet; `flush()` sends them) and may not take any (`ready`
+  False: a TLS handshake under way); the connection watches for writability
+  while either its output can go or the transport has its own to send.
 - Other descriptors (stdin, a child's pipes, a UDP socket) are watched with
   `watch(fd, callback, write=False)`; timers are `call_later(delay, fn)`.
 - Accepting: `Acceptor` takes clients off a listener (a batch per wake-up);
@@ -118,9 +122,14 @@ class Handler:
 class Transport(Protocol):
     """The byte path of a connection: a plain socket, or TLS over one."""
 
+    @property
+    def pending(self) -> int: ...  # bytes of its own still to send (0 for a plain socket)
+    @property
+    def ready(self) -> bool: ...  # takes data to send (False during a TLS handshake)
     def fileno(self) -> int: ...
     def recv_into(self, buffer: bytearray | memoryview) -> int: ...
     def send(self, data: bytes | memoryview) -> int: ...
+    def flush(self) -> None: ...  # send `pending`; BlockingIOError while some is left
     def shutdown_write(self) -> None: ...
     def close(self) -> None: ...
 
@@ -129,10 +138,15 @@ class SocketTransport:
     """A non-blocking stream socket as it is."""
 
     __slots__ = ("sock",)
+    pending = 0
+    ready = True
 
     def __init__(self, sock: socket.socket):
         sock.setblocking(False)
         self.sock = sock
+
+    def flush(self) -> None:
+        pass
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -279,7 +293,7 @@ class Connection:
         """Close once everything written is sent (at once if nothing waits)."""
         if self.closed:
             return
-        if not self._out:
+        if not self._out and not self.transport.pending:
             self.close(reason)
             return
         self._after_sent = reason
@@ -347,6 +361,8 @@ class Connection:
         except BlockingIOError:
             if self.splice_to is not None:  # readable, yet nothing moved: the pipe is full
                 self.handler.output_blocked(self)
+            else:  # a transport's own traffic (a TLS handshake) may want the socket now
+                self._update()
             return
         except OSError as exc:
             if self.splice_to is not None and exc.errno == errno.EPIPE:  # a socket read says ECONNRESET
@@ -363,9 +379,19 @@ class Connection:
         self.last_activity = loop.now
         if self.splice_to is None:
             self.handler.received(self, loop.view[:count])
+            self._update()  # the transport may have its own to send, or have become ready
 
     def _flush(self) -> None:
         out = self._out
+        if self.transport.pending:
+            try:
+                self.transport.flush()
+            except BlockingIOError:
+                self._update()
+                return
+            except OSError as exc:
+                self._fail(exc)
+                return
         while out:
             head = out[0]
             try:
@@ -381,7 +407,7 @@ class Connection:
                 out[0] = head[sent:]
                 break
             out.popleft()
-        if not out:
+        if not out and not self.transport.pending:
             if self._after_sent is not None:
                 self.close(self._after_sent)
                 return
@@ -401,6 +427,7 @@ class Connection:
             self.transport.shutdown_write()
         except OSError:
             pass  # the peer left already; reading tells
+        self._update()  # TLS: close_notify may wait for room
 
     def _fail(self, exc: OSError) -> None:
         self.close(describe(exc if exc.errno != errno.EPIPE else ConnectionResetError(errno.ECONNRESET, "")))
@@ -408,7 +435,9 @@ class Connection:
     def _update(self) -> None:
         if self.closed:
             return
-        events = (_READ if self._reading else 0) | (_WRITE if self._out else 0)
+        transport = self.transport
+        writing = (self._out and transport.ready) or transport.pending
+        events = (_READ if self._reading else 0) | (_WRITE if writing else 0)
         if events != self._events:
             self.loop._set_events(self, self._events, events)
             self._events = events

@@ -231,7 +231,7 @@ def handshake(sock: socket.socket, layer: TlsLayer, timeout: float, peer: str) -
             f"TLS handshake with {peer} failed", "the peer closed the connection during the handshake"
         ) from None
     except ssl.SSLError as exc:
-        raise TlsError(f"TLS handshake with {peer} failed", _handshake_detail(exc)) from None
+        raise TlsError(f"TLS handshake with {peer} failed", handshake_failure(exc)) from None
     except OSError as exc:
         raise TlsError(f"TLS handshake with {peer} failed", describe(exc)) from None
 
@@ -249,7 +249,11 @@ def _verify_failure(exc: ssl.SSLCertVerificationError) -> tuple[str, str]:
     return "rejected", message or _reason(exc)
 
 
-def _handshake_detail(exc: ssl.SSLError) -> str:
+def handshake_failure(exc: ssl.SSLError) -> str:
+    """Why a handshake failed, in a few words (certificate checks are the client's: see handshake)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        check, detail = _verify_failure(exc)
+        return f"certificate check failed: {check} ({detail})"
     reason = exc.reason or ""
     if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
         return f"the peer does not speak TLS ({_reason(exc)})"

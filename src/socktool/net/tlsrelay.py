@@ -35,8 +35,8 @@ from socktool.values import format_duration
 
 HIGH_WATER = 1024 * 1024  # ciphertext waiting for the socket before stdin is read again
 CLOSE_WAIT = 2.0  # seconds a --send-only relay waits for the peer's close after its own
-FINAL_FLUSH = 10.0
-TLS_RECORD = 16 * 1024  # the most plaintext one record holds  # seconds the last bytes and our close_notify get to leave
+FINAL_FLUSH = 10.0  # seconds the last bytes and our close_notify get to leave
+TLS_RECORD = 16 * 1024  # the most plaintext one record holds
 
 
 class _Feeder:
