@@ -29,6 +29,19 @@ IO = "Input and output"
 OUTPUT = "Output"
 
 
+def connect_endpoint(text: str) -> address.Endpoint:
+    """HOST:PORT, [IPV6]:PORT or unix:PATH; a URL or a port range gets a hint to the right form."""
+    from socktool.cli import habits
+
+    hint = habits.url_hint(text)
+    if hint is not None:
+        raise ValueError(hint)
+    host, _, port = text.rpartition(":")
+    if host and re.fullmatch(r"[0-9]{1,5}-[0-9]{1,5}", port):
+        raise ValueError(habits.range_hint(text))
+    return address.parse_connect_endpoint(text)
+
+
 def value_parser(parse: Callable[[str], T]) -> Callable[[object], T]:
     """Adapt a pure parser (ValueError on bad input) to Typer's parser= hook."""
 
@@ -72,7 +85,7 @@ ConnectAddress = Annotated[
     address.Endpoint,
     typer.Argument(
         metavar="HOST:PORT",
-        parser=value_parser(address.parse_connect_endpoint),
+        parser=value_parser(connect_endpoint),
         help="Where to connect: HOST:PORT, [IPV6]:PORT or unix:PATH.",
         show_default=False,
     ),
@@ -119,10 +132,29 @@ class Command(TyperCommand):
         return option
 
     def parse_args(self, ctx: "Context", args: list[str]) -> list[str]:
-        """Parse, then refuse options that cannot go together (cli/combinations.py)."""
+        """Read nc's forms as socktool's (cli/habits.py), parse, then refuse options that
+        cannot go together (cli/combinations.py)."""
+        from typer._click.exceptions import NoSuchOption, UsageError
+
+        from socktool.cli import habits
         from socktool.cli.combinations import check
 
-        rest = super().parse_args(ctx, args)
+        names = [(name, param) for param in self.params for name in _option_names(param)]
+        command = ctx.info_name or ""
+        try:
+            args = habits.join_host_port(command, args, (n for n, p in names if not getattr(p, "is_flag", True)))
+        except habits.RangeGiven as exc:
+            raise UsageError(habits.range_hint(str(exc)), ctx) from None
+        given = list(args)  # (the parser consumes `args`)
+        try:
+            rest = super().parse_args(ctx, args)
+        except NoSuchOption as exc:
+            raise UsageError(habits.no_such_option(command, exc.option_name, (n for n, _ in names)), ctx) from None
+        except UsageError as exc:
+            hint = habits.quiet_hint(given)
+            if hint:
+                exc.message = f"{exc.message.rstrip('.')}; {hint}"
+            raise
         check(ctx)
         return rest
 
@@ -131,6 +163,12 @@ class Command(TyperCommand):
 
         tidy(self)
         super().format_help(ctx, formatter)
+
+
+def _option_names(param: object) -> list[str]:
+    return (
+        [*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())] if isinstance(param, TyperOption) else []
+    )
 
 
 # -- output options every command takes -------------------------------------

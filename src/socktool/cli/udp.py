@@ -75,7 +75,12 @@ def udp_send(
     count: Annotated[
         int,
         typer.Option(
-            "--count", metavar="N", parser=opt.PositiveInt, help="Send the datagram(s) N times.", rich_help_panel=opt.IO
+            "--count",
+            "--repeat",
+            metavar="N",
+            parser=opt.PositiveInt,
+            help="Send the datagram(s) N times (as tcp-connect --repeat; --count is the first name it had).",
+            rich_help_panel=opt.IO,
         ),
     ] = 1,
     interval: Annotated[
@@ -99,6 +104,7 @@ def udp_send(
         float | None,
         typer.Option(
             "--timeout",
+            "-w",
             metavar="DUR",
             parser=opt.PositiveDuration,
             help="How long --wait waits after the last datagram (default 2s; giving it implies --wait).",
@@ -308,6 +314,7 @@ def udp_listen(
         float | None,
         typer.Option(
             "--timeout",
+            "-w",
             metavar="DUR",
             parser=opt.PositiveDuration,
             help="Stop after DUR without a datagram: exit 1 if none came (or fewer than --count).",

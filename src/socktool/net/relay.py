@@ -259,7 +259,7 @@ class Relay:
                         self.sink(ev.Data(conn.conn, conn.peer, ev.SENT, chunk))
                     send_all(sock, chunk, room)
                     conn.count_sent(len(chunk))
-        if opts.emit_data and opts.summarize_sent:
+        if opts.emit_data and opts.summarize_sent and conn.sent:
             self.sink(ev.Moved(conn.conn, conn.peer, ev.SENT, conn.sent, "stdin"))
 
     def _send_by_kernel(self) -> bool:
