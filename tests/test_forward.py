@@ -529,6 +529,23 @@ def test_tcp_connect_record_keeps_both_directions_and_stdout_stays_raw(tmp_path)
     assert _recorded(recording) == {"sent": b"request bytes", "received": reply}
 
 
+def test_tcp_listen_record_keeps_both_directions_of_its_client(tmp_path):
+    recording, payload = tmp_path / "listen.jsonl", tmp_path / "payload"
+    payload.write_bytes(b"to the client")
+    with (
+        payload.open("rb") as stdin,
+        Proc("tcp-listen", "127.0.0.1:0", "--record", str(recording), stdin=stdin) as listener,
+    ):
+        port = listener.wait_listening()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"from the client")
+            client.shutdown(socket.SHUT_WR)
+            assert recv_exactly(client, 13) == b"to the client"
+        assert listener.wait() == 0
+        assert listener.popen.stdout.read() == b"from the client"
+    assert _recorded(recording) == {"sent": b"to the client", "received": b"from the client"}
+
+
 def test_udp_listen_and_udp_send_record_their_datagrams(tmp_path):
     listen_record, send_record = tmp_path / "listen.jsonl", tmp_path / "send.jsonl"
     with Proc("udp-listen", "127.0.0.1:0", "--count", "1", "--echo", "--record", str(listen_record)) as listener:

@@ -322,3 +322,131 @@ def test_two_thousand_idle_clients_cost_little_and_do_not_hold_up_a_new_one(comm
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert threads <= 3
     assert grown < 32 * 1024, f"{count} idle clients took {grown} KiB"
+
+
+# -- each relay option with each serving mode (tests/test_option_pairs.py) -------------------
+@pytest.mark.parametrize("mode", [["-k"], ["--broker"], ["--exec", "cat"]], ids=["-k", "--broker", "--exec"])
+def test_idle_timeout_closes_a_silent_client_in_every_mode(mode):
+    with Proc("tcp-listen", *mode, "-v", "-i", "300ms", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as silent:
+            assert read_to_eof(silent) == b""  # without -i it would wait for the socket timeout (10s)
+            listener.wait_for(r"closed .*\(idle timeout\)")
+
+
+@pytest.mark.parametrize("no_shutdown", [False, True], ids=["default", "--no-shutdown"])
+def test_keep_open_no_shutdown_keeps_each_clients_write_side_open(no_shutdown):
+    flags = ["--no-shutdown"] if no_shutdown else []
+    with Proc("tcp-listen", "-k", "-v", *flags, "--send", "hi", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            assert recv_exactly(client, 2) == b"hi"
+            if not no_shutdown:
+                assert client.recv(10) == b""  # the payload is sent: the write side is shut
+                return
+            client.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                client.recv(10)
+            client.sendall(b"back\n")
+            assert listener.popen.stdout.readline() == b"back\n"
+
+
+def test_keep_open_recv_only_sends_clients_nothing():
+    with Proc("tcp-listen", "-k", "--recv-only", "-v", "127.0.0.1:0", stdin=subprocess.PIPE) as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            listener.wait_for("connection from #1")
+            listener.popen.stdin.write(b"from stdin\n")
+            listener.popen.stdin.flush()
+            client.sendall(b"from-c1\n")
+            assert listener.popen.stdout.readline() == b"from-c1\n"
+            client.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                client.recv(10)
+
+
+def test_broker_greets_each_client_and_closes_the_one_that_matched():
+    args = ["--broker", "-v", "--send", "hi\n", "--repeat", "2", "--interval", "10ms", "--expect", "bye"]
+    with Proc("tcp-listen", *args, "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        one = connect(port)
+        assert recv_exactly(one, 6) == b"hi\nhi\n"
+        two = connect(port)
+        assert recv_exactly(two, 6) == b"hi\nhi\n"
+        one.sendall(b"x\n")
+        assert recv_exactly(two, 2) == b"x\n"  # relayed: the greeting does not stop the broker
+        one.sendall(b"bye\n")
+        assert read_to_eof(one) == b""  # matched --expect: this client is closed
+        assert recv_exactly(two, 4) == b"bye\n"
+        listener.wait_for("closed #1")
+        two.sendall(b"still\n")
+        assert [listener.popen.stdout.readline() for _ in range(3)] == [b"x\n", b"bye\n", b"still\n"]
+        one.close()
+        two.close()
+
+
+def test_broker_crlf_and_hex_input_translate_stdin_for_every_client():
+    with Proc(
+        "tcp-listen", "--broker", "-v", "--hex-input", "--crlf", "127.0.0.1:0", stdin=subprocess.PIPE
+    ) as listener:
+        port = listener.wait_listening()
+        one, two = connect(port), connect(port)
+        listener.wait_for("connection from #2")
+        listener.popen.stdin.write(b"61 0a 62")
+        listener.popen.stdin.flush()
+        assert recv_exactly(one, 4) == b"a\r\nb"
+        assert recv_exactly(two, 4) == b"a\r\nb"
+        one.close()
+        two.close()
+
+
+def test_broker_max_clients_turns_away_the_extra_and_relays_between_the_others():
+    with Proc("tcp-listen", "--broker", "--max-clients", "2", "-v", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        one, two = connect(port), connect(port)
+        listener.wait_for("connection from #2")
+        with connect(port) as third:
+            assert read_to_eof(third) == b""
+        listener.wait_for("--max-clients 2")
+        one.sendall(b"x\n")
+        assert recv_exactly(two, 2) == b"x\n"
+        one.close()
+        two.close()
+
+
+_TALKS_BOTH_WAYS = "sh -c 'echo out; cat >&2'"  # its output to the client, the client's data to stderr
+
+
+@pytest.mark.parametrize("direction", ["--send-only", "--recv-only"])
+def test_exec_send_only_and_recv_only_cut_one_direction(direction):
+    with Proc("tcp-listen", "--exec", _TALKS_BOTH_WAYS, direction, "-v", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            client.sendall(b"in\n")
+            client.shutdown(socket.SHUT_WR)
+            got = read_to_eof(client)
+        assert listener.wait() == 0
+    if direction == "--send-only":  # the command's output only: the client's data is not its input
+        assert got == b"out\n" and "in" not in listener.lines
+    else:  # the client's data only: nothing of the command's output goes back
+        assert got == b"" and "in" in listener.lines
+
+
+@pytest.mark.parametrize("no_shutdown", [False, True], ids=["default", "--no-shutdown"])
+def test_exec_no_shutdown_keeps_the_write_side_open_after_the_commands_output(no_shutdown):
+    flags = ["--no-shutdown"] if no_shutdown else []
+    command_ = "sh -c 'echo out; exec >&-; read line; echo \"$line\" >&2'"  # ends its output, then reads
+    with Proc("tcp-listen", "--exec", command_, *flags, "-v", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            assert recv_exactly(client, 4) == b"out\n"
+            if no_shutdown:
+                client.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    client.recv(10)
+                client.settimeout(10)
+            else:
+                assert client.recv(10) == b""  # its output ended: the write side is shut
+            client.sendall(b"in\n")
+            assert read_to_eof(client) == b""
+        listener.wait_for("^in$")

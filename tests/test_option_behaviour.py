@@ -115,8 +115,11 @@ def test_hex_view_in_a_pipe_with_view():
     assert "68 69" in result.stdout.decode() and "|hi|" in result.stdout.decode()
 
 
-def test_listen_timeout_gives_up_without_a_client():
-    result = run("tcp-listen", "-w", "200ms", "127.0.0.1:0")
+@pytest.mark.parametrize(
+    "mode", [[], ["-k"], ["--broker"], ["--exec", "cat"]], ids=["one client", "-k", "--broker", "--exec"]
+)
+def test_listen_timeout_gives_up_without_a_client(mode):
+    result = run("tcp-listen", *mode, "-w", "200ms", "127.0.0.1:0")
     assert result.returncode == 1
     assert "no client connected" in result.stderr.decode() and "within 200ms" in result.stderr.decode()
 

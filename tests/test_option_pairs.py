@@ -180,7 +180,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         **_TLS_LISTEN,
         **_FRAME,
         "--control": ("console", f"{CONSOLE}test_control_json_drives_the_same_scenario_and_answers_in_json"),
-        "--record": (_RECORD, "PENDING"),
+        "--record": (_RECORD, f"{FWD}test_tcp_listen_record_keeps_both_directions_of_its_client"),
         "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
         "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
     },
@@ -400,6 +400,7 @@ _OUTPUT_PAIRS = {
     "--hex --view": f"{BEHAVIOUR}test_hex_view_in_a_pipe_with_view",
     **_FULL_PAIRS,
 }
+_MODES = ("-k", "--broker", "--exec")  # tcp-listen's serving modes
 PAIRS: dict[str, dict[str, str]] = {
     "tcp-connect": {
         **_RELAY_PAIRS,
@@ -456,6 +457,24 @@ PAIRS: dict[str, dict[str, str]] = {
             f"--exec {name}": REFUSED
             for name in ("--send", "--hex-input", "--repeat", "--expect", "--progress", "--hex")
         },
+        **{f"{mode} -w": f"{BEHAVIOUR}test_listen_timeout_gives_up_without_a_client[{mode}]" for mode in _MODES},
+        **{f"{mode} -i": f"{KEEP}test_idle_timeout_closes_a_silent_client_in_every_mode[{mode}]" for mode in _MODES},
+        "-k --no-shutdown": f"{KEEP}test_keep_open_no_shutdown_keeps_each_clients_write_side_open",
+        "-k --recv-only": f"{KEEP}test_keep_open_recv_only_sends_clients_nothing",
+        "--broker --send": f"{KEEP}test_broker_greets_each_client_and_closes_the_one_that_matched",
+        "--broker --repeat": f"{KEEP}test_broker_greets_each_client_and_closes_the_one_that_matched",
+        "--broker --expect": f"{KEEP}test_broker_greets_each_client_and_closes_the_one_that_matched",
+        "--broker --hex-input": f"{KEEP}test_broker_crlf_and_hex_input_translate_stdin_for_every_client",
+        "--broker --crlf": f"{KEEP}test_broker_crlf_and_hex_input_translate_stdin_for_every_client",
+        "--max-clients --broker": f"{KEEP}test_broker_max_clients_turns_away_the_extra_and_relays_between_the_others",
+        "--broker --control": "test_console.py::test_broker_with_a_console_relays_between_clients_and_takes_commands",
+        "--exec --send-only": f"{KEEP}test_exec_send_only_and_recv_only_cut_one_direction[--send-only]",
+        "--exec --recv-only": f"{KEEP}test_exec_send_only_and_recv_only_cut_one_direction[--recv-only]",
+        "--exec --no-shutdown": f"{KEEP}test_exec_no_shutdown_keeps_the_write_side_open_after_the_commands_output",
+        "--broker --no-shutdown": REFUSED,  # a broker never shuts a client's write side
+        **{f"{mode} --progress": REFUSED for mode in ("-k", "--broker")},  # one bar, many transfers
+        **{f"{mode} --record": REFUSED for mode in _MODES},  # what clients are sent is not recorded
+        **{f"--exec {name}": REFUSED for name in ("--frame", "--checksum")},  # the command gets bytes
     },
     "udp-send": {
         "-v -q": REFUSED,
@@ -565,21 +584,7 @@ PAIRS: dict[str, dict[str, str]] = {
 # Pairs and options their owners are changing now (issues 10, 14, 17, 18): each pair must
 # still be accepted; the entry goes when the owner lands the behaviour (and its test) or
 # the refusal. Pending pairs make no claim either way.
-_SERVING = ("-k", "--broker", "--exec", "--max-clients")
-_PER_CLIENT = (
-    *("--send", "--hex-input", "--crlf", "--repeat", "--interval", "--no-shutdown", "--send-only", "--recv-only"),
-    *("--expect", "-i", "-w", "--progress"),
-)
 PENDING_PAIRS: dict[str, dict[str, str]] = {
-    "tcp-listen": {
-        **{
-            f"{mode} {option}": "engine (issues 10, 18): no test of this relay option per client in this mode"
-            for mode in ("-k", "--broker", "--exec")
-            for option in _PER_CLIENT
-            if f"{mode} {option}" not in PAIRS["tcp-listen"]
-        },
-        "--max-clients --broker": "engine: no test of --max-clients with --broker",
-    },
     "forward": {
         "--hex --view": "forward: no test of the hex view yet",
         "--allow --deny": "forward: no test of --allow yet",
@@ -633,7 +638,6 @@ PENDING_OPTIONS = {
     ("tcp-listen", "--tls-min"): "tls: no test of the listener's --tls-min yet",
     ("tcp-listen", "--ciphers"): "tls: no test of the listener's --ciphers yet",
     ("udp-listen", "--control"): "console: no test of udp-listen --control json yet",
-    ("tcp-listen", "--record"): "view: no test of tcp-listen --record yet",
     ("forward", "--max-frame"): "forward: no test of forward --max-frame yet",
     ("forward", "--allow"): "forward: no test of --allow yet",
     ("forward", "-i"): "forward: no test of --idle-timeout yet",

@@ -80,7 +80,32 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Excludes("zero", "keepalive", "-z closes the connection before a keepalive could matter"),
         Excludes("zero", "nodelay", "-z closes the connection before --nodelay could matter"),
     ),
-    "tcp-listen": RELAY,
+    "tcp-listen": (
+        *RELAY,
+        *(
+            Excludes(
+                mode,
+                "progress",
+                "the bar follows one transfer; with -k/--broker clients come and go (-v gives each one's totals)",
+            )
+            for mode in ("keep_open", "broker")
+        ),
+        Excludes(
+            "broker", "no_shutdown", "a broker never shuts a client's write side (the others may still send to it)"
+        ),
+        *(
+            Excludes(
+                mode,
+                "record",
+                "-k, --broker and --exec do not record what clients are sent (--record keeps one relayed connection's two directions)",
+            )
+            for mode in ("keep_open", "broker", "exec_")
+        ),
+        *(
+            Excludes("exec_", name, "the command reads and writes the connection's bytes as they are, not messages")
+            for name in ("frame", "checksum")
+        ),
+    ),
     "udp-send": (
         Needs("interval", ("count", "lines"), "--interval paces several datagrams (--count, --lines)"),
         Excludes("broadcast", "ipv6", "IPv6 has no broadcast; send to a multicast group instead"),
