@@ -379,3 +379,17 @@ def test_broker_with_a_console_relays_between_clients_and_takes_commands():
         hub.submit(cmd.Say("both"))
         assert read_exactly(one, 5) == b"both\n"
         assert read_exactly(two, 5) == b"both\n"
+
+
+def test_a_file_to_a_client_that_leaves_midway_is_an_error_answer(tmp_path):
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"\0" * (32 * 1024 * 1024))
+    with console_hub() as (hub, session, port):
+        (one,) = connect_clients(hub, port, 1)
+        one.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hub.submit(cmd.SendFile(1, str(path)))
+        until(lambda: hub.clients[1].sent > 0)
+        hub.submit(cmd.Kick(1))
+        until(lambda: any(a.kind == "error" and "left after" in a.text for a in session.answers))
+        assert not hub._files  # nothing left open or waiting
+        one.close()

@@ -14,8 +14,9 @@ Rules:
   JSON show it beside what came in;
 - /pause makes new clients be refused (the listening socket stops listening,
   the port stays ours); /resume listens again; connected clients go on;
-- /file streams from the file as each client drains (bounded memory), with
-  a progress answer at most every PROGRESS_EVERY seconds.
+- /file streams from the file as the client drains (bounded memory: it is
+  read on when the client's `drained` runs), with a progress answer at most
+  every PROGRESS_EVERY seconds.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ from socktool.console import Answer
 from socktool.net import events as ev
 from socktool.net.address import Endpoint
 from socktool.net.hub import Hub, ListenOptions
-from socktool.net.loop import BACKLOG, Connection, Loop, Timer
+from socktool.net.loop import BACKLOG, Connection, Loop
 from socktool.net.relay import Payload, RelayOptions
 from socktool.values import format_duration, format_size
 
 FILE_CHUNK = 256 * 1024
-FILE_RETRY = 0.005  # seconds between looks at a full client while a file is sent
 PROGRESS_EVERY = 1.0
 
 
@@ -235,6 +235,18 @@ class ConsoleHub(Commanded, Hub):
     def _input_ended(self) -> None:
         self._stdin_ended()
 
+    def client_drained(self, conn: Connection) -> None:
+        super().client_drained(conn)
+        sender = self._files.get(conn.id)
+        if sender is not None:
+            sender.step()  # the client took what waited: read on
+
+    def left(self, conn: Connection, reason: str) -> None:
+        sender = self._files.get(conn.id)
+        if sender is not None:
+            sender.step()  # reports the file cut short
+        super().left(conn, reason)
+
     def file_done(self, conn_id: int) -> None:
         self._files.pop(conn_id, None)
 
@@ -251,15 +263,13 @@ class FileSender:
         self.size = os.fstat(self.fd).st_size
         self.sent = 0
         self.started = self.last_report = time.monotonic()
-        self.timer: Timer | None = None
 
     def step(self) -> None:
-        self.timer = None
         conn, hub = self.conn, self.hub
         if conn.closed:
             self._end(Answer("error", f"{self.path}: #{conn.id} left after {format_size(self.sent)}"))
             return
-        while conn.writable:
+        while conn.writable:  # else `drained` calls step again
             try:
                 chunk = os.read(self.fd, FILE_CHUNK)
             except OSError as exc:
@@ -288,7 +298,6 @@ class FileSender:
                     {"file": self.path, "to": conn.id, "bytes": self.sent, "size": self.size},
                 )
             )
-        self.timer = hub.loop.call_later(FILE_RETRY, self.step)
 
     def _end(self, answer: Answer) -> None:
         self.source.close()
