@@ -100,10 +100,6 @@ CASES = [
     case("tcp-listen --exec cat --broker 0", 2, "--exec and --broker cannot be used together"),
     case("tcp-listen unix:/etc/passwd", 1, "unix:/etc/passwd: the path exists and is not a socket"),
     case("tcp-listen unix:/nonexistent-dir/x.sock", 1, "no such file or directory"),
-    case(
-        "tcp-listen --allow 127.0.0.1 unix:/nonexistent-dir/x.sock", 2, "'--allow' / '--deny': they judge a client's IP"
-    ),
-    case("tcp-listen -k --deny 10.0.0.0/8 unix:/nonexistent-dir/x.sock", 2, "a unix: socket's clients have none"),
     case("tcp-listen [::1]:{tcp6}", 1, "address already in use (another process holds tcp port"),
     case("tcp-listen 192.0.2.1:0", 1, "not an address of this host"),
     case(f"tcp-listen {NO_DNS}:0", 1, f"cannot resolve '{NO_DNS}'"),
@@ -129,24 +125,6 @@ CASES = [
     case("udp-listen --reply a --echo 0", 2, "--reply and --echo cannot be used together"),
     case("udp-listen --group 239.1.1.1 --interface nosuchif0 0", 2, "no network interface 'nosuchif0'"),
     case("udp-listen [::1]:{udp6}", 1, "address already in use (another process holds udp port"),
-    # -- out-of-range interface numbers and digits that are not ASCII (issue 11, items 10 and 12) --
-    case("udp-listen 0 --group 239.1.2.3 --interface 99999999999", 2, "'--interface': interface number 99999999999"),
-    case("udp-listen 0 --group ff02::1234 --interface 99999999999", 2, "'--interface': interface number 99999999999"),
-    case("udp-send 239.1.2.3:9 hi --interface 99999999999", 2, "'--interface': interface number 99999999999 is out"),
-    case("udp-send [ff02::1234]:9 hi --interface 4294967296", 2, "'--interface': interface number 4294967296 is out"),
-    case("udp-send [ff02::1234]:9 hi --interface 0", 2, "'--interface': interface number 0 is out of range"),
-    case("tcp-connect 127.0.0.1:٤٠١٥٩ -z", 2, "port '٤٠١٥٩' is not a number"),
-    case("tcp-listen ٤٠١٥٩", 2, "port '٤٠١٥٩' is not a number or a known service name"),
-    case("portscan 127.0.0.1 ²", 2, "'²' in the port list is not a port number"),
-    case("portscan 127.0.0.1 1-٤", 2, "'1-٤' in the port list is not a port number"),
-    case("portscan --retries ٣ 127.0.0.1 1", 2, "'--retries': '٣' is not a whole number"),
-    case("tcp-connect -w ٣s 127.0.0.1:9", 2, "'--timeout': not a duration: '٣s'"),
-    case("udp-send --count ٣ 127.0.0.1:9 x", 2, "'--count' / '--repeat': '٣' is not a whole number"),
-    case("udp-send --count +3 127.0.0.1:9 x", 2, "'--count' / '--repeat': '+3' is not a whole number"),
-    case("udp-send --ttl ٣ 127.0.0.1:9 x", 2, "'--ttl': '٣' is not a whole number"),
-    # -- the family's datagram limit (issue 11, item 13) ---------------------------
-    case(["udp-send", "[::1]:9", "x" * 65_528], 2, "65,528 bytes is more than one UDP datagram holds (65,527 bytes)"),
-    case(["udp-send", "127.0.0.1:9", "x" * 65_508], 2, "65,508 bytes is more than one UDP datagram holds (65,507"),
     case("udp-listen -4 [::1]:0", 1, "no IPv4 address"),
     # -- echo ----------------------------------------------------------------------
     case("echo 65536", 2, "port 65536 is out of range"),

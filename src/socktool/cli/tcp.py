@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
+from socktool import values
 from socktool.cli import options as opt
 from socktool.cli import tls as tlsopt
 from socktool.cli.console import Control
@@ -39,6 +40,36 @@ Crlf = Annotated[bool, typer.Option("--crlf", help="Send line ends as CRLF.", ri
 NoShutdown = Annotated[
     bool,
     typer.Option("--no-shutdown", help="Do not half-close the socket at the end of stdin.", rich_help_panel=opt.IO),
+]
+KeepSending = Annotated[
+    bool,
+    typer.Option(
+        "--keep-sending",
+        help="When the peer has finished sending, go on sending stdin until it ends, as nc and ncat do "
+        "(default: stop once stdin has been idle for 0.5s). A peer that closed for good resets the next write: exit 0.",
+        rich_help_panel=opt.IO,
+    ),
+]
+
+
+def _quit_after(text: str) -> float | None:
+    """nc's -q SECS: a duration, or a negative number for 'wait for the peer' (the default)."""
+    if text.startswith("-") and values.is_number(text[1:]):
+        return None
+    return values.parse_duration(text)
+
+
+QuitAfter = Annotated[
+    float | None,
+    typer.Option(
+        "--quit-after",
+        metavar="DUR",
+        parser=opt.value_parser(_quit_after),
+        help="After the end of stdin, wait at most DUR for the peer to close, then exit 0 (nc's -q SECS; "
+        "-1, the default, waits for the peer).",
+        rich_help_panel=opt.IO,
+        show_default=False,
+    ),
 ]
 SendOnly = Annotated[
     bool, typer.Option("--send-only", help="Only send; stop when the payload is sent.", rich_help_panel=opt.IO)
@@ -149,8 +180,16 @@ def _relay_options(
     terminal: Terminal,
     record: str | None = None,
     summarize_sent: bool = False,
+    keep_sending: bool = False,
+    quit_after: float | None = None,
 ) -> RelayOptions:
     opt.exclusive(send_only=send_only, recv_only=recv_only)
+    for name, given in (("--keep-sending", keep_sending), ("--quit-after", quit_after is not None)):
+        if given and (send_only or recv_only):
+            other = "--send-only" if send_only else "--recv-only"
+            raise typer.BadParameter(
+                f"cannot be used with {other}: it is about sending and receiving both", param_hint=f"'{name}'"
+            )
     return RelayOptions(
         send=not recv_only,
         receive=not send_only,
@@ -161,8 +200,14 @@ def _relay_options(
         summarize_sent=summarize_sent,
         expect=opt.expect_pattern(expect),
         expect_timeout=timeout,
-        linger=0.0 if terminal.stdin_isatty else 0.5,
+        linger=None if keep_sending else 0.0 if terminal.stdin_isatty else 0.5,
+        quit_after=quit_after,
     )
+
+
+def _no_quit_after_with_tls(quit_after: float | None, tls: bool) -> None:
+    if quit_after is not None and tls:
+        raise typer.BadParameter("not with --tls yet (the TLS relay has no such timer)", param_hint="'--quit-after'")
 
 
 def _progress(
@@ -233,6 +278,8 @@ def tcp_connect(
     hex_input: HexInput = False,
     crlf: Crlf = False,
     no_shutdown: NoShutdown = False,
+    keep_sending: KeepSending = False,
+    quit_after: QuitAfter = None,
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
     repeat: Repeat = 1,
@@ -282,6 +329,8 @@ def tcp_connect(
         record=record,
         # A file or pipe on stdin is counted in the view, not drawn chunk by chunk.
         summarize_sent=mode is Mode.VIEW and not (full or send or frame) and not terminal.stdin_isatty,
+        keep_sending=keep_sending,
+        quit_after=quit_after,
     )
     sink = framing.sink(build_sink(terminal, mode, hex=hex, record=record, full=full))
     client_tls = tlsopt.client_tls(
@@ -301,6 +350,7 @@ def tcp_connect(
         strict_close=strict_close,
         handshake_timeout=timeout,
     )
+    _no_quit_after_with_tls(quit_after, tls)
     proxy_config = tlsopt.proxy_config(
         proxy, proxy_auth, {"--source": source, "--source-port": source_port, "-4": ipv4, "-6": ipv6}
     )
@@ -422,6 +472,8 @@ def tcp_listen(
     hex_input: HexInput = False,
     crlf: Crlf = False,
     no_shutdown: NoShutdown = False,
+    keep_sending: KeepSending = False,
+    quit_after: QuitAfter = None,
     send_only: SendOnly = False,
     recv_only: RecvOnly = False,
     repeat: Repeat = 1,
@@ -464,6 +516,7 @@ def tcp_listen(
     family = opt.family(ipv4, ipv6)
     opt.exclusive(exec=exec_, broker=broker)
     many = keep_open or broker
+    _no_quit_after_with_tls(quit_after, tls)
     server_tls = tlsopt.server_tls(
         tls,
         cert=cert,
@@ -486,6 +539,12 @@ def tcp_listen(
         hex=hex,
         progress=progress,
     )
+    for name, given in (("--keep-sending", keep_sending), ("--quit-after", quit_after is not None)):
+        if given and (many or exec_):
+            raise typer.BadParameter(
+                "only for one connection relayed to stdin/stdout (not with -k, --broker or --exec)",
+                param_hint=f"'{name}'",
+            )
     if address.is_unix and (allow or deny):
         raise typer.BadParameter(
             "they judge a client's IP address, and a unix: socket's clients have none "
@@ -513,6 +572,8 @@ def tcp_listen(
         record=record,
         # A file or pipe on stdin is counted in the view, not drawn chunk by chunk.
         summarize_sent=mode is Mode.VIEW and not (full or send or frame) and not terminal.stdin_isatty,
+        keep_sending=keep_sending,
+        quit_after=quit_after,
     )
     served: list[Hub] = []  # the engine, once built: a message over --max-frame closes only its client
 

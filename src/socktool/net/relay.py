@@ -9,7 +9,10 @@ Rules of the pipe (tcp-connect and tcp-listen alike):
   when stdin is a terminal, else as soon as stdin has had nothing to read
   for `linger` seconds (so a peer that only half-closed still gets a file we
   are sending, to the last byte; a peer that really closed makes the next
-  send fail, which ends the relay too);
+  send fail, which ends the relay too); with `linger` None (--keep-sending)
+  only when stdin ends or a send fails;
+- with `quit_after` (--quit-after, nc's -q), the relay ends that long after
+  the end of what we send, whether the peer has closed or not;
 - everything received before a failure has already been written out.
 """
 
@@ -117,7 +120,8 @@ class RelayOptions(NamedTuple):
     idle_timeout: float | None = None
     expect: re.Pattern[bytes] | None = None
     expect_timeout: float | None = None
-    linger: float = 0.5  # see the module rules; 0 when stdin is a terminal
+    linger: float | None = 0.5  # see the module rules; 0 when stdin is a terminal, None with --keep-sending
+    quit_after: float | None = None  # see the module rules
 
 
 class Connection:
@@ -169,6 +173,7 @@ class Relay:
         self._send_error: BaseException | None = None
         self._window = b""  # the latest received bytes, searched for --expect
         self.send_done = threading.Event()
+        self._quit = False  # set when --quit-after ended the receiving
 
     # -- the whole relay ------------------------------------------------
     def run(self) -> str:
@@ -184,6 +189,8 @@ class Relay:
         except OSError as exc:
             self._raise_send_error()
             raise self._receive_error(exc) from exc
+        if self._quit:
+            return f"stdin ended {format_duration(opts.quit_after or 0)} ago (--quit-after)"
         if opts.send and reason == "closed by peer":
             self._finish_sending()
         self._raise_send_error()
@@ -201,7 +208,9 @@ class Relay:
         to read is not an idle stdin.
         """
         linger, fd = self.options.linger, self.payload.stdin_fd
-        if fd is None or self.payload.messages:
+        if linger is None and not self.send_done.is_set():
+            self.sink(ev.Notice(f"{self.conn.peer} has finished sending; sending until stdin ends (--keep-sending)"))
+        if fd is None or self.payload.messages or linger is None:
             while not self.send_done.wait(0.1):  # fixed messages end by themselves (or fail to send)
                 pass  # (a bounded wait: an interrupt is noticed between two)
             return
@@ -248,6 +257,18 @@ class Relay:
             # A reset or a closed peer is the receiver's to report.
         finally:
             self.send_done.set()
+            if self.options.quit_after is not None and self._send_error is None:
+                timer = threading.Timer(self.options.quit_after, self._stop_receiving)
+                timer.daemon = True
+                timer.start()
+
+    def _stop_receiving(self) -> None:
+        """--quit-after has passed: the receiving side sees an end (a read shutdown) and the relay ends."""
+        self._quit = True
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # the connection ended meanwhile
 
     def _send_payload(self) -> None:
         sock, conn, opts = self.conn.sock, self.conn, self.options

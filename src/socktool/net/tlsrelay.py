@@ -180,7 +180,7 @@ class TlsRelay:
             waits.append(expect_deadline - now)
         if self.options.idle_timeout is not None:
             waits.append(self.conn.last_activity + self.options.idle_timeout - now)
-        if self._peer_closed_at is not None:
+        if self._peer_closed_at is not None and self.options.linger is not None:
             waits.append(self._linger_end() - now)
         return min(waits) if waits else None
 
@@ -188,6 +188,8 @@ class TlsRelay:
         assert self._peer_closed_at is not None
         if not self.options.receive:
             return self._peer_closed_at
+        if self.options.linger is None:  # --keep-sending: until stdin ends
+            return float("inf")
         return max(self._peer_closed_at, self._stdin_at) + self.options.linger
 
     def _finished(self, feeder: _Feeder | None) -> str | None:
