@@ -114,3 +114,57 @@ def test_fractions(text, value):
 def test_bad_fractions(text):
     with pytest.raises(ValueError):
         parse_fraction(text)
+
+
+# -- the engine driven in-process (a list sink, port-0 listeners) --------------------------
+
+
+def _in_process_forwarder(target_port: int, **options):
+    import threading
+
+    from socktool.net.address import Endpoint
+    from socktool.net.forward import Forwarder, ForwardOptions
+    from socktool.net.sockets import bind
+
+    events: list = []
+    listener = bind(Endpoint(host="127.0.0.1", port=0))
+    forwarder = Forwarder(
+        listener, ForwardOptions(target=Endpoint(host="127.0.0.1", port=target_port), **options), events.append
+    )
+    thread = threading.Thread(target=forwarder.serve, daemon=True)
+    thread.start()
+    return forwarder, thread, listener.port, events
+
+
+def test_keepalive_and_nodelay_are_set_on_both_sides_of_a_pair():
+    import socket
+    import time
+
+    from socktool.net import events as ev
+    from socktool.net.tcp import SocketOptions
+
+    target = socket.create_server(("127.0.0.1", 0))
+    forwarder, thread, port, events = _in_process_forwarder(
+        target.getsockname()[1], socket_options=SocketOptions(keepalive=True, nodelay=True)
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            accepted, _ = target.accept()
+            with accepted:
+                client.sendall(b"x")
+                assert accepted.recv(1) == b"x"
+                deadline = time.monotonic() + 5
+                while not any(isinstance(e, ev.Notice) and "connected to" in e.message for e in events):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+                pair = forwarder.pairs[1]
+                for conn in (pair.client, pair.target):
+                    sock = conn.transport.sock
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        forwarder.loop.stop()
+        thread.join(5)
+        target.close()
+    assert not thread.is_alive()
+    assert isinstance(events[-1], ev.Stats) and events[-1].connections == 1
