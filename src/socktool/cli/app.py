@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "portscan": ("socktool.cli.scan", "portscan"),
     "wait": ("socktool.cli.wait", "wait"),
     "ping": ("socktool.cli.ping", "ping"),
+    "ui": ("socktool.cli.ui", "ui"),
 }
 
 

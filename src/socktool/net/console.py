@@ -25,7 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from socktool import console as cmd
 from socktool.console import Answer
@@ -222,10 +222,7 @@ class ConsoleHub(Commanded, Hub):
         self.answer(Answer("ok", f"accepting clients again on {self.listener.address}", {"paused": False}))
 
     def _send_file(self, conn: Connection, path: str) -> None:
-        try:
-            source = open(path, "rb")  # closed by the sender when done
-        except OSError as exc:
-            raise ValueError(f"cannot open {path}: {exc.strerror or exc}") from None
+        source = open_file(path)
         if conn.id in self._files:
             source.close()
             raise ValueError(f"a file is still being sent to #{conn.id}")
@@ -251,10 +248,26 @@ class ConsoleHub(Commanded, Hub):
         self._files.pop(conn_id, None)
 
 
+def open_file(path: str) -> BinaryIO:
+    """A file to send (closed by its FileSender when done); a bad path is the command's error."""
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise ValueError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+class FileOwner(Protocol):
+    """Whoever runs a FileSender (and calls its `step` when the client drains or leaves):
+    the console hub, the ui's client session."""
+
+    def answer(self, answer: Answer) -> None: ...
+    def file_done(self, conn_id: int) -> None: ...
+
+
 class FileSender:
     """One file to one client, read as the client takes it (never more than HIGH_WATER ahead)."""
 
-    def __init__(self, hub: ConsoleHub, conn: Connection, source: BinaryIO, path: str):
+    def __init__(self, hub: FileOwner, conn: Connection, source: BinaryIO, path: str):
         self.hub = hub
         self.conn = conn
         self.source = source
@@ -305,4 +318,4 @@ class FileSender:
         self.hub.answer(answer)
 
 
-__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileSender"]
+__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileOwner", "FileSender", "open_file"]

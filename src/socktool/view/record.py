@@ -17,13 +17,30 @@ from socktool.net.errors import UsageError, describe
 
 def recorder(path: str) -> ev.Sink:
     """A sink writing JSON Lines to `path` (created, or emptied)."""
-    from socktool.view.jsonl import JsonLines
+    return Recording(path)
 
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise UsageError(f"cannot write the recording to {path}", describe(exc)) from exc
-    return JsonLines(functools.partial(_write_all, fd))
+
+class Recording:
+    """A recording being written: a sink, and `close()` to end it (called where the sink is)."""
+
+    def __init__(self, path: str):
+        from socktool.view.jsonl import JsonLines
+
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot write the recording to {path}", describe(exc)) from exc
+        self.path = path
+        self._lines = JsonLines(functools.partial(_write_all, self.fd))
+
+    def __call__(self, event: ev.Event) -> None:
+        if self.fd >= 0:
+            self._lines(event)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -1,0 +1,637 @@
+"""`socktool ui`: the full-screen SocketTool, a Textual app over the sessions of ui/sessions.py.
+
+Rules:
+- the app is a sink and a controller, nothing more: every socket is an
+  engine's, in the engine's thread; the app sends commands (`Session.submit`)
+  and reads what the sessions queued, on its own clock (TICK), so a flood
+  of traffic costs the screen at most DRAWN records per tick and the keys
+  stay answered;
+- each session keeps its last LOG_RECORDS records for the screen (older
+  ones leave the screen; a recording keeps everything);
+- every action has a key (shown in the footer, listed by `socktool ui
+  --help`); the keys are ctrl+letters so that they work while typing.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import ClassVar, NamedTuple
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.validation import ValidationResult, Validator
+from textual.widgets import DataTable, Footer, Input, Label, OptionList, RichLog, Static
+
+from socktool import console as cmd
+from socktool.console import Answer
+from socktool.framing import MAX_DATAGRAM
+from socktool.net import events as ev
+from socktool.net.errors import SocktoolError
+from socktool.ui.keys import KEYS, SHORT
+from socktool.ui.sessions import LINE_ENDS, Session, Spec, encode_input, parse_spec
+from socktool.values import format_duration, format_size
+from socktool.view.render import escaped_lines, hexdump_lines, printable
+from socktool.view.status import stats_line
+from socktool.view.traffic import ARROWS, clock
+
+TICK = 0.1  # seconds between looks at the sessions' queues
+REFRESH_EVERY = 5  # ticks between client-table requests
+LOG_RECORDS = 1000  # records a session keeps for the screen
+DRAWN = 200  # records drawn per tick at most (the newest; a flood scrolls past anyway)
+
+PROMPTS = {
+    "new": "new session (KIND ADDRESS)",
+    "send_file": "send file (PATH)",
+    "auto_send": "auto-send every MS [COUNT]",
+    "record": "record to (PATH)",
+    "search": "search (empty: show all)",
+}
+
+
+class Record(NamedTuple):
+    """One line (or block) of a session's traffic log."""
+
+    ts: float
+    conn: int | None
+    peer: str
+    direction: str  # ev.SENT / ev.RECEIVED, or "" for a notice
+    data: bytes
+    note: str = ""
+    warning: bool = False
+
+
+def record_of(ts: float, item: ev.Event | Answer) -> Record | None:
+    """What the log shows for an event or an answer (None: nothing)."""
+    if isinstance(item, ev.Data):
+        return Record(ts, item.conn, item.peer, item.direction, item.data)
+    if isinstance(item, ev.Datagram):
+        return Record(ts, None, item.peer, item.direction, item.data)
+    if isinstance(item, Answer):
+        return Record(ts, None, "", "", b"", item.text, item.kind == "error")
+    return Record(ts, None, "", "", b"", *_note(item))
+
+
+def _note(event: ev.Event) -> tuple[str, bool]:
+    if isinstance(event, ev.Listening):
+        return f"listening on {event.address} ({event.kind})", False
+    if isinstance(event, ev.Connected):
+        return f"#{event.conn} {event.peer} connected", False
+    if isinstance(event, ev.Closed):
+        return f"#{event.conn} {event.peer} closed: {event.reason}", False
+    if isinstance(event, ev.Rejected):
+        return f"{event.peer} refused: {event.reason}", True
+    if isinstance(event, ev.Notice):
+        return event.message, event.warning
+    if isinstance(event, ev.Stats):
+        return stats_line(event), False
+    return type(event).__name__.lower(), False
+
+
+def render(record: Record, hex_view: bool) -> Text:
+    line = Text(clock(record.ts), style="dim")
+    line.append("  ")
+    if not record.direction:
+        line.append(printable(record.note), style="yellow" if record.warning else "italic")
+        return line
+    if record.conn is not None:
+        line.append(f"#{record.conn} ", style="bold")
+    arrow, colour = ARROWS.get(record.direction, ("?", ""))
+    line.append(printable(record.peer), style="blue")
+    line.append(f" {arrow} {len(record.data)} B", style=colour)
+    body = hexdump_lines(record.data) if hex_view else escaped_lines(record.data)
+    for part in body:
+        line.append("\n  " + part)
+    return line
+
+
+class SessionView:
+    """What the screen keeps of a session: its records and the choices made for it."""
+
+    def __init__(self) -> None:
+        self.records: collections.deque[Record] = collections.deque(maxlen=LOG_RECORDS)
+        self.hex_view = False
+        self.search = ""
+        self.target: int | None = None  # None: every client
+        self.auto: Timer | None = None
+        self.auto_left = 0
+
+    def shows(self, record: Record, hex_view: bool | None = None) -> bool:
+        if not self.search:
+            return True
+        text = render(record, self.hex_view if hex_view is None else hex_view).plain
+        return self.search.lower() in text.lower()
+
+
+class SendValidator(Validator):
+    """The send box as typed: in hex mode, whole bytes of hex digits."""
+
+    def __init__(self, app: SocktoolApp):
+        super().__init__()
+        self.owner = app
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            encode_input(value, hex_input=self.owner.hex_input, line_end="none")
+        except ValueError as exc:
+            return self.failure(str(exc))
+        return self.success()
+
+
+class SendBox(Input):
+    """The send box, with the history of what was sent (up / down)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "history(-1)", "Previous", show=False),
+        Binding("down", "history(1)", "Next", show=False),
+    ]
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.history: list[str] = []
+        self.position = 0
+
+    def remember(self, text: str) -> None:
+        if text and (not self.history or self.history[-1] != text):
+            self.history.append(text)
+        self.position = len(self.history)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self.position = max(0, min(len(self.history), self.position + step))
+        self.value = self.history[self.position] if self.position < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+
+class SocktoolApp(App[int]):
+    """Sessions on the left (and the selected one's clients), its traffic and the send box on the right."""
+
+    TITLE = "socktool"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(key, action, SHORT[action], priority=True, tooltip=help_) for key, action, help_ in KEYS
+    ]
+    CSS = """
+    #side { width: 30; border-right: solid $primary; }
+    #sessions { height: 1fr; }
+    #clients { height: 1fr; }
+    .heading { background: $boost; width: 100%; text-style: bold; }
+    #log { height: 1fr; }
+    #status { height: 1; background: $boost; }
+    #sendbar { height: 1; }
+    #prompt-row { height: 3; display: none; }
+    #prompt-row.shown { display: block; }
+    #prompt-label { width: auto; padding: 1 1 0 0; }
+    #prompt { width: 1fr; }
+    """
+
+    def __init__(self, specs: list[Spec] | None = None):
+        super().__init__()
+        self.sessions: list[Session] = []
+        self.views: dict[int, SessionView] = {}
+        self.current: Session | None = None
+        self.hex_input = False
+        self.line_end = "LF"
+        self.prompting: str | None = None
+        self._numbers = 0
+        self._ticks = 0
+        self._initial = specs or []
+        self._client_keys: tuple[str, ...] = ()
+
+    # -- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="side"):
+                yield Label("Sessions", classes="heading")
+                yield OptionList(id="sessions")
+                yield Label("Clients", classes="heading", id="clients-heading")
+                yield DataTable(id="clients", cursor_type="row", zebra_stripes=False)
+            with Vertical(id="main"):
+                yield Static("", id="status")
+                yield RichLog(id="log", max_lines=LOG_RECORDS * 4, wrap=True, min_width=20)
+                yield Static("", id="sendbar")
+                yield SendBox(
+                    placeholder="text to send (Enter)",
+                    id="send",
+                    validators=[SendValidator(self)],
+                    valid_empty=True,
+                    validate_on=["changed", "submitted"],
+                )
+                with Horizontal(id="prompt-row"):
+                    yield Label("", id="prompt-label")
+                    yield Input(id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#clients", DataTable)
+        for key, label in (("n", "#"), ("peer", "peer"), ("age", "for"), ("in", "in"), ("out", "out")):
+            table.add_column(label, key=key)
+        for spec in self._initial:
+            self.add_session(spec)
+        self.set_interval(TICK, self.tick)
+        self.query_one("#send", SendBox).focus()
+        self._show_status()
+
+    # -- sessions ------------------------------------------------------------------------
+    def add_session(self, spec: Spec) -> Session:
+        self._numbers += 1
+        session = Session(self._numbers, spec)
+        self.sessions.append(session)
+        self.views[session.number] = SessionView()
+        self.query_one("#sessions", OptionList).add_option(self._session_label(session))
+        session.start()
+        self.select(session)
+        return session
+
+    def select(self, session: Session) -> None:
+        self.current = session
+        options = self.query_one("#sessions", OptionList)
+        index = self.sessions.index(session)
+        if options.highlighted != index:
+            options.highlighted = index
+        self._client_keys = ()
+        self.query_one("#clients", DataTable).clear()
+        self._redraw_log()
+        self._show_clients()
+        self._show_status()
+
+    def on_option_list_option_highlighted(self, message: OptionList.OptionHighlighted) -> None:
+        index = message.option_index
+        if 0 <= index < len(self.sessions) and self.sessions[index] is not self.current:
+            self.select(self.sessions[index])
+
+    def _session_label(self, session: Session) -> Text:
+        label = Text(session.title(), style="bold")
+        state = session.state
+        if state in ("listening", "connected"):
+            state = f"{state} {session.address}"
+        label.append(f"\n {state}", style="red" if session.state == "failed" else "")
+        label.append(
+            f"\n in {session.messages_in}/{format_size(session.bytes_in)}"
+            f" out {session.messages_out}/{format_size(session.bytes_out)} clients {len(session.clients)}",
+            style="dim",
+        )
+        return label
+
+    @property
+    def view(self) -> SessionView | None:
+        return None if self.current is None else self.views[self.current.number]
+
+    # -- the clock: queues to screen --------------------------------------------------
+    def tick(self) -> None:
+        self._ticks += 1
+        refresh = self._ticks % REFRESH_EVERY == 0
+        options = self.query_one("#sessions", OptionList)
+        for index, session in enumerate(self.sessions):
+            fresh = self._take(session)
+            if session is self.current:
+                self._draw(fresh)
+            if refresh:
+                session.refresh()
+            options.replace_option_prompt_at_index(index, self._session_label(session))
+        self._show_clients()
+        self._show_status()
+
+    def _take(self, session: Session) -> list[Record]:
+        view = self.views[session.number]
+        queue = session.events
+        fresh = []
+        for _ in range(len(queue)):
+            ts, item = queue.popleft()
+            record = record_of(ts, item)
+            if record is not None:
+                view.records.append(record)
+                fresh.append(record)
+        return fresh[-DRAWN:]
+
+    def _draw(self, records: list[Record]) -> None:
+        view = self.view
+        if view is None or not records:
+            return
+        log = self.query_one("#log", RichLog)
+        for record in records:
+            if view.shows(record):
+                log.write(render(record, view.hex_view))
+
+    def _redraw_log(self) -> None:
+        log = self.query_one("#log", RichLog)
+        log.clear()
+        view = self.view
+        if view is not None:
+            self._draw(list(view.records)[-DRAWN:] if not view.search else list(view.records))
+
+    def _show_clients(self) -> None:
+        table = self.query_one("#clients", DataTable)
+        session, view = self.current, self.view
+        rows = session.clients if session is not None else []
+        keys = ("all", *(str(row.number) for row in rows))
+        if keys != self._client_keys:
+            self._client_keys = keys
+            table.clear()
+            table.add_row(
+                "*", "all clients" if not (session and session.is_udp) else "all peers", "", "", "", key="all"
+            )
+            for row in rows:
+                table.add_row(str(row.number), row.peer, "", "", "", key=str(row.number))
+            chosen = "all" if view is None or view.target is None else str(view.target)
+            if view is not None and chosen not in keys:
+                view.target = None
+                chosen = "all"
+            table.move_cursor(row=keys.index(chosen))
+        for row in rows:
+            key = str(row.number)
+            table.update_cell(key, "age", format_duration(row.age))
+            table.update_cell(key, "in", format_size(row.received))
+            table.update_cell(key, "out", format_size(row.sent))
+
+    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        view = self.view
+        if view is not None and message.row_key.value is not None:
+            key = message.row_key.value
+            view.target = None if key == "all" else int(key)
+            self._show_status()
+
+    def _show_status(self) -> None:
+        session, view = self.current, self.view
+        status = self.query_one("#status", Static)
+        bar = self.query_one("#sendbar", Static)
+        if session is None or view is None:
+            status.update("no session: ctrl+n creates one")
+            bar.update("")
+            return
+        parts = [session.title(), session.state, "hex" if view.hex_view else "text"]
+        if session.recording is not None:
+            parts.append(f"REC {session.recording.path}")
+        if view.search:
+            parts.append(f"search {view.search!r}")
+        status.update(Text(" | ".join(parts)))
+        target = "every client" if view.target is None else f"#{view.target}"
+        if session.spec.kind == "tcp-connect":
+            target = "the connection"
+        mode = "hex" if self.hex_input else f"text+{self.line_end}"
+        auto = f" | auto: {view.auto_left} left" if view.auto is not None else ""
+        bar.update(Text(f"send {mode} to {target}{auto}"))
+
+    # -- sending -------------------------------------------------------------------------------
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input.id == "prompt":
+            self._answer_prompt(message.value.strip())
+            return
+        box = self.query_one("#send", SendBox)
+        if self.send(message.value):
+            box.remember(message.value)
+            box.value = ""
+
+    def send(self, text: str) -> bool:
+        """Send the send box's text to the chosen target(s); a problem is noted in the log."""
+        session = self.current
+        if session is None:
+            self.note("no session: ctrl+n creates one", warning=True)
+            return False
+        try:
+            data = encode_input(text, hex_input=self.hex_input, line_end=self.line_end)
+        except ValueError as exc:
+            self.note(f"not sent: {exc}", warning=True)
+            return False
+        targets = self._targets(session)
+        if not targets:
+            return False
+        for target in targets:
+            session.submit(cmd.SendTo(target, data=data))
+        return True
+
+    def _targets(self, session: Session) -> list[int]:
+        if not session.running:
+            self.note(f"{session.title()} is {session.state}: nothing sent (ctrl+s starts it)", warning=True)
+            return []
+        if session.spec.kind == "tcp-connect":
+            return [1]
+        view = self.views[session.number]
+        if view.target is not None:
+            return [view.target]
+        targets = [row.number for row in session.clients]
+        if not targets:
+            who = "no peer has sent a datagram yet" if session.is_udp else "no client is connected"
+            self.note(f"{who}: nothing sent", warning=True)
+        return targets
+
+    def note(self, text: str, *, warning: bool = False) -> None:
+        """A line in the current session's log from the app itself."""
+        if self.current is None:
+            self.notify(text, severity="warning" if warning else "information")
+            return
+        self.current.events.append((time.time(), Answer("error" if warning else "ok", text)))
+
+    # -- actions (the keys) ------------------------------------------------------------------
+    def action_new(self) -> None:
+        self._prompt("new", "tcp-listen 0")
+
+    def action_start_stop(self) -> None:
+        session = self.current
+        if session is None:
+            return
+        if session.running:
+            session.stop()
+        else:
+            session.start()
+
+    def action_close(self) -> None:
+        session = self.current
+        if session is None:
+            return
+        view = self.views.pop(session.number)
+        if view.auto is not None:
+            view.auto.stop()
+        session.stop_recording()
+        session.stop()
+        index = self.sessions.index(session)
+        self.sessions.remove(session)
+        self.query_one("#sessions", OptionList).remove_option_at_index(index)
+        self.current = None
+        if self.sessions:
+            self.select(self.sessions[min(index, len(self.sessions) - 1)])
+        else:
+            self.query_one("#log", RichLog).clear()
+            self.query_one("#clients", DataTable).clear()
+            self._client_keys = ()
+            self._show_status()
+
+    def action_hex_view(self) -> None:
+        view = self.view
+        if view is not None:
+            view.hex_view = not view.hex_view
+            self._redraw_log()
+            self._show_status()
+
+    def action_hex_input(self) -> None:
+        self.hex_input = not self.hex_input
+        box = self.query_one("#send", SendBox)
+        box.placeholder = "hex bytes to send, e.g. de ad be ef (Enter)" if self.hex_input else "text to send (Enter)"
+        box.validate(box.value)
+        self._show_status()
+
+    def action_line_end(self) -> None:
+        names = list(LINE_ENDS)
+        self.line_end = names[(names.index(self.line_end) + 1) % len(names)]
+        self._show_status()
+
+    def action_all_clients(self) -> None:
+        view = self.view
+        if view is not None:
+            view.target = None
+            self._client_keys = ()  # redrawn with the cursor on "all"
+            self._show_clients()
+            self._show_status()
+
+    def action_kick(self) -> None:
+        session, view = self.current, self.view
+        if session is None or view is None:
+            return
+        if session.spec.kind == "tcp-connect":
+            session.submit(cmd.Kick(1))
+        elif view.target is None:
+            self.note("select a client to kick in the client list", warning=True)
+        else:
+            session.submit(cmd.Kick(view.target))
+
+    def action_send_file(self) -> None:
+        self._prompt("send_file", "")
+
+    def action_auto_send(self) -> None:
+        view = self.view
+        if view is not None and view.auto is not None:
+            self._stop_auto(view)
+            return
+        self._prompt("auto_send", "1000 10")
+
+    def action_record(self) -> None:
+        session = self.current
+        if session is None:
+            return
+        if session.recording is not None:
+            path = session.recording.path
+            session.stop_recording()
+            self.note(f"recording to {path} stopped")
+            return
+        self._prompt("record", f"socktool-session-{session.number}.jsonl")
+
+    def action_search(self) -> None:
+        view = self.view
+        self._prompt("search", view.search if view is not None else "")
+
+    async def action_quit(self) -> None:
+        self.stop_all()
+        self.exit(0)
+
+    def stop_all(self) -> None:
+        for session in self.sessions:
+            session.stop_recording()
+            session.stop()
+        deadline = time.monotonic() + 2.0
+        for session in self.sessions:
+            session.join(max(0.0, deadline - time.monotonic()))
+
+    # -- the prompt --------------------------------------------------------------------------------
+    def _prompt(self, what: str, value: str) -> None:
+        self.prompting = what
+        self.query_one("#prompt-label", Label).update(PROMPTS[what] + ":")
+        self.query_one("#prompt-row").add_class("shown")
+        prompt = self.query_one("#prompt", Input)
+        prompt.value = value
+        prompt.focus()
+
+    def _close_prompt(self) -> None:
+        self.prompting = None
+        self.query_one("#prompt-row").remove_class("shown")
+        self.query_one("#send", SendBox).focus()
+
+    def on_key(self, event: object) -> None:
+        if getattr(event, "key", "") == "escape" and self.prompting is not None:
+            self._close_prompt()
+
+    def _answer_prompt(self, text: str) -> None:
+        what = self.prompting
+        self._close_prompt()
+        try:
+            if what == "new":
+                kind, _, address = text.partition(" ")
+                self.add_session(parse_spec(kind, address.strip()))
+            elif what == "send_file":
+                self._send_file(text)
+            elif what == "auto_send":
+                self._start_auto(text)
+            elif what == "record":
+                self._record(text)
+            elif what == "search":
+                self._search(text)
+        except (ValueError, SocktoolError) as exc:
+            self.note(str(exc), warning=True)
+
+    def _send_file(self, path: str) -> None:
+        session = self.current
+        if session is None or not path:
+            return
+        if session.is_udp:
+            with open(path, "rb") as source:
+                data = source.read(MAX_DATAGRAM + 1)
+            if len(data) > MAX_DATAGRAM:
+                raise ValueError(f"{path} does not fit in one datagram (at most {MAX_DATAGRAM:,} bytes)")
+            for target in self._targets(session):
+                session.submit(cmd.SendTo(target, data=data))
+            return
+        for target in self._targets(session):
+            session.submit(cmd.SendFile(target, path))
+
+    def _start_auto(self, text: str) -> None:
+        view = self.view
+        if view is None:
+            return
+        words = text.split()
+        if not 1 <= len(words) <= 2 or not all(word.isascii() and word.isdigit() for word in words):
+            raise ValueError("auto-send: every MS [COUNT], e.g. 100 5 (COUNT 0 or none: until stopped)")
+        every = int(words[0])
+        count = int(words[1]) if len(words) == 2 else 0
+        if every < 1:
+            raise ValueError("auto-send: every at least 1 ms")
+        text_to_send = self.query_one("#send", SendBox).value
+        view.auto_left = count
+
+        def fire() -> None:
+            self.send(text_to_send)
+            if count:
+                view.auto_left -= 1
+                if view.auto_left <= 0:
+                    self._stop_auto(view)
+            self._show_status()
+
+        view.auto = self.set_interval(every / 1000, fire)
+        self.note(f"auto-send every {every} ms" + (f", {count} times" if count else " until ctrl+t"))
+
+    def _stop_auto(self, view: SessionView) -> None:
+        if view.auto is not None:
+            view.auto.stop()
+            view.auto = None
+        self._show_status()
+
+    def _record(self, path: str) -> None:
+        session = self.current
+        if session is None or not path:
+            return
+        session.start_recording(path)
+        self.note(f"recording to {path}")
+        self._show_status()
+
+    def _search(self, text: str) -> None:
+        view = self.view
+        if view is None:
+            return
+        view.search = text
+        self._redraw_log()
+        self._show_status()
+
+
+__all__ = ["Record", "SocktoolApp", "record_of", "render"]

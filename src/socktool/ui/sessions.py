@@ -1,0 +1,270 @@
+"""The ui's sessions: one engine each, on its own loop in a worker thread.
+
+Rules:
+- a session is an engine the CLI runs too (tcp-listen's console hub,
+  udp-listen's console, a dialled connection), built from a spec typed as
+  on the command line (`tcp-listen 8898`, `tcp-connect HOST:PORT`,
+  `udp-listen 9999`) and driven only through its thread-safe commands
+  (socktool.console's Command, `submit`); no socket call here;
+- the engine's sink runs in the loop's thread: it writes the recording (if
+  one is on: every event, never dropped), counts, and queues the event for
+  the app, which takes the queue on its own clock; the queue is bounded
+  (PENDING): under a flood the app sees the newest events, the counters and
+  the recording see them all;
+- the client list comes from the engines' own `list` answers (the console's
+  table: number, peer, age, bytes), asked for by `refresh()`.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from socktool import console as cmd
+from socktool.console import Answer
+from socktool.net import events as ev
+from socktool.net.address import Endpoint, parse_connect_endpoint, parse_listen_endpoint
+from socktool.net.errors import SocktoolError
+from socktool.values import decode_hex
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.loop import Loop
+    from socktool.view.record import Recording
+
+KINDS = {
+    "tcp-listen": "TCP server",
+    "tcp-connect": "TCP client",
+    "udp-listen": "UDP socket",
+}
+PENDING = 4000  # events waiting for the app, per session (the newest are kept)
+LINE_ENDS = {"none": b"", "LF": b"\n", "CRLF": b"\r\n"}
+
+
+class Spec(NamedTuple):
+    kind: str  # a key of KINDS
+    endpoint: Endpoint
+    address: str  # as typed
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.address}"
+
+
+def parse_spec(kind: str, address: str) -> Spec:
+    """One session as the command line names it; ValueError says what is wrong."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown session kind {kind!r} (one of {', '.join(KINDS)})")
+    parse = parse_connect_endpoint if kind == "tcp-connect" else parse_listen_endpoint
+    return Spec(kind, parse(address), address)
+
+
+def parse_specs(words: Sequence[str]) -> list[Spec]:
+    """`tcp-listen 8898 udp-listen 9999 tcp-connect host:80`: KIND ADDRESS pairs."""
+    specs = []
+    for index in range(0, len(words), 2):
+        if index + 1 >= len(words):
+            raise ValueError(f"{words[index]!r} needs an address after it")
+        specs.append(parse_spec(words[index], words[index + 1]))
+    return specs
+
+
+def encode_input(text: str, *, hex_input: bool, line_end: str) -> bytes:
+    """The send box's bytes: hex (exactly those bytes) or text with the chosen line end."""
+    if hex_input:
+        return decode_hex(text.encode())
+    return text.encode("utf-8", "surrogateescape") + LINE_ENDS[line_end]
+
+
+class ClientRow(NamedTuple):
+    """A client (TCP) or a peer seen (UDP), as the engine's `list` reports it."""
+
+    number: int
+    peer: str
+    age: float  # connected for (TCP) or last seen ago (UDP), seconds
+    received: int
+    sent: int
+
+
+class Engine(Protocol):
+    loop: Loop
+
+    def run(self) -> None: ...
+    def submit(self, command: cmd.Command) -> None: ...
+
+
+class Session:
+    """One socket of the ui: its engine, thread, counters, queue and client table."""
+
+    def __init__(self, number: int, spec: Spec, wake: Callable[[], None] = lambda: None):
+        self.number = number
+        self.spec = spec
+        self.wake = wake  # called (from the loop's thread) when something was queued
+        self.state = "stopped"
+        self.address = spec.address
+        self.events: collections.deque[tuple[float, ev.Event | Answer]] = collections.deque(maxlen=PENDING)
+        self.clients: list[ClientRow] = []
+        self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
+        self.recording: Recording | None = None
+        self.engine: Engine | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def is_udp(self) -> bool:
+        return self.spec.kind == "udp-listen"
+
+    def title(self) -> str:
+        return f"#{self.number} {self.spec}"
+
+    # -- the app's thread ----------------------------------------------------------------
+    def start(self) -> None:
+        if self.running:
+            return
+        self.state = "starting"
+        self.clients = []
+        self.thread = threading.Thread(target=self._run, name=f"session-{self.number}", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.submit(cmd.Simple("quit"))
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def submit(self, command: cmd.Command) -> bool:
+        engine = self.engine
+        if engine is None or not self.running:
+            return False
+        engine.submit(command)
+        return True
+
+    def refresh(self) -> None:
+        """Ask for the client table (it comes back as a list answer)."""
+        self.submit(cmd.Simple("list"))
+
+    def start_recording(self, path: str) -> None:
+        from socktool.view.record import Recording
+
+        self.stop_recording()
+        self.recording = Recording(path)  # a UsageError if it cannot be written
+
+    def stop_recording(self) -> None:
+        recording, self.recording = self.recording, None
+        if recording is None:
+            return
+        engine = self.engine
+        if self.running and engine is not None:
+            # The sink writes in the loop's thread: the file is closed there, after its last write.
+            engine.loop.call(recording.close)
+        else:
+            recording.close()
+
+    # -- the loop's thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self.spec.kind == "tcp-listen":
+                self._serve_tcp()
+            elif self.spec.kind == "udp-listen":
+                self._serve_udp()
+            else:
+                self._dial()
+            self.state = "stopped"
+        except SocktoolError as exc:
+            self.state = "failed"
+            self._queue(ev.Notice(str(exc), warning=True))
+        finally:
+            self.clients = []
+            self.wake()
+
+    def _serve_tcp(self) -> None:
+        from socktool.net.console import ConsoleHub
+        from socktool.net.hub import ListenOptions
+        from socktool.net.relay import Payload, RelayOptions
+
+        hub = ConsoleHub(
+            self.spec.endpoint,
+            Payload(stdin_fd=None),
+            RelayOptions(output_fd=None, emit_data=True, half_close=False),
+            ListenOptions(keep_open=True),
+            self.sink,
+            answer=self.answer,
+        )
+        self.engine = hub
+        hub.run()
+
+    def _serve_udp(self) -> None:
+        from socktool.net import udp
+        from socktool.net.udpconsole import UdpConsole
+
+        with udp.bind(self.spec.endpoint) as listener:
+            self.sink(ev.Listening(listener.address, "unix datagram" if listener.path else "udp"))
+            engine = UdpConsole(listener, udp.ListenOptions(output_fd=None, emit=True), self.sink, answer=self.answer)
+            self.engine = engine
+            engine.run()
+
+    def _dial(self) -> None:
+        from socktool.net.outbound import Outbound
+
+        self.state = "connecting"
+        engine = Outbound(self.spec.endpoint, self.sink, answer=self.answer)
+        self.engine = engine
+        engine.run()
+
+    def sink(self, event: ev.Event) -> None:
+        recording = self.recording
+        if recording is not None:
+            recording(event)
+        if isinstance(event, ev.Data | ev.Datagram):
+            if event.direction == ev.SENT:
+                self.messages_out += 1
+                self.bytes_out += len(event.data)
+            else:
+                self.messages_in += 1
+                self.bytes_in += len(event.data)
+        elif isinstance(event, ev.Listening):
+            self.state = "listening"
+            self.address = event.address
+        elif isinstance(event, ev.Connected) and not event.inbound:
+            self.state = "connected"
+            self.address = event.peer
+        self._queue(event)
+
+    def answer(self, answer: Answer) -> None:
+        if answer.kind == "list":
+            self.clients = client_rows(answer.fields or {})
+            self.wake()
+            return
+        self._queue(answer)
+
+    def _queue(self, item: ev.Event | Answer) -> None:
+        self.events.append((time.time(), item))
+        self.wake()
+
+
+def client_rows(fields: dict[str, object]) -> list[ClientRow]:
+    """The rows of a `list` answer: tcp's "clients" or udp's "peers"."""
+    rows = []
+    for row in fields.get("clients") or fields.get("peers") or []:  # type: ignore[attr-defined]
+        number = row.get("conn", row.get("peer_id"))
+        age = row.get("connected_for", row.get("last_seen", 0.0))
+        rows.append(ClientRow(int(number), str(row["peer"]), float(age), int(row["received"]), int(row["sent"])))
+    return rows
+
+
+__all__ = [
+    "KINDS",
+    "LINE_ENDS",
+    "ClientRow",
+    "Session",
+    "Spec",
+    "client_rows",
+    "encode_input",
+    "parse_spec",
+    "parse_specs",
+]
