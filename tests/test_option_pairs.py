@@ -302,6 +302,11 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--expect": ("probe", f"{PING}test_udp_round_trips_against_echo_and_time_server"),
         "--json": ("format", f"{PING}test_json_per_probe_and_summary"),
     },
+    "ui": {
+        "-4": ("family", "test_ui.py::test_family_flags_apply_to_the_sessions"),
+        "-6": ("family", "test_ui.py::test_family_flags_apply_to_the_sessions"),
+        "--no-color": ("color", "test_ui.py::test_ui_starts_in_a_terminal_draws_and_quits_on_ctrl_q"),
+    },
     "wait": {
         **_common("wait"),
         "--interval": ("timing", f"{WAIT}test_exits_1_on_timeout_naming_the_endpoint_and_why"),
@@ -569,6 +574,7 @@ PAIRS: dict[str, dict[str, str]] = {
         "--udp --expect": f"{PING}test_udp_round_trips_against_echo_and_time_server",
         "--send --expect": f"{PING}test_udp_round_trips_against_echo_and_time_server",
     },
+    "ui": {"-4 -6": REFUSED},
     "wait": {
         "-v -q": REFUSED,
         "-4 -6": REFUSED,
@@ -720,6 +726,7 @@ ARGUMENTS = {
     "forward": ["127.0.0.1:0", "127.0.0.1:9"],
     "portscan": ["127.0.0.1", "9"],
     "wait": ["127.0.0.1:9"],
+    "ui": ["tcp-listen", "127.0.0.1:0"],
     "ping": ["127.0.0.1:9"],
 }
 IPV6 = {"127.0.0.1:9": "[::1]:9", "127.0.0.1:0": "[::1]:0", "127.0.0.1": "::1", "127.0.0.1/32": "::1/128"}
@@ -761,6 +768,9 @@ def outcome(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> Outcome | None:
         for name in ("socket", "socketpair", "create_connection", "create_server"):
             patch.setattr(socket, name, _stop)
         patch.setattr(threading.Thread, "start", _stop)
+        # The ui: stdin here is not a terminal (it would be refused); the app's run opens the sessions.
+        patch.setattr("socktool.cli.ui._terminal", lambda: True)
+        patch.setattr("socktool.ui.app.SocktoolApp.run", _stop)
         saved = [os.dup(fd) for fd in (0, 1, 2)]
         null = os.open(os.devnull, os.O_RDWR)
         with tempfile.TemporaryFile() as err:

@@ -21,27 +21,34 @@ def ui(
             show_default=False,
         ),
     ] = None,
+    ipv4: opt.IPv4 = False,
+    ipv6: opt.IPv6 = False,
     no_color: opt.NoColor = False,
-    debug: opt.Debug = False,
 ) -> int:
     from socktool.ui.sessions import parse_specs
 
+    family = opt.family(ipv4, ipv6)
     try:
-        specs = parse_specs(sessions or [])
+        specs = parse_specs(sessions or [], family)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'KIND ADDRESS'") from None
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not _terminal():
         raise typer.BadParameter("the ui needs a terminal on stdin and stdout", param_hint="'ui'")
     if no_color:
         os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is made
     from socktool.ui.app import SocktoolApp
 
-    app = SocktoolApp(specs)
+    app = SocktoolApp(specs, family)
     try:
         result = app.run()
     finally:
         app.stop_all()
     return result or 0
+
+
+def _terminal() -> bool:
+    """Textual draws on stdout and reads keys from stdin: both must be a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 ui.__doc__ = f"""Full-screen SocketTool: TCP servers, TCP clients and UDP sockets side by side.

@@ -14,7 +14,9 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import signal
 import time
 from typing import ClassVar, NamedTuple
 
@@ -22,6 +24,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.validation import ValidationResult, Validator
 from textual.widgets import DataTable, Footer, Input, Label, OptionList, RichLog, Static
@@ -115,7 +118,6 @@ class SessionView:
         self.records: collections.deque[Record] = collections.deque(maxlen=LOG_RECORDS)
         self.hex_view = False
         self.search = ""
-        self.target: int | None = None  # None: every client
         self.auto: Timer | None = None
         self.auto_left = 0
 
@@ -176,7 +178,7 @@ class SocktoolApp(App[int]):
         Binding(key, action, SHORT[action], priority=True, tooltip=help_) for key, action, help_ in KEYS
     ]
     CSS = """
-    #side { width: 30; border-right: solid $primary; }
+    #side { width: 32; border-right: solid $primary; }
     #sessions { height: 1fr; }
     #clients { height: 1fr; }
     .heading { background: $boost; width: 100%; text-style: bold; }
@@ -189,8 +191,9 @@ class SocktoolApp(App[int]):
     #prompt { width: 1fr; }
     """
 
-    def __init__(self, specs: list[Spec] | None = None):
+    def __init__(self, specs: list[Spec] | None = None, family: int = 0):
         super().__init__()
+        self.family = family  # -4 / -6, for the sessions made here too
         self.sessions: list[Session] = []
         self.views: dict[int, SessionView] = {}
         self.current: Session | None = None
@@ -232,7 +235,12 @@ class SocktoolApp(App[int]):
             table.add_column(label, key=key)
         for spec in self._initial:
             self.add_session(spec)
-        self.set_interval(TICK, self.tick)
+        if self.sessions:
+            self.select(self.sessions[0])  # the first one named on the command line
+        self._clock = self.set_interval(TICK, self.tick)
+        loop = asyncio.get_running_loop()
+        for signum, status in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):  # exit codes as every command's
+            loop.add_signal_handler(signum, self._signalled, status)
         self.query_one("#send", SendBox).focus()
         self._show_status()
 
@@ -260,7 +268,9 @@ class SocktoolApp(App[int]):
         self._show_status()
 
     def on_option_list_option_highlighted(self, message: OptionList.OptionHighlighted) -> None:
-        index = message.option_index
+        index = self.query_one("#sessions", OptionList).highlighted  # now, not when the message was sent
+        if index is None:
+            return
         if 0 <= index < len(self.sessions) and self.sessions[index] is not self.current:
             self.select(self.sessions[index])
 
@@ -272,7 +282,8 @@ class SocktoolApp(App[int]):
         label.append(f"\n {state}", style="red" if session.state == "failed" else "")
         label.append(
             f"\n in {session.messages_in}/{format_size(session.bytes_in)}"
-            f" out {session.messages_out}/{format_size(session.bytes_out)} clients {len(session.clients)}",
+            f" out {session.messages_out}/{format_size(session.bytes_out)}"
+            f" ({len(session.clients)} {'peers' if session.is_udp else 'clients'})",
             style="dim",
         )
         return label
@@ -283,6 +294,12 @@ class SocktoolApp(App[int]):
 
     # -- the clock: queues to screen --------------------------------------------------
     def tick(self) -> None:
+        try:
+            self._tick()
+        except NoMatches:  # the screen is being taken down (the app is ending)
+            self._clock.stop()
+
+    def _tick(self) -> None:
         self._ticks += 1
         refresh = self._ticks % REFRESH_EVERY == 0
         options = self.query_one("#sessions", OptionList)
@@ -326,34 +343,40 @@ class SocktoolApp(App[int]):
 
     def _show_clients(self) -> None:
         table = self.query_one("#clients", DataTable)
-        session, view = self.current, self.view
+        session = self.current
         rows = session.clients if session is not None else []
         keys = ("all", *(str(row.number) for row in rows))
         if keys != self._client_keys:
+            chosen = self._cursor_key()
             self._client_keys = keys
             table.clear()
-            table.add_row(
-                "*", "all clients" if not (session and session.is_udp) else "all peers", "", "", "", key="all"
-            )
+            everyone = "all peers" if session is not None and session.is_udp else "all clients"
+            table.add_row("*", everyone, "", "", "", key="all")
             for row in rows:
                 table.add_row(str(row.number), row.peer, "", "", "", key=str(row.number))
-            chosen = "all" if view is None or view.target is None else str(view.target)
-            if view is not None and chosen not in keys:
-                view.target = None
-                chosen = "all"
-            table.move_cursor(row=keys.index(chosen))
+            table.move_cursor(row=keys.index(chosen) if chosen in keys else 0)
         for row in rows:
             key = str(row.number)
             table.update_cell(key, "age", format_duration(row.age))
             table.update_cell(key, "in", format_size(row.received))
             table.update_cell(key, "out", format_size(row.sent))
 
+    def _cursor_key(self) -> str | None:
+        table = self.query_one("#clients", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # the cursor is off the rows (a table being rebuilt)
+            return None
+
+    def target(self) -> int | None:
+        """The client the send box sends to: the client list's row under the cursor (None: every client)."""
+        key = self._cursor_key()
+        return None if key in (None, "all") else int(key)
+
     def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
-        view = self.view
-        if view is not None and message.row_key.value is not None:
-            key = message.row_key.value
-            view.target = None if key == "all" else int(key)
-            self._show_status()
+        self._show_status()
 
     def _show_status(self) -> None:
         session, view = self.current, self.view
@@ -369,7 +392,8 @@ class SocktoolApp(App[int]):
         if view.search:
             parts.append(f"search {view.search!r}")
         status.update(Text(" | ".join(parts)))
-        target = "every client" if view.target is None else f"#{view.target}"
+        chosen = self.target()
+        target = "every client" if chosen is None else f"#{chosen}"
         if session.spec.kind == "tcp-connect":
             target = "the connection"
         mode = "hex" if self.hex_input else f"text+{self.line_end}"
@@ -410,9 +434,9 @@ class SocktoolApp(App[int]):
             return []
         if session.spec.kind == "tcp-connect":
             return [1]
-        view = self.views[session.number]
-        if view.target is not None:
-            return [view.target]
+        chosen = self.target()
+        if chosen is not None:
+            return [chosen]
         targets = [row.number for row in session.clients]
         if not targets:
             who = "no peer has sent a datagram yet" if session.is_udp else "no client is connected"
@@ -480,23 +504,21 @@ class SocktoolApp(App[int]):
         self._show_status()
 
     def action_all_clients(self) -> None:
-        view = self.view
-        if view is not None:
-            view.target = None
-            self._client_keys = ()  # redrawn with the cursor on "all"
-            self._show_clients()
-            self._show_status()
+        table = self.query_one("#clients", DataTable)
+        if table.row_count:
+            table.move_cursor(row=0)
+        self._show_status()
 
     def action_kick(self) -> None:
-        session, view = self.current, self.view
-        if session is None or view is None:
+        session, chosen = self.current, self.target()
+        if session is None:
             return
         if session.spec.kind == "tcp-connect":
             session.submit(cmd.Kick(1))
-        elif view.target is None:
+        elif chosen is None:
             self.note("select a client to kick in the client list", warning=True)
         else:
-            session.submit(cmd.Kick(view.target))
+            session.submit(cmd.Kick(chosen))
 
     def action_send_file(self) -> None:
         self._prompt("send_file", "")
@@ -524,8 +546,12 @@ class SocktoolApp(App[int]):
         self._prompt("search", view.search if view is not None else "")
 
     async def action_quit(self) -> None:
+        self._signalled(0)
+
+    def _signalled(self, status: int) -> None:
+        self._clock.stop()
         self.stop_all()
-        self.exit(0)
+        self.exit(status)
 
     def stop_all(self) -> None:
         for session in self.sessions:
@@ -559,7 +585,7 @@ class SocktoolApp(App[int]):
         try:
             if what == "new":
                 kind, _, address = text.partition(" ")
-                self.add_session(parse_spec(kind, address.strip()))
+                self.add_session(parse_spec(kind, address.strip(), self.family))
             elif what == "send_file":
                 self._send_file(text)
             elif what == "auto_send":

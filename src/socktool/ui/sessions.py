@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import collections
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,26 +48,27 @@ class Spec(NamedTuple):
     kind: str  # a key of KINDS
     endpoint: Endpoint
     address: str  # as typed
+    family: int = socket.AF_UNSPEC  # -4 / -6
 
     def __str__(self) -> str:
         return f"{self.kind} {self.address}"
 
 
-def parse_spec(kind: str, address: str) -> Spec:
+def parse_spec(kind: str, address: str, family: int = socket.AF_UNSPEC) -> Spec:
     """One session as the command line names it; ValueError says what is wrong."""
     if kind not in KINDS:
         raise ValueError(f"unknown session kind {kind!r} (one of {', '.join(KINDS)})")
     parse = parse_connect_endpoint if kind == "tcp-connect" else parse_listen_endpoint
-    return Spec(kind, parse(address), address)
+    return Spec(kind, parse(address), address, family)
 
 
-def parse_specs(words: Sequence[str]) -> list[Spec]:
+def parse_specs(words: Sequence[str], family: int = socket.AF_UNSPEC) -> list[Spec]:
     """`tcp-listen 8898 udp-listen 9999 tcp-connect host:80`: KIND ADDRESS pairs."""
     specs = []
     for index in range(0, len(words), 2):
         if index + 1 >= len(words):
             raise ValueError(f"{words[index]!r} needs an address after it")
-        specs.append(parse_spec(words[index], words[index + 1]))
+        specs.append(parse_spec(words[index], words[index + 1], family))
     return specs
 
 
@@ -105,6 +107,7 @@ class Session:
         self.address = spec.address
         self.events: collections.deque[tuple[float, ev.Event | Answer]] = collections.deque(maxlen=PENDING)
         self.clients: list[ClientRow] = []
+        self._known: set[str] = set()  # the peers of `clients`
         self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
         self.recording: Recording | None = None
         self.engine: Engine | None = None
@@ -191,7 +194,7 @@ class Session:
             self.spec.endpoint,
             Payload(stdin_fd=None),
             RelayOptions(output_fd=None, emit_data=True, half_close=False),
-            ListenOptions(keep_open=True),
+            ListenOptions(keep_open=True, family=self.spec.family),
             self.sink,
             answer=self.answer,
         )
@@ -202,7 +205,7 @@ class Session:
         from socktool.net import udp
         from socktool.net.udpconsole import UdpConsole
 
-        with udp.bind(self.spec.endpoint) as listener:
+        with udp.bind(self.spec.endpoint, family=self.spec.family) as listener:
             self.sink(ev.Listening(listener.address, "unix datagram" if listener.path else "udp"))
             engine = UdpConsole(listener, udp.ListenOptions(output_fd=None, emit=True), self.sink, answer=self.answer)
             self.engine = engine
@@ -212,7 +215,7 @@ class Session:
         from socktool.net.outbound import Outbound
 
         self.state = "connecting"
-        engine = Outbound(self.spec.endpoint, self.sink, answer=self.answer)
+        engine = Outbound(self.spec.endpoint, self.sink, answer=self.answer, family=self.spec.family)
         self.engine = engine
         engine.run()
 
@@ -233,11 +236,16 @@ class Session:
         elif isinstance(event, ev.Connected) and not event.inbound:
             self.state = "connected"
             self.address = event.peer
+        if isinstance(event, ev.Connected | ev.Closed) or (
+            isinstance(event, ev.Datagram) and event.direction == ev.RECEIVED and event.peer not in self._known
+        ):
+            self.refresh()  # the client table changed: ask for it now rather than at the next look
         self._queue(event)
 
     def answer(self, answer: Answer) -> None:
         if answer.kind == "list":
             self.clients = client_rows(answer.fields or {})
+            self._known = {row.peer for row in self.clients}
             self.wake()
             return
         self._queue(answer)

@@ -1,0 +1,505 @@
+"""socktool ui: the Textual app driven headless by its test pilot, against real loopback peers.
+
+Each test runs the app (App.run_test) with sessions on port 0, connects real
+peers (nc, Python sockets), presses the app's keys and waits for what the
+peers receive or what the app shows (a condition polled with a deadline,
+never a fixed sleep). One test starts the real command in tmux and quits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from conftest import SOCKTOOL, need
+from socktool.ui.sessions import encode_input, parse_specs
+
+textual = pytest.importorskip("textual")
+
+from textual.widgets import DataTable, Input, RichLog  # noqa: E402
+
+from socktool.ui.app import SocktoolApp  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def drive(specs: list[str], scenario: Callable[[SocktoolApp, object], Awaitable[None]], size=(100, 30)) -> SocktoolApp:
+    """Run the app headless with these sessions, play `scenario(app, pilot)`, quit with ctrl+q."""
+    app = SocktoolApp(parse_specs(specs))
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            try:
+                await scenario(app, pilot)
+                await pilot.press("ctrl+q")
+            finally:
+                app.stop_all()
+
+    asyncio.run(main())
+    return app
+
+
+async def until(pilot, condition: Callable[[], object], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def listening_port(app: SocktoolApp, pilot, index: int = 0) -> int:
+    session = app.sessions[index]
+    await until(pilot, lambda: session.state == "listening", "the session to listen")
+    return int(session.address.rsplit(":", 1)[1])
+
+
+def log_text(app: SocktoolApp) -> str:
+    log = app.query_one("#log", RichLog)
+    return "\n".join("".join(segment.text for segment in strip) for strip in log.lines)
+
+
+async def choose_client(app: SocktoolApp, pilot, number: int | None) -> None:
+    """Pick a row of the client list, as the cursor keys do."""
+    table = app.query_one("#clients", DataTable)
+    key = "all" if number is None else str(number)
+    await until(pilot, lambda: key in app._client_keys, f"client {key} in the list")
+    table.move_cursor(row=app._client_keys.index(key))
+    await until(pilot, lambda: app.target() == number, f"client {key} chosen")
+
+
+async def type_and_send(pilot, text: str) -> None:
+    await pilot.press(*text, "enter") if text else await pilot.press("enter")
+
+
+class Peer:
+    """A TCP client on loopback whose received bytes are collected in the background."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.received = bytearray()
+        self.closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.closed.set()
+                return
+            self.received += chunk
+
+    def local_port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NcPeer(Peer):
+    """nc as the client: what it receives is its stdout; it exits when the server closes
+    (its stdin is at EOF from the start, and without -N it does not half-close for it)."""
+
+    def __init__(self, port: int):
+        need("nc")
+        self.proc = subprocess.Popen(
+            ["nc", "127.0.0.1", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        self.received = bytearray()
+        self.closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read1(65536):
+            self.received += chunk
+        self.closed.set()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def test_two_clients_listed_one_gets_what_is_sent_to_it_and_kick_closes_exactly_one():
+    peers: list[Peer] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        session = app.sessions[0]
+        for count in (1, 2):  # one after the other: the first to connect is client #1
+            peers.append(NcPeer(port))
+            await until(pilot, lambda n=count: len(session.clients) == n, f"{count} client(s) in the list")
+        first, second = (row.number for row in session.clients)
+        await choose_client(app, pilot, first)
+        await type_and_send(pilot, "to-first")
+        await until(pilot, lambda: peers[0].received == b"to-first\n", "the first client to get its line")
+        await choose_client(app, pilot, second)
+        await type_and_send(pilot, "to-second")
+        await until(pilot, lambda: peers[1].received, "the second client to get a line")
+        assert peers[1].received == b"to-second\n"  # nothing of the first client's line came before it
+        await choose_client(app, pilot, first)
+        await pilot.press("ctrl+k")
+        await until(pilot, peers[0].closed.is_set, "the kicked client to be closed")
+        await until(pilot, lambda: [row.number for row in session.clients] == [second], "one client left")
+        assert not peers[1].closed.is_set()
+        await choose_client(app, pilot, None)
+        await type_and_send(pilot, "to-all")
+        await until(pilot, lambda: peers[1].received.endswith(b"to-all\n"), "the client left to get the line")
+        assert "kicked" in log_text(app)
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def test_hex_toggle_shows_the_dump_of_what_came():
+    peers: list[Peer] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        peers.append(Peer(await listening_port(app, pilot)))
+        peers[0].sock.sendall(b"\x00\x01AB\xff")
+        await until(pilot, lambda: "\\0\\x01AB\\xff" in log_text(app), "the escaped text in the log")
+        await pilot.press("ctrl+x")
+        await until(pilot, lambda: "00000000  00 01 41 42 ff" in log_text(app), "the hex dump")
+        assert "|..AB.|" in log_text(app)
+        assert "\\0\\x01AB" not in log_text(app)
+        await pilot.press("ctrl+x")
+        await until(pilot, lambda: "\\0\\x01AB\\xff" in log_text(app), "the text again")
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def test_hex_send_box_is_validated_as_typed_and_sends_exactly_those_bytes():
+    peers: list[Peer] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        peers.append(Peer(await listening_port(app, pilot)))
+        await until(pilot, lambda: app.sessions[0].clients, "the client in the list")
+        await pilot.press("ctrl+e")
+        box = app.query_one("#send", Input)
+        await pilot.press(*"de a")
+        await until(pilot, lambda: box.has_class("-invalid"), "the half byte marked invalid")
+        await pilot.press("enter")
+        await until(pilot, lambda: "not sent" in log_text(app), "the refusal in the log")
+        await pilot.press("d", " ", *"0d0a")
+        await until(pilot, lambda: not box.has_class("-invalid"), "whole bytes accepted")
+        await pilot.press("enter")
+        await until(pilot, lambda: peers[0].received == b"\xde\xad\r\n", "the exact bytes")
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def test_auto_send_every_100ms_five_times_sends_five_messages():
+    peers: list[Peer] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        peers.append(Peer(await listening_port(app, pilot)))
+        await until(pilot, lambda: app.sessions[0].clients, "the client in the list")
+        await pilot.press(*"tick")
+        await pilot.press("ctrl+t")
+        prompt = app.query_one("#prompt", Input)
+        prompt.value = "100 5"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.view is not None and app.view.auto is None, "the auto-send to end", 15)
+        await until(pilot, lambda: peers[0].received.count(b"tick\n") == 5, "five messages")
+        app.query_one("#send", Input).value = "end"
+        await pilot.press("enter")
+        await until(pilot, lambda: peers[0].received.endswith(b"end\n"), "the last line")
+        assert peers[0].received == b"tick\n" * 5 + b"end\n"
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def test_udp_session_answers_only_the_selected_peer():
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        for index, sock in enumerate(socks):
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(10)
+            sock.sendto(f"hello {index}".encode(), ("127.0.0.1", port))
+        session = app.sessions[0]
+        await until(pilot, lambda: len(session.clients) == 2, "two peers seen")
+        second = next(row.number for row in session.clients if row.peer.endswith(f":{socks[1].getsockname()[1]}"))
+        await choose_client(app, pilot, second)
+        await pilot.press("ctrl+l", "ctrl+l")  # LF -> CRLF -> none: a datagram without a line end
+        await type_and_send(pilot, "pong")
+        assert socks[1].recv(100) == b"pong"
+        await choose_client(app, pilot, None)
+        await type_and_send(pilot, "all")
+        assert socks[0].recv(100) == b"all"  # the first datagram the other peer gets
+        assert socks[1].recv(100) == b"all"
+
+    try:
+        drive(["udp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_client_session_sends_receives_and_records_the_jsonl_of_record(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+    port = server.getsockname()[1]
+    recording = tmp_path / "session.jsonl"
+    accepted: list[socket.socket] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        session = app.sessions[0]
+        await until(pilot, lambda: session.state == "connected", "the connection")
+        await pilot.press("ctrl+r")
+        app.query_one("#prompt", Input).value = str(recording)
+        await pilot.press("enter")
+        await until(pilot, lambda: session.recording is not None, "the recording to start")
+        conn, _ = server.accept()
+        accepted.append(conn)
+        conn.sendall(b"hi\x00")
+        await until(pilot, lambda: "hi\\0" in log_text(app), "what the server sent, escaped")
+        await type_and_send(pilot, "yo")
+        assert conn.recv(100) == b"yo\n"
+        await pilot.press("ctrl+r")  # stop recording
+        await until(pilot, lambda: session.recording is None, "the recording to stop")
+        await pilot.press("ctrl+k")  # close the connection
+        await until(pilot, lambda: session.state == "stopped", "the session to end with its connection")
+        assert conn.recv(100) == b""
+
+    try:
+        drive(["tcp-connect", f"127.0.0.1:{port}"], scenario)
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+    records = [json.loads(line) for line in recording.read_text().splitlines()]
+    data = [(r["direction"], bytes.fromhex(r["hex"])) for r in records if r.get("event") == "data"]
+    assert data == [("received", b"hi\x00"), ("sent", b"yo\n")]
+    assert all("ts" in r for r in records)
+
+
+def test_sessions_are_created_stopped_started_and_closed_from_the_keyboard():
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        await pilot.press("ctrl+n")
+        app.query_one("#prompt", Input).value = "tcp-listen 127.0.0.1:0"
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.sessions) == 1, "a session")
+        session = app.sessions[0]
+        port = await listening_port(app, pilot)
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: session.state == "stopped" and not session.running, "the session to stop")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        await pilot.press("ctrl+s")
+        await listening_port(app, pilot)
+        await pilot.press("ctrl+n")
+        app.query_one("#prompt", Input).value = "tcp-listen nonsense"
+        await pilot.press("enter")
+        await until(pilot, lambda: "expected" in log_text(app), "the address refused in the log")
+        assert len(app.sessions) == 1
+        await pilot.press("ctrl+w")
+        await until(pilot, lambda: not app.sessions and not session.running, "the session to close")
+
+    drive([], scenario)
+
+
+def test_search_shows_only_matching_records_and_file_is_sent(tmp_path):
+    peers: list[Peer] = []
+    payload = bytes(range(256)) * 1000
+    path = tmp_path / "payload.bin"
+    path.write_bytes(payload)
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        peers.append(Peer(await listening_port(app, pilot)))
+        peers[0].sock.sendall(b"apple\n")
+        await until(pilot, lambda: "apple" in log_text(app), "the first line")
+        peers[0].sock.sendall(b"banana\n")
+        await until(pilot, lambda: "banana" in log_text(app), "the second line")
+        await pilot.press("ctrl+f")
+        app.query_one("#prompt", Input).value = "banan"
+        await pilot.press("enter")
+        await until(pilot, lambda: "apple" not in log_text(app), "the search to hide the other line")
+        assert "banana" in log_text(app)
+        await pilot.press("ctrl+o")
+        app.query_one("#prompt", Input).value = str(path)
+        await pilot.press("enter")
+        await until(pilot, lambda: len(peers[0].received) == len(payload), "the whole file")
+        assert bytes(peers[0].received) == payload
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def draw_main_screen(path, size: tuple[int, int]) -> str:
+    """A server with two clients and some traffic, saved as an SVG (the README's picture is one)."""
+    peers: list[Peer] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        for count in (1, 2):
+            peers.append(Peer(port))
+            await until(pilot, lambda n=count: len(app.sessions[0].clients) == n, f"{count} client(s)")
+        peers[0].sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        await until(pilot, lambda: "GET / HTTP/1.0" in log_text(app), "the request in the log")
+        await type_and_send(pilot, "hello")
+        await until(pilot, lambda: len(peers[1].received) == 6, "the line to both")
+        await until(pilot, lambda: "listening&#160;127.0.0.1:" in app.export_screenshot(), "the sessions drawn")
+        app.save_screenshot(filename=path.name, path=str(path.parent))
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario, size=size)
+    finally:
+        for peer in peers:
+            peer.close()
+    return path.read_text()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_main_screen_draws_at_80x24_and_160x48(tmp_path, size):
+    svg = draw_main_screen(tmp_path / "screen.svg", size)
+    for text in ("Sessions", "Clients", "tcp-listen", "all&#160;clients", "hello", "Quit"):
+        assert text in svg, text
+
+
+def test_send_box_bytes():
+    assert encode_input("hi", hex_input=False, line_end="CRLF") == b"hi\r\n"
+    assert encode_input("hi", hex_input=False, line_end="none") == b"hi"
+    assert encode_input("de ad", hex_input=True, line_end="LF") == b"\xde\xad"
+    with pytest.raises(ValueError):
+        encode_input("d", hex_input=True, line_end="LF")
+
+
+def test_session_list_on_the_command_line_is_checked():
+    with pytest.raises(ValueError, match="needs an address"):
+        parse_specs(["tcp-listen"])
+    with pytest.raises(ValueError, match="unknown session kind"):
+        parse_specs(["tcp-serve", "80"])
+    specs = parse_specs(["tcp-listen", "8898", "udp-listen", "9999", "tcp-connect", "localhost:80"])
+    assert [str(spec) for spec in specs] == ["tcp-listen 8898", "udp-listen 9999", "tcp-connect localhost:80"]
+
+
+def test_other_commands_and_ui_help_do_not_import_textual():
+    code = (
+        "import sys, socktool.cli\n"
+        "from socktool.cli.app import build_app\n"
+        "build_app(['ui']); build_app(['tcp-connect'])\n"
+        "print('textual' in sys.modules, 'rich' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.stdout.strip() == "False False", result.stderr
+
+
+def test_family_flags_apply_to_the_sessions():
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        await until(pilot, lambda: app.sessions[0].state == "failed", "the IPv4 address refused under -6")
+        notes = lambda: " ".join(record.note for record in app.views[1].records)  # noqa: E731
+        await until(pilot, lambda: "127.0.0.1" in notes(), "the reason in the session's log")
+        assert app.sessions[1].state != "failed"
+        await listening_port(app, pilot, 1)
+        assert app.sessions[1].address.startswith("[::1]:")
+
+    app = SocktoolApp(parse_specs(["tcp-listen", "127.0.0.1:0", "udp-listen", "[::1]:0"], socket.AF_INET6))
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            try:
+                await scenario(app, pilot)
+            finally:
+                app.stop_all()
+
+    asyncio.run(main())
+
+
+GREYS = {0, 7, 8, 15, 16, 231, *range(232, 256)}
+
+
+def colours(screen: str) -> list[bool]:
+    """For each colour an SGR sequence sets: whether it is a grey."""
+    found = []
+    for params in re.findall(r"\x1b\[([0-9;:]*)m", screen):
+        codes = [int(code) for code in re.split("[;:]", params) if code]
+        index = 0
+        while index < len(codes):
+            if codes[index] in (38, 48) and index + 2 < len(codes) and codes[index + 1] == 5:
+                found.append(codes[index + 2] in GREYS)
+                index += 3
+            elif codes[index] in (38, 48) and index + 4 < len(codes) and codes[index + 1] == 2:
+                found.append(len(set(codes[index + 2 : index + 5])) == 1)
+                index += 5
+            else:
+                found.append(
+                    not (30 <= codes[index] <= 37 or 90 <= codes[index] <= 97) or codes[index] in (30, 37, 90, 97)
+                )
+                index += 1
+    return found
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize("colour", ["", "--no-color"])
+def test_ui_starts_in_a_terminal_draws_and_quits_on_ctrl_q(tmp_path, colour):
+    server = f"socktool-ui-test-{id(tmp_path)}"
+    tmux = ["tmux", "-L", server, "-f", "/dev/null"]
+    command = " ".join([*SOCKTOOL, "ui", *([colour] if colour else []), "tcp-listen", "127.0.0.1:0"])
+    subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "24", command], check=True, timeout=10)
+    try:
+        subprocess.run([*tmux, "set-option", "-g", "remain-on-exit", "on"], check=True, timeout=10)
+
+        def pane() -> str:
+            return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True, timeout=10).stdout
+
+        def show(fmt: str) -> str:
+            return subprocess.run(
+                [*tmux, "display-message", "-p", fmt], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+
+        deadline = time.monotonic() + 20
+        while not ("listening on 127.0.0.1:" in pane() and "^q Quit" in pane()):  # the log and the footer
+            assert time.monotonic() < deadline, pane()
+            time.sleep(0.05)
+        drawn = colours(subprocess.run([*tmux, "capture-pane", "-e", "-p"], capture_output=True, text=True).stdout)
+        if colour:
+            assert drawn and all(drawn)  # greys only
+        else:
+            assert not all(drawn)
+        subprocess.run([*tmux, "send-keys", "C-q"], check=True, timeout=10)
+        while not re.fullmatch(r"1 \d+", show("#{pane_dead} #{pane_dead_status}")):  # dead, with its status
+            assert time.monotonic() < deadline, pane()
+            time.sleep(0.05)
+        assert show("#{pane_dead_status}") == "0"
+        assert show("#{alternate_on}") == "0"  # the screen is the shell's again
+        assert "listening on" not in pane()
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
