@@ -26,13 +26,13 @@ from socktool import console as cmd
 from socktool.console import Answer
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.console import FileSender, open_file
+from socktool.net.console import Commanded, FileSender, open_file
 from socktool.net.loop import Connection, Handler, Loop, SocketTransport
 from socktool.net.tcp import SocketOptions, connect
 from socktool.values import format_duration, format_size
 
 
-class Outbound(Handler):
+class Outbound(Commanded, Handler):
     """Connects to `endpoint` and relays between the connection and console commands."""
 
     def __init__(
@@ -87,27 +87,22 @@ class Outbound(Handler):
     def received(self, conn: Connection, data: memoryview) -> None:
         self.sink(ev.Data(conn.id, conn.peer, ev.RECEIVED, bytes(data)))
 
+    def drained(self, conn: Connection) -> None:
+        sender = self._files.get(conn.id)
+        if sender is not None:
+            sender.step()  # the peer took what waited: read on
+
     def closed(self, conn: Connection, reason: str) -> None:
+        sender = self._files.get(conn.id)
+        if sender is not None:
+            sender.step()  # reports the file cut short
         self.sink(conn.closed_event(reason))
         self.loop.stop()
-
-    # -- thread-safe -------------------------------------------------------------------
-    def submit(self, command: cmd.Command) -> None:
-        self.loop.call(lambda: self.execute(command))
-
-    def report(self, answer: Answer) -> None:
-        self.loop.call(lambda: self.answer(answer))
 
     def input_ended(self) -> None:
         """Nothing more will be typed: the connection stays until the peer or a command ends it."""
 
-    # -- in the loop's thread ------------------------------------------------------------
-    def execute(self, command: cmd.Command) -> None:
-        try:
-            self._execute(command)
-        except ValueError as exc:
-            self.answer(Answer("error", str(exc)))
-
+    # -- in the loop's thread (Commanded.execute) -------------------------------------------
     def _execute(self, command: cmd.Command) -> None:
         if isinstance(command, cmd.Simple):
             self._simple(command.name)
