@@ -394,3 +394,49 @@ def test_openssl_s_client_gets_the_greeting_from_a_keep_open_tls_listener(pki: P
         client.wait(timeout=10)
         client.stdin.close()
         client.stdout.close()
+
+
+# -- wait --tls --------------------------------------------------------------------
+def test_wait_tls_is_up_when_the_certificate_verifies(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        ok = run("wait", "--tls", "--ca", pki.ca_file, f"localhost:{server.port}", "-w", "10s")
+        assert ok.returncode == 0, ok.stderr
+        pinned = run("wait", "--tls", "--pin", pki.fingerprint, f"127.0.0.1:{server.port}", "-w", "10s")
+        assert pinned.returncode == 0, pinned.stderr
+
+
+def test_wait_tls_says_which_check_kept_it_down(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        result = run("wait", "--tls", f"localhost:{server.port}", "-w", "1s", "--interval", "250ms")
+    assert result.returncode == 1
+    assert "certificate check failed: unknown CA" in one_line_error(result.stderr)
+
+
+def test_wait_tls_on_a_plaintext_port_is_not_up():
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:  # every client gets a plaintext banner; a probe may reset: fine
+        with server:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    try:
+                        conn.sendall(b"SSH-2.0-plain\r\n")
+                    except OSError:
+                        pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        result = run(
+            "wait", "--tls", "--pin", "sha256:" + "ab" * 32, f"127.0.0.1:{server.getsockname()[1]}", "-w", "1s"
+        )
+    finally:
+        server.close()
+    assert result.returncode == 1
+    assert "does not speak TLS" in one_line_error(result.stderr)

@@ -4,7 +4,7 @@ Nothing here imports `ssl`: the values are checked and handed to the engine
 as plain records (net/tlsconfig.py); a command that uses TLS imports net/tls.
 """
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from socktool.cli import options as opt
 from socktool.net import tlsconfig
 from socktool.net.address import Endpoint
 from socktool.net.proxy import ProxyConfig, parse_proxy_url
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.tls import TlsCheck
 
 TLS = opt.TLS
 PROXY = opt.PROXY
@@ -224,6 +227,32 @@ def server_tls(
         ciphers=ciphers,
         strict_close=strict_close,
     )
+
+
+def probe_tls(
+    tls: bool,
+    *,
+    sni: str | None,
+    ca: str | None,
+    pin: list[str] | None,
+    insecure: bool,
+    min_days: int | None,
+    timeout: float,
+) -> "TlsCheck | None":
+    """`wait --tls`: the check every endpoint gets (its host is the name to check, unless --sni)."""
+    _need_tls(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days)
+    if not tls:
+        return None
+    opt.exclusive(insecure=insecure, pin=pin)
+    opt.exclusive(insecure=insecure, ca=ca)
+    opt.exclusive(pin=pin, ca=ca)
+    from socktool.net import tls as tls_engine
+
+    settings = tlsconfig.ClientTls(
+        server_name=sni, check_name=sni, ca=ca, pins=tuple(pin or ()), insecure=insecure, min_days=min_days,
+        handshake_timeout=timeout,
+    )  # fmt: skip
+    return tls_engine.TlsCheck(tls_engine.client_context(settings._replace(server_name="")), settings)
 
 
 # -- proxies ------------------------------------------------------------------

@@ -8,6 +8,7 @@ import typer
 
 from socktool.cli import checks
 from socktool.cli import options as opt
+from socktool.cli import tls as tlsopt
 from socktool.net.address import parse_connect_endpoint
 from socktool.net.errors import SocktoolError, TimedOut, describe
 from socktool.net.probe import Check, HttpRequest, parse_url_endpoint
@@ -90,6 +91,12 @@ def wait(
     statuses: checks.Statuses = None,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
+    tls: tlsopt.Tls = False,
+    sni: tlsopt.Sni = None,
+    ca: tlsopt.Ca = None,
+    pin: tlsopt.Pin = None,
+    insecure: tlsopt.Insecure = False,
+    min_days: tlsopt.MinDays = None,
     verbose: opt.Verbose = False,
     quiet: opt.Quiet = False,
     no_color: opt.NoColor = False,
@@ -116,10 +123,20 @@ def wait(
 
     family = opt.family(ipv4, ipv6)
     check = checks.build_check(udp=udp, send=send, expect=expect, http=http, statuses=statuses)
+    tls_check = tlsopt.probe_tls(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days, timeout=timeout)
+    if tls_check is not None:
+        opt.exclusive(tls=True, udp=udp, send=send, expect=expect, http=http)
+        check = check._replace(tls=tls_check)
     watches = [_watch(text, check, statuses) for text in endpoints]
+    if tls_check is not None and any(watch.check.tls is None for watch in watches):
+        raise typer.BadParameter("--tls applies to HOST:PORT endpoints, not to http:// or tcp:// ones")
     checks.no_status_without_http(statuses, any(watch.check.http is not None for watch in watches))
     command = _command(ctx.meta.get(CommandAfterDashes.AFTER_DASHES))
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
+    if insecure and tls_check is not None:
+        from socktool.net.tls import INSECURE_WARNING
+
+        terminal.warn(INSECURE_WARNING)
     budget, _cut = descriptor_budget(len(watches), reserve=DESCRIPTOR_RESERVE)
     with WaitView(terminal, [watch.name for watch in watches], invert=invert) as view:
         waiter = Waiter(

@@ -29,12 +29,15 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from socktool.net import interrupts
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.errors import NetworkError, describe
 from socktool.values import format_duration, printable
+
+if TYPE_CHECKING:  # pragma: no cover - ssl is imported only when --tls is used
+    from socktool.net.tls import ProbeHandshake, TlsCheck
 
 PORT_UNREACHABLE = "port unreachable"  # a UDP probe's ICMP answer
 READ_LIMIT = 65536  # bytes of a reply kept for matching
@@ -59,6 +62,7 @@ class Check(NamedTuple):
     http: HttpRequest | None = None
     banner: int = 0  # read up to this many bytes, whatever they are (portscan --banner)
     fallback: bytes = b""  # sent when nothing came within half the time (a banner probe)
+    tls: TlsCheck | None = None  # up = the TLS handshake succeeds and the certificate passes (net/tls.py)
 
     @property
     def reads(self) -> bool:
@@ -161,6 +165,8 @@ class _Probe:
         "sock",
         "stage",
         "started",
+        "target",
+        "tls",
     )
 
     def __init__(self, prober: Prober, target: Target, check: Check, deadline: float, on_done: OnDone):
@@ -176,6 +182,8 @@ class _Probe:
         self.peer = ""
         self.stage = "start"
         self.fallback_at: float | None = None
+        self.target = target
+        self.tls: ProbeHandshake | None = None
         request = http_request(check.http, target.endpoint) if check.http is not None else b""
         self.outbox = check.send + request
 
@@ -226,9 +234,24 @@ class _Probe:
             except OSError as exc:
                 self.failed_address(exc.errno or errno.ECONNRESET)
                 return
-        # A TLS handshake step belongs here: wrap the socket (do_handshake_on_connect=False)
-        # and drive do_handshake() from on_ready until it completes, then converse.
+        if self.check.tls is not None:
+            from socktool.net.tls import ProbeHandshake
+
+            self.tls = ProbeHandshake(sock, self.check.tls, self.target.endpoint.host, self.peer)
+            self.stage = "handshake"
+            self.handshake()
+            return
         self.converse()
+
+    def handshake(self) -> None:
+        assert self.tls is not None
+        state, detail = self.tls.step()
+        if state == "done":
+            self.finish(True, detail)
+        elif state == "failed":
+            self.finish(False, detail)
+        else:
+            self.prober.watch(self, selectors.EVENT_READ if state == "read" else selectors.EVENT_WRITE)
 
     # -- the conversation ---------------------------------------------------------------
     def converse(self) -> None:
@@ -337,6 +360,9 @@ class _Probe:
         elif self.stage == "send":
             self.prober.unwatch(self)
             self.send()
+        elif self.stage == "handshake":
+            self.prober.unwatch(self)
+            self.handshake()
         else:
             self.read()
 
@@ -359,6 +385,8 @@ class _Probe:
         )  # the time it was given, not the microseconds lost before it started
         if self.stage == "connect":
             self.finish(False, f"timed out after {after}", silent=True)
+        elif self.stage == "handshake":
+            self.finish(False, f"TLS handshake timed out after {after}")
         elif self.check.udp:
             self.finish(False, f"no reply within {after}", silent=True)
         elif self.check.banner:

@@ -428,3 +428,62 @@ def end_quietly(conn: Connection, layer: TlsLayer) -> None:
     layer.close()
     with suppress(OSError):
         conn.sock.send(layer.pending())
+
+
+# -- a probe's handshake (wait --tls) -------------------------------------------
+class TlsCheck(NamedTuple):
+    """`wait --tls`: up means the handshake succeeds and the certificate passes the checks.
+    `settings.server_name` None: each endpoint's host is the name (SNI and check)."""
+
+    context: ssl.SSLContext
+    settings: ClientTls
+
+
+class ProbeHandshake:
+    """A client handshake on a connected non-blocking socket, one step per readiness
+    (for net/probe.py's selector). `step()` says what to wait for next."""
+
+    def __init__(self, sock: socket.socket, check: TlsCheck, host: str | None, peer: str):
+        name = check.settings.check_name or host
+        self.settings = check.settings._replace(server_name=check.settings.server_name or host, check_name=name)
+        self.sock = sock
+        self.peer = peer
+        self.layer = TlsLayer(check.context, server_side=False, server_name=self.settings.server_name)
+        self._out = b""
+
+    def step(self) -> tuple[str, str]:
+        """("read" | "write", "") to wait; ("done", summary) when verified; ("failed", why)."""
+        try:
+            if self._out and not self._send():
+                return "write", ""
+            try:
+                self.layer.feed(self.sock.recv(64 * 1024))
+            except BlockingIOError:
+                pass
+            try:
+                done = self.layer.handshake()
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                return "failed", "the peer closed the connection during the TLS handshake"
+            except ssl.SSLError as exc:
+                return "failed", f"TLS handshake failed: {handshake_failure(exc)}"
+            self._out += self.layer.pending()
+            if self._out and not self._send():
+                return "write", ""
+            if not done:
+                return "read", ""
+            check_server(self.layer, self.settings, self.peer)
+        except TlsError as exc:
+            return "failed", exc.detail or exc.what
+        except OSError as exc:
+            return "failed", describe(exc)
+        obj = self.layer.obj
+        how = {"ca": "verified", "pin": "pinned", "insecure": "NOT verified (--insecure)"}
+        return "done", f"{obj.version()}, certificate {how[client_verification(self.settings)]}"
+
+    def _send(self) -> bool:
+        try:
+            sent = self.sock.send(self._out)
+        except BlockingIOError:
+            return False
+        self._out = self._out[sent:]
+        return not self._out
