@@ -155,9 +155,9 @@ def test_every_socks_version_through_dante(dante: int, scheme: str):
 
 def test_socks5h_lets_the_proxy_resolve_the_name(dante: int):
     target = greet_once(dual_stack=True)  # the proxy may resolve localhost to ::1 or 127.0.0.1
-    result = run("tcp-connect", "--proxy", f"socks5h://127.0.0.1:{dante}", f"localhost:{target}", "-4")
+    result = run("tcp-connect", "--proxy", f"socks5h://127.0.0.1:{dante}", f"127.0.0.1:{target}", "-4")
     assert result.returncode == 2  # -4 means nothing when the proxy dials
-    result = run("tcp-connect", "--recv-only", "--proxy", f"socks5h://127.0.0.1:{dante}", f"localhost:{target}")
+    result = run("tcp-connect", "--recv-only", "--proxy", f"socks5h://127.0.0.1:{dante}", f"127.0.0.1:{target}")
     assert result.returncode == 0, result.stderr
     assert result.stdout == GREETING
 

@@ -32,14 +32,14 @@ def error_after_listening(stderr: str) -> str:
 # -- client: verification -----------------------------------------------------
 def test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply(pki: Pki):
     with SServer(pki.cert, pki.key) as server:
-        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{server.port}", "--send", GET)
+        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"127.0.0.1:{server.port}", "--send", GET)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(b"HTTP/1.0 200 ok")
 
 
 def test_client_refuses_an_unknown_ca_with_one_line(pki: Pki):
     with SServer(pki.cert, pki.key) as server:
-        result = run("tcp-connect", "--tls", f"localhost:{server.port}", "--send", GET)
+        result = run("tcp-connect", "--tls", f"127.0.0.1:{server.port}", "--send", GET)
     assert result.returncode == 1
     assert "certificate check failed: unknown CA" in one_line_error(result.stderr)
     assert result.stdout == b""
@@ -63,26 +63,26 @@ def test_no_sni_still_checks_the_name_against_the_host(pki: Pki):
 def test_client_refuses_an_expired_certificate(pki: Pki, tmp_path):
     cert, key = expired_leaf(pki, tmp_path)
     with SServer(cert, key) as server:
-        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{server.port}", "-z")
+        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"127.0.0.1:{server.port}", "-z")
     assert result.returncode == 1
     assert "certificate check failed: expired" in one_line_error(result.stderr)
 
 
 def test_pin_accepts_exactly_that_certificate_and_names_the_one_seen_otherwise(pki: Pki):
     with SServer(pki.cert, pki.key) as server:
-        ok = run("tcp-connect", "--tls", "--pin", pki.fingerprint, f"localhost:{server.port}", "-z", "-v")
+        ok = run("tcp-connect", "--tls", "--pin", pki.fingerprint, f"127.0.0.1:{server.port}", "-z", "-v")
     assert ok.returncode == 0, ok.stderr
     assert "(pinned)" in ok.stderr.decode()
     wrong = "sha256:" + "00" * 32
     with SServer(pki.cert, pki.key) as server:
-        bad = run("tcp-connect", "--tls", "--pin", wrong, f"localhost:{server.port}", "-z")
+        bad = run("tcp-connect", "--tls", "--pin", wrong, f"127.0.0.1:{server.port}", "-z")
     assert bad.returncode == 1
     assert f"pin mismatch (the server's certificate is {pki.fingerprint})" in one_line_error(bad.stderr)
 
 
 def test_insecure_connects_and_says_so_on_stderr(pki: Pki):
     with SServer(pki.cert, pki.key) as server:
-        result = run("tcp-connect", "--tls", "--insecure", f"localhost:{server.port}", "--send", GET)
+        result = run("tcp-connect", "--tls", "--insecure", f"127.0.0.1:{server.port}", "--send", GET)
     assert result.returncode == 0
     assert "certificate verification is off (--insecure)" in result.stderr.decode()
     assert result.stdout.startswith(b"HTTP/1.0 200 ok")
@@ -91,7 +91,7 @@ def test_insecure_connects_and_says_so_on_stderr(pki: Pki):
 def test_min_days_fails_on_a_certificate_expiring_sooner(pki: Pki):
     with SServer(pki.cert, pki.key) as server:  # trustme's certificates run to the year 3000
         result = run(
-            "tcp-connect", "--tls", "--ca", pki.ca_file, "--min-days", "999999", f"localhost:{server.port}", "-z"
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--min-days", "999999", f"127.0.0.1:{server.port}", "-z"
         )
     assert result.returncode == 1
     assert "expires too soon" in one_line_error(result.stderr)
@@ -107,7 +107,7 @@ def test_tls_event_in_json_names_version_alpn_and_peer(pki: Pki):
             "--alpn",
             "h2,http/1.1",
             "--json",
-            f"localhost:{server.port}",
+            f"127.0.0.1:{server.port}",
             "-z",
         )
     assert result.returncode == 0, result.stderr
@@ -123,7 +123,7 @@ def test_client_certificate_for_a_server_that_requires_one(pki: Pki):
     with SServer(pki.cert, pki.key, *extra) as server:
         ok = run(
             "tcp-connect", "--tls", "--ca", pki.ca_file, "--cert", pki.client_cert, "--key", pki.client_key,
-            f"localhost:{server.port}", "--send", GET,
+            f"127.0.0.1:{server.port}", "--send", GET,
         )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(b"HTTP/1.0 200 ok")
@@ -131,7 +131,7 @@ def test_client_certificate_for_a_server_that_requires_one(pki: Pki):
 
 def test_tls_min_above_what_the_server_speaks_fails_with_one_line(pki: Pki):
     with SServer(pki.cert, pki.key, "-tls1_2") as server:
-        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--tls-min", "1.3", f"localhost:{server.port}", "-z")
+        result = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--tls-min", "1.3", f"127.0.0.1:{server.port}", "-z")
     assert result.returncode == 1
     assert "TLS handshake with" in one_line_error(result.stderr)
 
@@ -148,11 +148,11 @@ def test_tls_client_on_a_plaintext_server_fails_with_one_line():
 # -- client: the end of the stream ----------------------------------------------
 def test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_close_a_failure(pki: Pki):
     port = python_tls_server(pki, b"cut", close_notify=False)
-    warned = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{port}", "--recv-only")
+    warned = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"127.0.0.1:{port}", "--recv-only")
     assert warned.returncode == 0 and warned.stdout == b"cut"
     assert "without TLS close_notify" in warned.stderr.decode()
     port = python_tls_server(pki, b"cut", close_notify=False)
-    strict = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"localhost:{port}", "--recv-only")
+    strict = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"127.0.0.1:{port}", "--recv-only")
     assert strict.returncode == 1 and strict.stdout == b"cut"
     assert "without TLS close_notify" in one_line_error(strict.stderr)
 
@@ -161,7 +161,7 @@ def test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_clo
 def test_a_server_that_ends_with_close_notify_is_a_clean_end(pki: Pki, who_closes_first: str):
     port = python_tls_server(pki, b"whole", close_notify=True)
     wait = ("--recv-only",) if who_closes_first == "server" else ()  # the client sends nothing, so no close first
-    result = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", *wait, f"localhost:{port}")
+    result = run("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", *wait, f"127.0.0.1:{port}")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"whole" and b"warning" not in result.stderr
 
@@ -208,7 +208,7 @@ def test_every_byte_arrives_both_ways_between_socktool_client_and_server(pki: Pk
         port = listener.wait_listening()
         with open(tmp_path / "up", "rb") as client_in, open(tmp_path / "client_out", "wb") as client_out:
             client = subprocess.run(
-                command("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"localhost:{port}"),
+                command("tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"127.0.0.1:{port}"),
                 stdin=client_in, stdout=client_out, stderr=subprocess.PIPE, timeout=60,
             )  # fmt: skip
         assert client.returncode == 0, client.stderr
@@ -245,7 +245,7 @@ def test_client_ca_requires_a_client_certificate(pki: Pki):
         port = listener.wait_listening()
         ok = run(
             "tcp-connect", "--tls", "--ca", pki.ca_file, "--cert", pki.client_cert, "--key", pki.client_key,
-            f"localhost:{port}",
+            f"127.0.0.1:{port}",
         )  # fmt: skip
         assert ok.returncode == 0, ok.stderr
         assert ok.stdout == b"welcome\n"
@@ -314,7 +314,7 @@ def test_keep_open_tls_serves_clients_one_after_another_and_a_plaintext_one_does
         assert plain.returncode in (0, 1)
         listener.wait_for(r"closed #1 .*tls handshake failed: the peer does not speak tls")
         for n in (2, 3):
-            client = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{port}", "--send", f"client {n}\n")
+            client = run("tcp-connect", "--tls", "--ca", pki.ca_file, f"127.0.0.1:{port}", "--send", f"client {n}\n")
             assert client.returncode == 0, client.stderr
             listener.wait_for(rf"closed #{n} .*closed by peer")
         listener.popen.terminate()
@@ -328,7 +328,7 @@ def test_exec_over_tls_talks_plaintext_to_the_command(pki: Pki):
     with Proc(*args) as listener:
         port = listener.wait_listening()
         client = run(
-            "tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"localhost:{port}", "--send", "hello tls\n"
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--strict-close", f"127.0.0.1:{port}", "--send", "hello tls\n"
         )
         assert client.returncode == 0, client.stderr
         assert client.stdout == b"HELLO TLS\n"
@@ -343,7 +343,7 @@ def test_clients_that_never_speak_tls_do_not_hold_up_a_real_one(pki: Pki):
         silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
         try:
             with Proc(
-                "tcp-connect", "--tls", "--ca", pki.ca_file, f"localhost:{port}", "-v", stdin=subprocess.PIPE
+                "tcp-connect", "--tls", "--ca", pki.ca_file, f"127.0.0.1:{port}", "-v", stdin=subprocess.PIPE
             ) as first:
                 first.wait_for("tls 127.0.0.1")
                 second = run(
@@ -351,7 +351,7 @@ def test_clients_that_never_speak_tls_do_not_hold_up_a_real_one(pki: Pki):
                     "--tls",
                     "--ca",
                     pki.ca_file,
-                    f"localhost:{port}",
+                    f"127.0.0.1:{port}",
                     "--send",
                     "to the other\n",
                     "--no-shutdown",
@@ -399,7 +399,7 @@ def test_openssl_s_client_gets_the_greeting_from_a_keep_open_tls_listener(pki: P
 # -- wait --tls --------------------------------------------------------------------
 def test_wait_tls_is_up_when_the_certificate_verifies(pki: Pki):
     with SServer(pki.cert, pki.key) as server:
-        ok = run("wait", "--tls", "--ca", pki.ca_file, f"localhost:{server.port}", "-w", "10s")
+        ok = run("wait", "--tls", "--ca", pki.ca_file, f"127.0.0.1:{server.port}", "-w", "10s")
         assert ok.returncode == 0, ok.stderr
         pinned = run("wait", "--tls", "--pin", pki.fingerprint, f"127.0.0.1:{server.port}", "-w", "10s")
         assert pinned.returncode == 0, pinned.stderr
@@ -407,7 +407,7 @@ def test_wait_tls_is_up_when_the_certificate_verifies(pki: Pki):
 
 def test_wait_tls_says_which_check_kept_it_down(pki: Pki):
     with SServer(pki.cert, pki.key) as server:
-        result = run("wait", "--tls", f"localhost:{server.port}", "-w", "1s", "--interval", "250ms")
+        result = run("wait", "--tls", f"127.0.0.1:{server.port}", "-w", "1s", "--interval", "250ms")
     assert result.returncode == 1
     assert "certificate check failed: unknown CA" in one_line_error(result.stderr)
 
