@@ -56,13 +56,13 @@ def test_json_per_probe_and_summary():
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert [r["event"] for r in records] == ["probe", "probe", "probe", "summary"]
     for seq, record in enumerate(records[:3], 1):
-        assert set(record) == {"event", "ts", "seq", "target", "peer", "ok", "time_ms", "size", "error"}
+        assert set(record) == {"event", "v", "ts", "seq", "target", "peer", "ok", "time_ms", "size", "error"}
         assert record["seq"] == seq and record["ok"] is True and record["error"] is None
         assert isinstance(record["time_ms"], float) and record["time_ms"] >= 0
         assert record["target"] == record["peer"] == f"127.0.0.1:{port}"
     summary = records[3]
     assert set(summary) == {
-        "event", "ts", "target", "peer", "sent", "received", "loss_pct",
+        "event", "v", "ts", "target", "peer", "sent", "received", "loss_pct",
         "min_ms", "avg_ms", "max_ms", "mdev_ms", "elapsed_ms",
     }  # fmt: skip
     assert (summary["sent"], summary["received"], summary["loss_pct"]) == (3, 3, 0.0)

@@ -217,7 +217,7 @@ def test_every_state_on_a_block_of_loopback_ports_is_exact():
     assert {r["port"]: r["state"] for r in records} == wanted
     assert [r["port"] for r in records] == sorted(wanted)  # by port
     for record in records:
-        assert set(record) == {"host", "port", "state", "service", "latency_ms"}
+        assert set(record) == {"event", "v", "host", "port", "state", "service", "latency_ms"}
         assert record["host"] == "127.0.0.1"
         if record["state"] == "filtered":
             assert record["latency_ms"] is None
@@ -482,7 +482,15 @@ def test_json_report_of_many_ports_is_one_whole_object_per_line(tmp_path):
         ScanReport(terminal, Mode.JSON, fake_target(), lambda port: None, show_all=True).show(results, 0.2)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["port"] for r in records[:-1]] == list(range(1, 20001))
-    assert records[0] == {"host": "127.0.0.1", "port": 1, "state": "closed", "service": None, "latency_ms": 0.123}
+    assert records[0] == {
+        "event": "port",
+        "v": 1,
+        "host": "127.0.0.1",
+        "port": 1,
+        "state": "closed",
+        "service": None,
+        "latency_ms": 0.123,
+    }
     assert records[-1]["event"] == "summary" and records[-1]["open"] == 20000 // 7
 
 

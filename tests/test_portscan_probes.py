@@ -108,7 +108,7 @@ def test_without_banner_the_json_record_is_unchanged():
         records, _ = scan_json("127.0.0.1", str(server.port))
     finally:
         server.close()
-    assert set(records[server.port]) == {"host", "port", "state", "service", "latency_ms"}
+    assert set(records[server.port]) == {"event", "v", "host", "port", "state", "service", "latency_ms"}
 
 
 @pytest.fixture

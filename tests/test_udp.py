@@ -60,7 +60,7 @@ def json_records(stdout: bytes) -> list[dict]:
 
 
 def datagram_records(stdout: bytes) -> list[dict]:
-    return [record for record in json_records(stdout) if "event" not in record]
+    return [record for record in json_records(stdout) if record["event"] == "datagram"]
 
 
 def udp_bound(port: int) -> bool:

@@ -253,3 +253,28 @@ def test_udp_send_replies_n_exits_after_n_replies():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"ping" * 3 and len(seen) == 3
+
+
+def test_every_json_record_of_every_command_begins_with_event_and_version():
+    from conftest import free_port, serve_once
+
+    udp_port, _ = udp_echo()
+    outputs = [
+        run("tcp-connect", "--json", f"127.0.0.1:{serve_once(b'hi')}", "--send", "x").stdout,
+        run("udp-send", "--json", f"127.0.0.1:{udp_port}", "ping", "--wait").stdout,
+        run("portscan", "--json", "127.0.0.1", str(free_port()), "--all").stdout,
+    ]
+    failed = run("tcp-connect", "--json", f"127.0.0.1:{free_port()}")
+    assert failed.returncode == 1
+    for output in [*outputs, failed.stdout]:
+        records = [json.loads(line) for line in output.splitlines()]
+        assert records, output
+        for record in records:
+            assert list(record)[:2] == ["event", "v"] and record["event"] and record["v"] == 1, record
+    datagrams = [json.loads(line) for line in outputs[1].splitlines()][:2]
+    assert [(r["event"], r["direction"], r["peer"]) for r in datagrams] == [
+        ("datagram", "sent", f"127.0.0.1:{udp_port}"),
+        ("datagram", "received", f"127.0.0.1:{udp_port}"),
+    ]
+    error = json.loads(failed.stdout)
+    assert error["event"] == "error" and error["exit"] == 1 and "refused" in error["message"]

@@ -36,6 +36,18 @@ def _error(message: str) -> None:
         pass  # stderr gone: the exit code still tells
 
 
+def _json_error(args: Sequence[str], message: str, code: int) -> None:
+    """With --json, a failure is a record on stdout too (the schema's "error" event)."""
+    if "--json" not in args:
+        return
+    from socktool.view.jsonl import json_line
+
+    try:
+        os.write(1, json_line({"event": "error", "message": message, "exit": code}))
+    except OSError:
+        pass  # stdout gone: stderr and the exit code still tell
+
+
 def _open_standard_fds() -> None:
     """Put /dev/null on whichever of fds 0, 1, 2 was closed when we started.
 
@@ -84,11 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitStatus.USAGE
         command = exc.ctx.command_path if exc.ctx is not None else "socktool"
         _error(f"{exc.format_message().rstrip('.')} (see '{command} --help')")
+        _json_error(args, exc.format_message().rstrip("."), ExitStatus.USAGE)
         return ExitStatus.USAGE
     except SocktoolError as exc:
         if debug:
             traceback.print_exc()
         _error(str(exc))
+        _json_error(args, str(exc), exc.exit_code)
         return exc.exit_code
     except ClickException as exc:
         _error(exc.format_message())

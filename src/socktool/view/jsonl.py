@@ -1,4 +1,12 @@
-"""JSON Lines on stdout: one object per event, flushed as it happens."""
+"""JSON Lines on stdout: one object per event, flushed as it happens.
+
+Rule (the schema, version SCHEMA): every record of every command begins with
+`"event"` (what happened: listening, connected, data, datagram, closed, stats,
+served, notice, port, summary, probe, error, ...) and `"v"` (this schema's
+version), then `"ts"` where it has a time. A record names the other end as
+`"peer"`; datagram records keep `"from"` / `"to"` too, as they always had.
+Engines need not know: the records are shaped here.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +46,9 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
         return {"event": "moved", "ts": ts, **event._asdict()}
     if isinstance(event, ev.Datagram):
         return {
+            "event": "datagram",
             "ts": ts,
+            "peer": event.peer,
             "direction": event.direction,
             "from" if event.direction == ev.RECEIVED else "to": event.peer,
             **_payload(event.data),
@@ -83,16 +93,28 @@ def event_record(event: ev.Event) -> dict[str, object] | None:
     return None
 
 
+SCHEMA = 1
+
+
+def shaped(record: dict[str, object]) -> dict[str, object]:
+    """The record as the schema has it: "event" and "v" first."""
+    return {"event": record.get("event"), "v": SCHEMA, **record}
+
+
+def json_line(record: dict[str, object]) -> bytes:
+    text = json.dumps(shaped(record), ensure_ascii=False, separators=(",", ":")) + "\n"
+    # A name or path from the command line may hold undecodable bytes (surrogates):
+    # written as \udcXX escapes, which are valid inside a JSON string.
+    return text.encode("utf-8", "backslashreplace")
+
+
 class JsonLines:
     def __init__(self, write: Callable[[bytes], None]):
         self.write_out = write  # all of the bytes, or OutputClosed
         self._lock = threading.Lock()
 
     def write(self, record: dict[str, object]) -> None:
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        # A name or path from the command line may hold undecodable bytes (surrogates):
-        # written as \udcXX escapes, which are valid inside a JSON string.
-        line = text.encode("utf-8", "backslashreplace")
+        line = json_line(record)
         with self._lock:
             self.write_out(line)
 

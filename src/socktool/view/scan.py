@@ -61,6 +61,7 @@ def port_record(
     target: Target, result: ScanResult, service: str | None, *, protocol: str = "tcp", banner: bytes | None = None
 ) -> dict[str, object]:
     record: dict[str, object] = {
+        "event": "port",
         "host": target.address,
         "port": result.port,
         "state": result.state,
@@ -153,7 +154,9 @@ class ScanReport:
                 for r in shown
             ]
             records.append(summary_record(self.target, counts, elapsed))
-            self._write(json.dumps(record, separators=(",", ":")) for record in records)
+            from socktool.view.jsonl import shaped
+
+            self._write(json.dumps(shaped(record), separators=(",", ":")) for record in records)
             return
         if self.mode is Mode.VIEW:
             if shown:
