@@ -230,9 +230,12 @@ def udp_echo() -> tuple[int, list[bytes]]:
     def serve() -> None:
         with server:
             while True:
-                data, peer = server.recvfrom(65536)
-                seen.append(data)
-                server.sendto(data, peer)
+                try:  # an ICMP error about a client that has gone is not the server's end
+                    data, peer = server.recvfrom(65536)
+                    seen.append(data)
+                    server.sendto(data, peer)
+                except (ConnectionRefusedError, ConnectionResetError):
+                    continue
 
     threading.Thread(target=serve, daemon=True).start()
     return server.getsockname()[1], seen
