@@ -44,7 +44,7 @@ from socktool.view.traffic import ARROWS, clock
 TICK = 0.1  # seconds between looks at the sessions' queues
 REFRESH_EVERY = 5  # ticks between client-table requests
 LOG_RECORDS = 1000  # records a session keeps for the screen
-DRAWN = 200  # records drawn per tick at most (the newest; a flood scrolls past anyway)
+DRAWN = 40  # records drawn per tick at most: the newest, a screenful (a flood scrolls past anyway)
 
 PROMPTS = {
     "new": "new session (KIND ADDRESS)",
