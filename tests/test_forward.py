@@ -22,6 +22,9 @@ MB = 1 << 20
 # The test's clients connect from this address and forward admits only it: other tests on the
 # machine scan loopback ports, and a stray connection must not take a one-client target's place.
 CLIENT_IP = "127.0.0.3"
+# ... and forward connects to one-client targets from this one, which they wait for (a port
+# scan of another test may connect to the target too).
+TARGET_SIDE_IP = "127.0.0.4"
 
 
 @contextlib.contextmanager
@@ -37,6 +40,8 @@ def forwarding(
     """A running `socktool forward` and its port (0 for a unix listener); with `only_ours`
     it admits only clients from CLIENT_IP."""
     admit = ["--allow", CLIENT_IP] if only_ours else []
+    if only_ours and not target.startswith("unix:") and "-s" not in extra:
+        admit += ["-s", TARGET_SIDE_IP]
     with Proc("forward", *(["-v"] if verbose else []), listen, target, *admit, *extra, stdout=stdout) as proc:
         port = proc.wait_listening()
         try:
@@ -63,7 +68,7 @@ def read_to_end(sock: socket.socket) -> bytes:
 class OneShotServer:
     """A stream server for one client: runs `serve(conn)` in a thread."""
 
-    def __init__(self, serve, family=socket.AF_INET, address=("127.0.0.1", 0)):
+    def __init__(self, serve, family=socket.AF_INET, address=("127.0.0.1", 0), peer_ip=TARGET_SIDE_IP):
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.bind(address)
         self.sock.listen(16)
@@ -72,7 +77,11 @@ class OneShotServer:
 
         def main():
             try:
-                conn, self.peer = self.sock.accept()
+                while True:  # the client from `peer_ip`: a stray connection is closed
+                    conn, self.peer = self.sock.accept()
+                    if family != socket.AF_INET or self.peer[0] == peer_ip:
+                        break
+                    conn.close()
                 with conn:
                     conn.settimeout(10)
                     serve(conn)
@@ -332,7 +341,7 @@ def test_source_address_is_used_for_the_target_side():
     def serve(conn):
         conn.sendall(b"ok")
 
-    server = OneShotServer(serve)
+    server = OneShotServer(serve, peer_ip="127.0.0.2")
     with forwarding(f"127.0.0.1:{server.port}", "-s", "127.0.0.2") as (_proc, port), connect(port) as client:
         assert read_to_end(client) == b"ok"
     server.join()

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import Proc, one_line_error, run
-from test_forward import CLIENT_IP, OneShotServer, connect, forwarding, read_to_end
+from test_forward import CLIENT_IP, TARGET_SIDE_IP, OneShotServer, connect, forwarding, read_to_end
 
 
 class UdpServer:
@@ -41,6 +41,8 @@ class UdpServer:
                 continue
             except OSError:
                 return
+            if addr[0] != TARGET_SIDE_IP:
+                continue  # not from forward: another test's probe
             self.received.append(data)
             self.senders.add(addr)
             answer = self._reply(data, addr)
