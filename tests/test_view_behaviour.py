@@ -281,3 +281,30 @@ def test_every_json_record_of_every_command_begins_with_event_and_version():
     ]
     error = json.loads(failed.stdout)
     assert error["event"] == "error" and error["exit"] == 1 and "refused" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("env", "color"),
+    [({"NO_COLOR": ""}, True), ({"NO_COLOR": "1"}, False), ({"TERM": "dumb"}, False), ({}, True)],
+)
+def test_colour_follows_no_color_and_term_dumb(monkeypatch, env, color):
+    from socktool.view.terminal import Terminal
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Terminal.from_options().color is color
+
+
+def test_an_interrupted_connection_is_closed_interrupted_on_a_line_of_its_own():
+    traffic, out = view()
+    traffic(ev.Closed(1, "127.0.0.1:9", "interrupted", 1, 2, 0.5))
+    lines = plain(out.getvalue()).splitlines()
+    assert lines[0] == "" and "✕ closed: interrupted" in lines[1], lines
+
+
+def test_one_datagram_is_singular():
+    traffic, out = view()
+    traffic(ev.Stats(1, 1, 0.5, 0, 1, 1))
+    assert "1 datagram in, 1 out" in plain(out.getvalue())

@@ -17,6 +17,16 @@ from socktool import __version__
 from socktool.cli import options as opt
 
 SUMMARY = "A socket toolkit: netcat's pipe, a TCP/UDP console, echo and time servers, a port scanner."
+EXAMPLES = """Examples:
+  socktool tcp-listen 8898
+  socktool tcp-connect localhost:8898
+  tar c . | socktool tcp-connect backup:9000
+  socktool udp-send --wait 127.0.0.1:9999 hi
+  socktool echo
+  socktool portscan 127.0.0.1 1-1024 --all
+  socktool wait db:5432 -- ./migrate
+
+socktool COMMAND --help shows each command's options and examples."""
 
 # name → (module, function), in the order `socktool --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -53,7 +63,7 @@ def build_app(args: Sequence[str] = ()) -> typer.Typer:
     """The app for this command line: only the named command, or all of them."""
     app = typer.Typer(
         name="socktool",
-        help=SUMMARY,
+        help=f"{SUMMARY}\n\n{EXAMPLES}",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},

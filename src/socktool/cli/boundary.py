@@ -26,8 +26,9 @@ class ExitStatus(enum.IntEnum):
 
 def _error(message: str) -> None:
     from socktool.values import printable
+    from socktool.view.terminal import color_wanted
 
-    color = os.isatty(2) and "NO_COLOR" not in os.environ and "--no-color" not in sys.argv
+    color = os.isatty(2) and color_wanted() and "--no-color" not in sys.argv
     line = f"socktool: error: {printable(message)}"
     text = f"\x1b[31m{line}\x1b[0m\n" if color else line + "\n"
     try:

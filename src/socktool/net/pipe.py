@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from socktool.net import events as ev
 from socktool.net import tcp
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.errors import TimedOut
+from socktool.net.errors import Terminated, TimedOut
 from socktool.net.relay import Connection, Payload, Relay, RelayOptions
 from socktool.net.sockets import BoundSocket, bind, close_quietly
 from socktool.values import format_duration
@@ -82,6 +82,9 @@ class Session:
                 reason = relay.run()
             else:
                 reason = Relay(conn, self.payload, self.relay, self.sink).run()
+        except (KeyboardInterrupt, Terminated):
+            reason = "interrupted"  # (not "error": the user asked for the end)
+            raise
         finally:
             conn.sock.close()
             self.sink(conn.closed_event(reason))

@@ -34,6 +34,12 @@ def _isatty(fd: int) -> bool:
         return False
 
 
+def color_wanted() -> bool:
+    """The environment's say: NO_COLOR set to anything but "" turns colour off (no-color.org),
+    and so does TERM=dumb."""
+    return not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
 class Terminal:
     """Where output goes and what the user asked of it. Tests build their own."""
 
@@ -71,7 +77,7 @@ class Terminal:
         return cls(
             verbose=verbose,
             quiet=quiet,
-            no_color=no_color or "NO_COLOR" in os.environ,
+            no_color=no_color or not color_wanted(),
             debug=debug,
             stdout_isatty=_isatty(1),
             stderr_isatty=_isatty(2),

@@ -102,6 +102,8 @@ class TrafficView:
             line.append("  ⇄ connected" + (" (incoming)" if event.inbound else ""), style="bold green")
             self._print(line)
         elif isinstance(event, ev.Closed):
+            if event.reason == "interrupted" and self.console.is_terminal:
+                self.console.print()  # off the line where the terminal echoed ^C
             line = self._head(now, event.conn, event.peer)
             line.append(f"  ✕ closed: {event.reason}", style="bold yellow")
             totals = self._text(INDENT + summary(event.sent, event.received, event.duration), style="dim")
