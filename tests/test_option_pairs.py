@@ -59,6 +59,7 @@ ENGINE = "test_engine.py::"
 FWD = "test_forward.py::"
 FWD_UDP = "test_forward_udp.py::"
 TLS = "test_tls.py::"
+PROXY = "test_proxy.py::"
 CONSOLE = "test_console_tty.py::"
 COMMON = "test_common_options.py::"
 BEHAVIOUR = "test_option_behaviour.py::"
@@ -112,14 +113,14 @@ _TLS_CONNECT = {
     "--key": ("tls", f"{TLS}test_client_certificate_for_a_server_that_requires_one"),
     "--alpn": ("tls", f"{TLS}test_tls_event_in_json_names_version_alpn_and_peer"),
     "--tls-min": ("tls", f"{TLS}test_tls_min_above_what_the_server_speaks_fails_with_one_line"),
-    "--ciphers": ("tls", "PENDING"),
+    "--ciphers": ("tls", f"{TLS}test_client_ciphers_are_the_only_ones_it_offers"),
     "--min-days": ("tls", f"{TLS}test_min_days_fails_on_a_certificate_expiring_sooner"),
     "--strict-close": (
         "tls",
         f"{TLS}test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_close_a_failure",
     ),
-    "--proxy": ("proxy", "PENDING"),
-    "--proxy-auth": ("proxy", "PENDING"),
+    "--proxy": ("proxy", f"{PROXY}test_socks5_through_microsocks"),
+    "--proxy-auth": ("proxy", f"{PROXY}test_socks5_password_in_the_url_or_in_proxy_auth"),
 }
 _RECORD = "record"  # --record FILE: its own aspect (a copy of the traffic to a file)
 _RECORDS_DATAGRAMS = f"{FWD}test_udp_listen_and_udp_send_record_their_datagrams"
@@ -128,9 +129,9 @@ _TLS_LISTEN = {
     "--cert": ("tls", f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate"),
     "--key": ("tls", f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate"),
     "--client-ca": ("tls", f"{TLS}test_client_ca_requires_a_client_certificate"),
-    "--alpn": ("tls", "PENDING"),
-    "--tls-min": ("tls", "PENDING"),
-    "--ciphers": ("tls", "PENDING"),
+    "--alpn": ("tls", f"{TLS}test_listener_alpn_and_tls_min_are_what_its_clients_get"),
+    "--tls-min": ("tls", f"{TLS}test_listener_alpn_and_tls_min_are_what_its_clients_get"),
+    "--ciphers": ("tls", f"{TLS}test_listener_ciphers_are_the_only_ones_it_agrees_to"),
     "--strict-close": ("tls", f"{TLS}test_every_byte_arrives_both_ways_between_socktool_client_and_server"),
 }
 _TLS_NEEDS = {"--tls"}
@@ -142,7 +143,7 @@ _FRAME = {  # issue 15: messages on a stream
 }
 _FRAME_PAIRS = {
     "--frame --max-frame": f"{FRAMES}test_a_message_over_max_frame_on_the_pipe_is_one_error_line",
-    "--frame --checksum": f"{FRAMES}test_send_and_checksum_are_framed_on_the_way_out",
+    "--send --checksum": f"{FRAMES}test_send_and_checksum_are_framed_on_the_way_out",
     "--frame --json": f"{FRAMES}test_three_messages_in_one_write_and_one_in_three_writes_are_four_records_in_json",
     "--frame --view": f"{FRAMES}test_the_view_shows_one_record_per_message",
     "--crlf --frame": REFUSED,
@@ -331,6 +332,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--key": (_TLS_NEEDS, {"--cert"}),  # both, so never with one other option alone
         "--proxy-auth": {"--proxy"},
         "--max-frame": {"--frame"},
+        "--checksum": {"--send"},  # added to --send messages; stdin is a stream
     },
     "tcp-listen": {
         "--interval": {"--repeat"},
@@ -340,6 +342,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         **{option: _TLS_NEEDS for option in _TLS_LISTEN if option != "--tls"},
         "--key": (_TLS_NEEDS, {"--cert"}),
         "--max-frame": {"--frame"},
+        "--checksum": {"--send", "--control"},  # --send or console messages (a terminal, not here)
     },
     "udp-send": {"--interval": {"--count", "--lines"}, "--full": {"--view"}},
     # --reply-last answers lines typed at the console: a terminal on stdin (not here) or --control json
@@ -427,6 +430,11 @@ PAIRS: dict[str, dict[str, str]] = {
         "--tls --send": f"{TLS}test_client_verifies_a_server_signed_by_the_given_ca_and_relays_its_reply",
         "--tls --recv-only": f"{TLS}test_a_server_that_ends_without_close_notify_is_a_warning_or_with_strict_close_a_failure",
         "--tls -v": f"{TLS}test_pin_accepts_exactly_that_certificate_and_names_the_one_seen_otherwise",
+        "--tls --ciphers": f"{TLS}test_client_ciphers_are_the_only_ones_it_offers",
+        "--tls --proxy": f"{PROXY}test_tls_through_a_proxy_verifies_the_target",
+        "--proxy --proxy-auth": f"{PROXY}test_socks5_password_in_the_url_or_in_proxy_auth",
+        "--proxy --recv-only": f"{PROXY}test_socks5_through_microsocks",
+        "-z --frame": REFUSED,  # nothing moves
         **_FRAME_PAIRS,
     },
     "tcp-listen": {
@@ -451,6 +459,9 @@ PAIRS: dict[str, dict[str, str]] = {
         "--tls --broker": f"{TLS}test_clients_that_never_speak_tls_do_not_hold_up_a_real_one",
         "--tls --cert": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
         "--tls --client-ca": f"{TLS}test_client_ca_requires_a_client_certificate",
+        "--tls --alpn": f"{TLS}test_listener_alpn_and_tls_min_are_what_its_clients_get",
+        "--tls --tls-min": f"{TLS}test_listener_alpn_and_tls_min_are_what_its_clients_get",
+        "--tls --ciphers": f"{TLS}test_listener_ciphers_are_the_only_ones_it_agrees_to",
         "--tls --strict-close": f"{TLS}test_every_byte_arrives_both_ways_between_socktool_client_and_server",
         "--tls --json": f"{TLS}test_ephemeral_certificate_fingerprint_is_printed_and_pins_for_socktools_client",
         "--tls --send": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
@@ -617,34 +628,10 @@ PENDING_PAIRS["forward"].update(
         if option != mode and f"{mode} {option}" not in PAIRS["forward"] and f"{option} {mode}" not in PAIRS["forward"]
     }
 )
-_LATE = {  # options added after this table was first written: pairs not listed above make no claim yet
-    "tcp-connect": ("tls and frames (issue 15): TLS, proxy and frame options", (*_TLS_CONNECT, *_FRAME)),
-    "tcp-listen": ("tls and console: TLS, --control and frame options", (*_TLS_LISTEN, "--control", *_FRAME)),
-    "udp-listen": ("console: --control and --reply-last", ("--control", "--reply-last")),
-}
-for _name, (_owner, _late) in _LATE.items():
-    PENDING_PAIRS.setdefault(_name, {}).update(
-        {
-            f"{late} {option}": f"{_owner}: no test of this pair yet"
-            for late in _late
-            for option in OPTIONS[_name]
-            if option != late
-            and f"{late} {option}" not in PAIRS[_name]
-            and f"{option} {late}" not in PAIRS[_name]
-            and f"{option} {late}" not in PENDING_PAIRS.get(_name, {})
-        }
-    )
-
 PENDING_OPTIONS = {
     ("wait", "-v"): "checks: -v adds no status line to wait yet",
     ("ping", "-v"): "checks: -v adds no status line to ping yet",
     ("ping", "-w"): "checks: no test of ping -w yet",
-    ("tcp-connect", "--ciphers"): "tls: no test of --ciphers yet",
-    ("tcp-connect", "--proxy"): "tls: the --proxy tests are not in the suite yet",
-    ("tcp-connect", "--proxy-auth"): "tls: the --proxy tests are not in the suite yet",
-    ("tcp-listen", "--alpn"): "tls: no test of the listener's --alpn yet",
-    ("tcp-listen", "--tls-min"): "tls: no test of the listener's --tls-min yet",
-    ("tcp-listen", "--ciphers"): "tls: no test of the listener's --ciphers yet",
     ("udp-listen", "--control"): "console: no test of udp-listen --control json yet",
     ("forward", "--max-frame"): "forward: no test of forward --max-frame yet",
     ("forward", "--allow"): "forward: no test of --allow yet",

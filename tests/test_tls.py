@@ -440,3 +440,85 @@ def test_wait_tls_on_a_plaintext_port_is_not_up():
         server.close()
     assert result.returncode == 1
     assert "does not speak TLS" in one_line_error(result.stderr)
+
+
+# -- --alpn, --tls-min and --ciphers on each side (tests/test_option_pairs.py) ----------------
+_AES128 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+_AES256 = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+
+
+def _s_client(port: int, pki: Pki, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki.ca_file),
+         "-verify_return_error", "-servername", "localhost", *extra],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+    )  # fmt: skip
+
+
+def _tls_event(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return next(e for e in map(json.loads, result.stdout.splitlines()) if e["event"] == "tls")
+
+
+def test_listener_alpn_and_tls_min_are_what_its_clients_get(pki: Pki):
+    need("openssl")
+    args = ("tcp-listen", "-k", "--tls", "--cert", pki.cert, "--key", pki.key, "--alpn", "h2", "--tls-min", "1.3")
+    with Proc(*args, "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        tls = _tls_event(
+            run(
+                "tcp-connect",
+                "--tls",
+                "--ca",
+                pki.ca_file,
+                "--alpn",
+                "http/1.1,h2",
+                "--json",
+                f"localhost:{port}",
+                "-z",
+            )
+        )
+        assert tls["alpn"] == "h2" and tls["version"] == "TLSv1.3"
+        assert _s_client(port, pki, "-tls1_2").returncode != 0  # below --tls-min: no handshake
+        assert _s_client(port, pki, "-tls1_3").returncode == 0
+
+
+def test_listener_ciphers_are_the_only_ones_it_agrees_to(pki: Pki):
+    need("openssl")
+    args = ("tcp-listen", "-k", "--tls", "--cert", pki.cert, "--key", pki.key, "--ciphers", _AES128)
+    with Proc(*args, "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        assert _s_client(port, pki, "-tls1_2", "-cipher", _AES256).returncode != 0
+        agreed = _s_client(port, pki, "-tls1_2", "-cipher", f"{_AES256}:{_AES128}")
+        assert agreed.returncode == 0 and b"AES128-GCM" in agreed.stdout
+
+
+def test_client_ciphers_are_the_only_ones_it_offers(pki: Pki):
+    with SServer(pki.cert, pki.key, "-tls1_2", "-cipher", _AES128) as server:
+        refused = run(
+            "tcp-connect", "--tls", "--ca", pki.ca_file, "--ciphers", _AES256, f"localhost:{server.port}", "-z"
+        )
+        tls = _tls_event(
+            run(
+                "tcp-connect",
+                "--tls",
+                "--ca",
+                pki.ca_file,
+                "--ciphers",
+                _AES128,
+                "--json",
+                f"localhost:{server.port}",
+                "-z",
+            )
+        )
+    assert refused.returncode == 1 and "TLS handshake with" in one_line_error(refused.stderr)
+    assert "AES128-GCM" in tls["cipher"] and tls["version"] == "TLSv1.2"
+
+
+def test_ciphers_with_tls_min_1_3_is_refused():
+    for side in (["tcp-connect", "127.0.0.1:9"], ["tcp-listen", "127.0.0.1:0"]):
+        result = run(
+            *side, "--tls", "--insecure" if side[0] == "tcp-connect" else "-v", "--tls-min", "1.3", "--ciphers", "HIGH"
+        )
+        assert result.returncode == 2
+        assert "--tls-min 1.3 rules out" in one_line_error(result.stderr)

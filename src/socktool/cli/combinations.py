@@ -77,6 +77,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
                 "view",
             )
         ),
+        Excludes("zero", "frame", _NOTHING_MOVES),
+        Needs("checksum", ("send",), "--checksum is added to each --send message; stdin is a stream, not messages"),
         Excludes("zero", "keepalive", "-z closes the connection before a keepalive could matter"),
         Excludes("zero", "nodelay", "-z closes the connection before --nodelay could matter"),
     ),

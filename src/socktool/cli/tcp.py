@@ -599,6 +599,11 @@ def tcp_listen(
         tls=server_tls,
     )
     control_mode = console_control(control, terminal, many=many, exec_=exec_, send=send, recv_only=recv_only)
+    if checksum is not None and not send and control_mode == "none":
+        raise typer.BadParameter(
+            "it is added to each --send or console message; stdin here is a stream, not messages",
+            param_hint="'--checksum'",
+        )
     if control_mode != "none":
         from socktool.cli.console import run_controlled
         from socktool.console import Composer, text_encoder

@@ -129,6 +129,14 @@ def _pair(cert: str | None, key: str | None) -> None:
         raise typer.BadParameter("--key needs --cert")
 
 
+def _ciphers_apply(tls_min: str | None, ciphers: str | None) -> None:
+    if ciphers is not None and tls_min == "1.3":
+        raise typer.BadParameter(
+            "--ciphers picks TLS 1.2 and older ciphers, which --tls-min 1.3 rules out (TLS 1.3's suites are fixed)",
+            param_hint="'--ciphers'",
+        )
+
+
 def client_tls(
     tls: bool,
     address: Endpoint,
@@ -165,6 +173,7 @@ def client_tls(
     )
     if not tls:
         return None
+    _ciphers_apply(tls_min, ciphers)
     opt.exclusive(sni=sni, no_sni=no_sni)
     opt.exclusive(insecure=insecure, pin=pin)
     opt.exclusive(insecure=insecure, ca=ca)
@@ -218,6 +227,7 @@ def server_tls(
     if not tls:
         return None
     _pair(cert, key)
+    _ciphers_apply(tls_min, ciphers)
     return tlsconfig.ServerTls(
         cert=cert,
         key=key,
