@@ -63,6 +63,7 @@ PROXY = "test_proxy.py::"
 CONSOLE = "test_console_tty.py::"
 COMMON = "test_common_options.py::"
 BEHAVIOUR = "test_option_behaviour.py::"
+HALF = "test_half_close.py::"
 
 
 def _common(name: str) -> dict[str, tuple[str, str]]:
@@ -89,6 +90,8 @@ _RELAY = {
     "--repeat": ("payload", f"{PIPE}test_send_repeat_interval_crlf_and_hex_input"),
     "--interval": ("payload", f"{PIPE}test_send_repeat_interval_crlf_and_hex_input"),
     "--no-shutdown": ("direction", f"{PIPE}test_no_shutdown_keeps_write_side_open"),
+    "--keep-sending": ("peer's end", f"{HALF}test_keep_sending_delivers_stdin_after_the_peers_eof"),
+    "--quit-after": ("stdin's end", f"{HALF}test_quit_after_ends_that_long_after_stdin_even_if_the_peer_stays"),
     "--send-only": ("direction", f"{PIPE}test_send_only_to_a_slow_reader_loses_nothing"),
     "--recv-only": ("direction", f"{BEHAVIOUR}test_recv_only_sends_nothing_of_stdin"),
     "--expect": ("ending", f"{PIPE}test_expect_exits_0_on_match_and_1_when_peer_closes_without_one"),
@@ -366,6 +369,7 @@ _FULL_PAIRS = {
     "--full --view": "test_view_behaviour.py::test_full_draws_every_chunk_whole",
     "--hex --full": "test_view_behaviour.py::test_full_hex_draws_every_row",
 }
+_LINGER = ("--keep-sending", "--quit-after")  # nc's half-close habits: both directions of one relay
 _RELAY_PAIRS = {
     "--send --hex-input": f"{BEHAVIOUR}test_hex_input_send_crlf_and_repeat_together",
     "--send --crlf": f"{PIPE}test_send_repeat_interval_crlf_and_hex_input",
@@ -392,6 +396,8 @@ _RELAY_PAIRS = {
     "-v -q": REFUSED,
     "-4 -6": REFUSED,
     "--progress -q": REFUSED,
+    **{f"{name} {only}": REFUSED for name in _LINGER for only in ("--send-only", "--recv-only")},
+    "--quit-after --tls": REFUSED,  # not with TLS yet
 }
 _ZERO = {
     f"-z {name}": REFUSED
@@ -434,7 +440,7 @@ PAIRS: dict[str, dict[str, str]] = {
         "--tls --proxy": f"{PROXY}test_tls_through_a_proxy_verifies_the_target",
         "--proxy --proxy-auth": f"{PROXY}test_socks5_password_in_the_url_or_in_proxy_auth",
         "--proxy --recv-only": f"{PROXY}test_socks5_through_microsocks",
-        "-z --frame": REFUSED,  # nothing moves
+        **{f"-z {name}": REFUSED for name in ("--frame", *_LINGER)},  # nothing moves
         **_FRAME_PAIRS,
     },
     "tcp-listen": {
@@ -493,6 +499,7 @@ PAIRS: dict[str, dict[str, str]] = {
         **{f"{mode} --progress": REFUSED for mode in ("-k", "--broker")},  # one bar, many transfers
         **{f"{mode} --record": REFUSED for mode in _MODES},  # what clients are sent is not recorded
         **{f"--exec {name}": REFUSED for name in ("--frame", "--checksum")},  # the command gets bytes
+        **{f"{mode} {name}": REFUSED for mode in _MODES for name in _LINGER},  # one relayed connection only
     },
     "udp-send": {
         "-v -q": REFUSED,
@@ -695,6 +702,7 @@ VALUES = {
     "--alpn": "h2",
     "--tls-min": "1.2",
     "--ciphers": "HIGH",
+    "--quit-after": "1s",
     "--min-days": "1",
     "--proxy": "socks5://127.0.0.1:1080",
     "--proxy-auth": "user:secret",

@@ -78,6 +78,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
             )
         ),
         Excludes("zero", "frame", _NOTHING_MOVES),
+        Excludes("zero", "keep_sending", _NOTHING_MOVES),
+        Excludes("zero", "quit_after", _NOTHING_MOVES),
         Needs("checksum", ("send",), "--checksum is added to each --send message; stdin is a stream, not messages"),
         Excludes("zero", "keepalive", "-z closes the connection before a keepalive could matter"),
         Excludes("zero", "nodelay", "-z closes the connection before --nodelay could matter"),
