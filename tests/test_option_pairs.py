@@ -138,6 +138,7 @@ _TLS_LISTEN = {
     "--strict-close": ("tls", f"{TLS}test_every_byte_arrives_both_ways_between_socktool_client_and_server"),
 }
 _TLS_NEEDS = {"--tls"}
+_WAIT_TLS = ("--ca", "--pin", "--insecure", "--sni", "--min-days")  # wait --tls: the checks of a probe
 FRAMES = "test_frames.py::"
 _FRAME = {  # issue 15: messages on a stream
     "--frame": ("frame", f"{FRAMES}test_three_messages_in_one_write_and_one_in_three_writes_are_four_records_in_json"),
@@ -321,6 +322,12 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--expect": ("check", f"{CHECKS}test_expect_waits_for_a_banner_that_comes_late"),
         "--http": ("check", f"{CHECKS}test_http_timeout_names_the_status_it_got"),
         "--status": ("check", f"{CHECKS}test_http_endpoint_waits_for_status_200_after_404s"),
+        "--tls": ("check", f"{TLS}test_wait_tls_is_up_when_the_certificate_verifies"),
+        "--ca": ("tls", f"{TLS}test_wait_tls_is_up_when_the_certificate_verifies"),
+        "--pin": ("tls", f"{TLS}test_wait_tls_is_up_when_the_certificate_verifies"),
+        "--insecure": ("tls", f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"),
+        "--sni": ("tls", f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"),
+        "--min-days": ("tls", f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"),
     },
 }
 
@@ -359,7 +366,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--chunk-delay": {"--chunk"},
         "--hex": {"--view"},
     },
-    "wait": {"--status": {"--http"}},
+    "wait": {"--status": {"--http"}, **{option: _TLS_NEEDS for option in _WAIT_TLS}},
 }
 
 # Pairs that interact: "refused", or the test that runs them together.
@@ -604,6 +611,14 @@ PAIRS: dict[str, dict[str, str]] = {
         "--send --expect": f"{CHECKS}test_send_then_expect_against_the_echo_server",
         "--expect --http": f"{CHECKS}test_http_expect_matches_the_body",
         "--expect --status": REFUSED,
+        **{
+            f"--tls {name}": REFUSED for name in ("--udp", "--send", "--expect", "--http")
+        },  # a TLS probe is its own check
+        **{f"--tls {name}": f"{TLS}test_wait_tls_is_up_when_the_certificate_verifies" for name in ("--ca", "--pin")},
+        **{
+            f"--tls {name}": f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"
+            for name in ("--insecure", "--sni", "--min-days")
+        },
     },
 }
 

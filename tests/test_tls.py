@@ -412,6 +412,17 @@ def test_wait_tls_says_which_check_kept_it_down(pki: Pki):
     assert "certificate check failed: unknown CA" in one_line_error(result.stderr)
 
 
+def test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down(pki: Pki):
+    with SServer(pki.cert, pki.key) as server:
+        endpoint = f"127.0.0.1:{server.port}"
+        insecure = run("wait", "--tls", "--insecure", endpoint, "-w", "10s")  # unknown CA, and up anyway
+        other_name = run("wait", "--tls", "--ca", pki.ca_file, "--sni", "other.test", endpoint, "-w", "1s")
+        too_soon = run("wait", "--tls", "--ca", pki.ca_file, "--min-days", "999999", endpoint, "-w", "1s")
+    assert insecure.returncode == 0, insecure.stderr
+    assert other_name.returncode == 1 and "name mismatch" in one_line_error(other_name.stderr)
+    assert too_soon.returncode == 1 and "(--min-days 999999)" in one_line_error(too_soon.stderr)
+
+
 def test_wait_tls_on_a_plaintext_port_is_not_up():
     import socket
     import threading
