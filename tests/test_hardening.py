@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import Proc, command, one_line_error, run
+from conftest import Proc, command, one_line_error, run, serve_once
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -337,3 +337,77 @@ def test_udp_send_source_port_with_a_unix_destination_is_a_usage_error(tmp_sock_
     result = run("udp-send", "-p", "5000", f"unix:{tmp_sock_dir / 'x.sock'}", "hi")
     assert result.returncode == 2
     assert "-p/--source-port does not apply to a unix: destination" in one_line_error(result.stderr)
+
+
+# -- stdout that cannot be written (item 7) -------------------------------------------------------
+FULL_DISK = "cannot write output: no space left on device"
+
+
+def full_disk_error(stderr: bytes) -> bool:
+    """stderr says so in one error line, and nothing else went wrong (status lines aside)."""
+    text = stderr.decode()
+    errors = [line for line in text.splitlines() if "error" in line]
+    return "Traceback" not in text and errors == [f"socktool: error: {FULL_DISK}"]
+
+
+def to_dev_full(*args: str, feed=None) -> subprocess.CompletedProcess:
+    """Run socktool with stdout on /dev/full (every write: ENOSPC); `feed(port)` makes it write."""
+    with open("/dev/full", "wb") as full, Proc(*args, stdout=full) as proc:
+        if feed is not None:
+            feed(proc.wait_listening())
+        code = proc.wait(timeout=20)
+        return subprocess.CompletedProcess(proc.args, code, b"", proc.stderr.encode())
+
+
+def tcp_client_sends(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"data\n")
+        client.settimeout(10)
+        try:
+            client.recv(10)  # until the server stops
+        except OSError:
+            pass
+
+
+def udp_client_sends(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(b"data", ("127.0.0.1", port))
+
+
+@pytest.mark.parametrize(
+    ("args", "feed"),
+    [
+        (["tcp-listen", "-k", "127.0.0.1:0"], tcp_client_sends),
+        (["tcp-listen", "127.0.0.1:0"], tcp_client_sends),
+        (["udp-listen", "127.0.0.1:0"], udp_client_sends),
+        (["udp-listen", "--json", "127.0.0.1:0"], None),  # its first JSON line is the listening event
+        (["echo", "--json", "127.0.0.1:0"], None),
+        (["time-server", "--json", "127.0.0.1:0"], None),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_a_server_whose_stdout_is_full_stops_with_one_error_line(args, feed):
+    result = to_dev_full(*args, feed=feed)
+    assert result.returncode == 1
+    assert full_disk_error(result.stderr), result.stderr
+
+
+def test_portscan_to_a_full_stdout_is_exit_1():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        scan = to_dev_full("portscan", "127.0.0.1", str(server.getsockname()[1]))
+    assert scan.returncode == 1
+    assert full_disk_error(scan.stderr), scan.stderr
+
+
+def test_tcp_connect_to_a_full_stdout_is_exit_1():
+    port = serve_once(b"hello\n")
+    with open("/dev/full", "wb") as full:
+        client = subprocess.run(
+            command("tcp-connect", f"127.0.0.1:{port}"),
+            stdin=subprocess.PIPE,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=20,
+        )
+    assert client.returncode == 1
+    assert full_disk_error(client.stderr), client.stderr

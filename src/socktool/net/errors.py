@@ -65,6 +65,18 @@ class OutputClosed(Exception):
     """The reader of our output went away (e.g. `| head -c 10`): a quiet end, not a failure."""
 
 
+class OutputFailed(SocktoolError):
+    """stdout cannot take what we write (a full disk, an I/O error): exit 1 at once,
+    as ncat does; a server stops rather than go on discarding its clients' data."""
+
+
+def output_error(exc: OSError) -> Exception:
+    """What a failed write to stdout means: EPIPE (the reader left) is a quiet end, anything else a failure."""
+    if exc.errno == errno.EPIPE:
+        return OutputClosed()
+    return OutputFailed("cannot write output", describe(exc))
+
+
 class Terminated(BaseException):
     """Raised in the main thread by the SIGTERM handler (exit 143).
 

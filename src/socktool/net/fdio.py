@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Iterator
 
 from socktool.net import interrupts
-from socktool.net.errors import OutputClosed
+from socktool.net.errors import OutputClosed, output_error
 
 CHUNK = 256 * 1024
 SPLICE_CHUNK = 1024 * 1024
@@ -98,8 +98,8 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     try:
         while view:
             view = view[os.write(fd, view) :]
-    except BrokenPipeError as exc:
-        raise OutputClosed from exc
+    except OSError as exc:  # EPIPE: OutputClosed; ENOSPC, EIO, EFBIG, ...: OutputFailed
+        raise output_error(exc) from exc
 
 
 Counter = Callable[[int], None]

@@ -26,7 +26,7 @@ from socktool.framing import MAX_DATAGRAM, MAX_DATAGRAM_IPV6
 from socktool.net import events as ev
 from socktool.net import interrupts, sockets
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.errors import NetworkError, OutputClosed, TimedOut, UsageError, describe
+from socktool.net.errors import NetworkError, TimedOut, UsageError, describe, output_error
 from socktool.net.fdio import write_all
 from socktool.net.multicast import Interface, join_groups
 from socktool.net.sockets import BoundSocket
@@ -246,13 +246,14 @@ class Receiver(DatagramCounters):
                     continue
                 if n:
                     view = inbox.view  # a unix socket's buffer grows for a large datagram
-                    written = write(fd, view[:n])
+                    try:
+                        written = write(fd, view[:n])
+                    except OSError as exc:
+                        raise output_error(exc) from exc
                     if written != n:  # rare: a signal in the middle of a write
                         write_all(fd, view[written:n])
                 count += 1
                 total += n
-        except BrokenPipeError as exc:
-            raise OutputClosed from exc
         except OSError as exc:
             raise NetworkError(f"receiving on {self.listener.address} failed", describe(exc)) from exc
         finally:

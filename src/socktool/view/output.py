@@ -7,7 +7,7 @@ Terminal (raw, rich, JSON) plus status lines on stderr.
 from __future__ import annotations
 
 from socktool.net import events as ev
-from socktool.net.errors import OutputClosed
+from socktool.net.errors import output_error
 from socktool.view.status import StatusLines
 from socktool.view.terminal import Mode, Terminal
 
@@ -58,8 +58,8 @@ def _view_sink(terminal: Terminal, mode: Mode, *, hex: bool, numbered: bool, sta
     def both(event: ev.Event) -> None:
         try:
             payload(event)
-        except BrokenPipeError as exc:  # the reader of stdout left: a quiet end, not a failure
-            raise OutputClosed from exc
+        except OSError as exc:  # the reader of stdout left (a quiet end), or stdout failed (exit 1)
+            raise output_error(exc) from exc
         status(event)
 
     return both

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from socktool.net.errors import OutputClosed
+from socktool.net.errors import OutputClosed, output_error
 from socktool.values import printable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,8 +111,8 @@ class Terminal:
         try:
             while view:
                 view = view[os.write(self.stdout_fd, view) :]
-        except BrokenPipeError as exc:
-            raise OutputClosed from exc
+        except OSError as exc:  # EPIPE: OutputClosed, a quiet end; a full disk: OutputFailed, exit 1
+            raise output_error(exc) from exc
 
     # -- stderr ---------------------------------------------------------
     def write_err(self, line: str) -> None:
