@@ -226,6 +226,18 @@ def test_keep_open_repeats_the_payload_with_its_interval_for_each_client():
             assert read_to_eof(client) == b"ababab"
 
 
+def test_keep_open_repeats_stdin_whole_for_each_client():
+    read_end, write_end = os.pipe()
+    with hub(Payload(stdin_fd=read_end, repeat=2), RelayOptions(output_fd=None)) as (engine, port, _events):
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        until(lambda: len(engine.clients) == 1)
+        os.write(write_end, b"ab")
+        os.close(write_end)
+        assert read_to_eof(client) == b"abab"
+        client.close()
+    os.close(read_end)
+
+
 def test_stdin_reaches_every_client_as_it_arrives_without_a_newline():
     read_end, write_end = os.pipe()
     with hub(Payload(stdin_fd=read_end), RelayOptions(output_fd=None)) as (engine, port, _events):

@@ -98,6 +98,15 @@ def _handshake_overdue(conn: Connection, timeout: float) -> None:
         conn.close(f"no TLS handshake within {format_duration(timeout)}")
 
 
+def _snapshot(clients: dict[int, Connection]) -> list[Connection]:
+    """The clients now, also from another thread (the loop may change the dict meanwhile)."""
+    while True:
+        try:
+            return list(clients.values())
+        except RuntimeError:  # changed size during the copy: take it again
+            continue
+
+
 def peer_host(addr: object) -> str | None:
     return addr[0] if isinstance(addr, tuple) else None
 
@@ -133,7 +142,6 @@ class Hub:
         self._body: bytes | None = None  # stdin, whole, when it is repeated (--repeat)
         self._stdin_done = payload.stdin_fd is None
         self._paused_sources = False
-        self._done = False
         self._failure: BaseException | None = None
         # Raw payload to a stdout pipe with nothing else looking at it: clients' bytes go there
         # by splice; while the pipe is full every client waits (it is everyone's output).
@@ -216,7 +224,7 @@ class Hub:
         return stats.sent, stats.received
 
     def totals(self) -> ev.Stats:
-        live = list(self.clients.values())  # a copy: --progress reads from another thread
+        live = _snapshot(self.clients)  # --progress reads from another thread
         return ev.Stats(
             sent=self._sent + sum(c.sent for c in live),
             received=self._received + sum(c.received for c in live),
@@ -283,8 +291,7 @@ class Hub:
         if self._full.pop(conn, None) is not None:
             self._maybe_resume_sources()
         self.sink(conn.closed_event(reason))
-        if self._stdin is not None and not self.clients:
-            self._stdin.pause()
+        self._update_stdin()
         if not self.options.keep_open:
             self.finish()
 
@@ -334,8 +341,7 @@ class Hub:
 
     def _pause_sources(self) -> None:
         self._paused_sources = True
-        if self._stdin is not None:
-            self._stdin.pause()
+        self._update_stdin()
         if self.options.broker:
             for client in self.clients.values():
                 client.pause_reading()
@@ -349,8 +355,7 @@ class Hub:
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        if self._stdin is not None and self.clients:
-            self._stdin.resume()
+        self._update_stdin()
         if self.options.broker:
             for client in self.clients.values():
                 client.resume_reading()
@@ -392,7 +397,15 @@ class Hub:
                 handler.stdin_ended(conn)
 
     def client_wants_stdin(self) -> None:
-        if self._stdin is not None and not self._paused_sources:
+        self._update_stdin()
+
+    def _update_stdin(self) -> None:
+        """Read stdin while a client waits for it and none is too full to take more."""
+        if self._stdin is None:
+            return
+        if self._paused_sources or not self.stdin_targets():
+            self._stdin.pause()
+        else:
             self._stdin.resume()
 
 
@@ -471,6 +484,7 @@ class ClientRelay(Handler):
                 self._start_script(conn)
             else:
                 self.takes_stdin = True  # the body comes when stdin ends
+                hub.client_wants_stdin()
         elif payload.stdin_fd is not None and not hub._stdin_done:
             self.takes_stdin = True
             hub.client_wants_stdin()
