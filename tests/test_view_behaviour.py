@@ -13,7 +13,7 @@ import threading
 import pytest
 from rich.console import Console
 
-from conftest import command, run
+from conftest import command, one_line_error, run
 from socktool.net import events as ev
 from socktool.view.render import escaped_lines, hexdump_lines
 from socktool.view.traffic import ROWS_PER_CHUNK, TrafficView
@@ -308,3 +308,14 @@ def test_one_datagram_is_singular():
     traffic, out = view()
     traffic(ev.Stats(1, 1, 0.5, 0, 1, 1))
     assert "1 datagram in, 1 out" in plain(out.getvalue())
+
+
+def test_a_unix_stream_listener_is_not_labelled_tcp(tmp_sock_dir):
+    result = run("tcp-listen", f"unix:{tmp_sock_dir}/s.sock", "-w", "200ms")
+    assert b"(unix stream)" in result.stderr and b"(tcp)" not in result.stderr, result.stderr
+
+
+def test_an_oversize_stdin_datagram_says_at_least():
+    result = run("udp-send", "127.0.0.1:9", input=b"\0" * 70_000)
+    assert result.returncode == 2
+    assert "at least" in one_line_error(result.stderr)

@@ -91,7 +91,8 @@ def check_size(data: BytesT, what: str = "datagram", limit: int = MAX_DATAGRAM) 
     if len(data) > limit:
         raise UsageError(
             f"{what} too large",
-            f"{len(data):,} bytes; one UDP datagram holds at most {limit:,}",
+            # stdin is read until it passes the limit: what was read is a lower bound
+            f"{'at least ' if what == 'stdin' else ''}{len(data):,} bytes; one UDP datagram holds at most {limit:,}",
             "split it, e.g. with --lines" if what != "line" else None,
         )
     return data

@@ -8,6 +8,13 @@ from socktool.view.render import escape_text
 from socktool.view.terminal import Terminal
 
 
+def listening_kind(event: ev.Listening) -> str:
+    """What listens: a unix socket's kind says unix, not the tcp/udp its command is named after."""
+    if event.address.startswith("unix:") and event.kind in ("tcp", "udp"):
+        return "unix stream" if event.kind == "tcp" else "unix datagram"
+    return event.kind
+
+
 def rate(count: int, seconds: float) -> str:
     return f"{format_size(count / seconds)}/s" if seconds > 0 else "-"
 
@@ -78,7 +85,7 @@ class StatusLines:
         t = self.terminal
         if isinstance(event, ev.Listening):
             tls = f", tls {event.tls_fingerprint}" if event.tls_fingerprint else ""
-            t.always(f"listening on {event.address} ({event.kind}{tls})")
+            t.always(f"listening on {event.address} ({listening_kind(event)}{tls})")
         elif isinstance(event, ev.Tls):
             t.status(tls_line(event, self._who(event.conn, event.peer)))
         elif isinstance(event, ev.Notice):
