@@ -319,3 +319,11 @@ def test_an_oversize_stdin_datagram_says_at_least():
     result = run("udp-send", "127.0.0.1:9", input=b"\0" * 70_000)
     assert result.returncode == 2
     assert "at least" in one_line_error(result.stderr)
+
+
+def test_ipv6_multicast_that_cannot_leave_by_loopback_hints_at_interface():
+    result = run("udp-send", "[ff02::1234]:5000", "hi")
+    if result.returncode == 0:
+        pytest.skip("this host's loopback carries IPv6 multicast")
+    error = one_line_error(result.stderr)
+    assert "network unreachable" in error and "--interface" in error, error

@@ -405,6 +405,14 @@ class Sender(DatagramCounters):
             return NetworkError(what, "permission denied", "a broadcast address needs --broadcast")
         if exc.errno == errno.EMSGSIZE:
             return NetworkError(what, "message too long for this socket")
+        group = self.target.sockaddr[0] if isinstance(self.target.sockaddr, tuple) else ""
+        if exc.errno == errno.ENETUNREACH and is_multicast(group):
+            return NetworkError(
+                what,
+                "network unreachable",
+                "no route for this group from the interface it leaves by; IPv6 multicast does not go "
+                "through loopback here: name an interface with --interface IFACE",
+            )
         return NetworkError(what, describe(exc))
 
 
