@@ -140,7 +140,7 @@ def _served(name: str, flag: list[str]) -> list[str]:
 
 
 # wait says each endpoint's arrival whatever -v says, and ping writes its report to stdout:
-# neither has a status line for -v to add yet (tests/test_option_pairs.py: PENDING_OPTIONS).
+# what -v adds to them is shown by the two tests after this one.
 VERBOSE_COMMANDS = [name for name in COMMANDS if name not in ("wait", "ping")]
 
 
@@ -150,3 +150,26 @@ def test_verbose_adds_status_lines_in_a_pipe(name):
     with_v = status_lines(name, verbose=True)
     assert len(with_v) > len(without), (without, with_v)
     assert all(line.startswith("socktool: ") for line in with_v)
+
+
+def test_verbose_wait_says_why_each_attempt_failed():
+    port = free_port()
+    args = ["wait", "-w", "1s", "--interval", "100ms", f"127.0.0.1:{port}"]
+    plain, verbose = run(*args), run(*args, "-v")
+    assert plain.returncode == verbose.returncode == 1
+    assert len(plain.stderr.decode().splitlines()) == 1  # the error line only
+    misses = verbose.stderr.decode().splitlines()[:-1]
+    assert len(misses) >= 2, verbose.stderr  # one per attempt, before the error line
+    assert all(line == f"socktool: 127.0.0.1:{port}: connection refused; trying again" for line in misses), misses
+
+
+def test_verbose_ping_states_its_plan_on_stderr():
+    with held_udp_port() as port:
+        args = ["ping", "--udp", "-c", "1", "-w", "100ms", "--json", f"127.0.0.1:{port}"]
+        plain, verbose = run(*args), run(*args, "-v")
+    assert plain.stdout.count(b"\n") == verbose.stdout.count(b"\n") == 3  # probe, summary, error: JSON alike
+    assert plain.stderr.decode().splitlines() == verbose.stderr.decode().splitlines()[1:]
+    assert verbose.stderr.decode().splitlines()[0] == (
+        f"socktool: pinging 127.0.0.1:{port} at 127.0.0.1:{port} (UDP, 0 byte request): 1 probes, one every 1s, "
+        "each lost without an answer within 100ms"
+    )

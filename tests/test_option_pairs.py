@@ -68,11 +68,10 @@ HALF = "test_half_close.py::"
 
 def _common(name: str) -> dict[str, tuple[str, str]]:
     """-v, -q, --no-color, --debug: shown on every command by tests/test_common_options.py."""
-    verbose = (
-        f"{COMMON}test_verbose_adds_status_lines_in_a_pipe[{name}]"
-        if name not in ("wait", "ping")
-        else "PENDING"  # see PENDING_OPTIONS
-    )
+    verbose = {
+        "wait": f"{COMMON}test_verbose_wait_says_why_each_attempt_failed",
+        "ping": f"{COMMON}test_verbose_ping_states_its_plan_on_stderr",
+    }.get(name, f"{COMMON}test_verbose_adds_status_lines_in_a_pipe[{name}]")
     return {
         "-v": ("verbosity", verbose),
         "-q": ("verbosity", f"{COMMON}test_quiet_leaves_stderr_to_the_error_line[{name}]"),
@@ -301,7 +300,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "-c": ("count", f"{PING}test_five_probes_and_a_ping_style_summary"),
         "-i": ("count", f"{PING}test_five_probes_and_a_ping_style_summary"),
         "--require": ("count", f"{PING}test_require_counts_answered_probes"),
-        "-w": ("timeout", "PENDING"),
+        "-w": ("timeout", f"{PING}test_timeout_is_how_long_a_probe_waits_for_its_answer"),
         "--udp": ("probe", f"{PING}test_udp_round_trips_against_echo_and_time_server"),
         "--send": ("probe", f"{PING}test_udp_round_trips_against_echo_and_time_server"),
         "--expect": ("probe", f"{PING}test_udp_round_trips_against_echo_and_time_server"),
@@ -611,6 +610,7 @@ PAIRS: dict[str, dict[str, str]] = {
         "--send --expect": f"{CHECKS}test_send_then_expect_against_the_echo_server",
         "--expect --http": f"{CHECKS}test_http_expect_matches_the_body",
         "--expect --status": REFUSED,
+        "--http --status": f"{CHECKS}test_http_with_status_takes_the_statuses_given_as_up",
         **{
             f"--tls {name}": REFUSED for name in ("--udp", "--send", "--expect", "--http")
         },  # a TLS probe is its own check
@@ -640,7 +640,6 @@ PENDING_PAIRS: dict[str, dict[str, str]] = {
             if (fault, direction) not in (("--delay", "--upstream"), ("--reset-after", "--downstream"))
         },
     },
-    "wait": {"--http --status": "checks: --status with --http has no test of its own"},
 }
 PENDING_PAIRS["forward"].update(
     {
@@ -651,9 +650,6 @@ PENDING_PAIRS["forward"].update(
     }
 )
 PENDING_OPTIONS = {
-    ("wait", "-v"): "checks: -v adds no status line to wait yet",
-    ("ping", "-v"): "checks: -v adds no status line to ping yet",
-    ("ping", "-w"): "checks: no test of ping -w yet",
     ("udp-listen", "--control"): "console: no test of udp-listen --control json yet",
     ("forward", "--max-frame"): "forward: no test of forward --max-frame yet",
     ("forward", "--allow"): "forward: no test of --allow yet",

@@ -163,3 +163,14 @@ def test_interrupt_prints_the_summary_and_exits_130():
         out, _err = proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert f"--- 127.0.0.1:{port} ping statistics ---" in out.decode()
+
+
+def test_timeout_is_how_long_a_probe_waits_for_its_answer():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        result = run("ping", "--udp", "-c", "2", "-i", "50ms", "-w", "150ms", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    out = result.stdout.decode()
+    assert out.count("no reply within 150ms") == 2, out
+    assert "2 probes, 0 answered, 100% loss" in out

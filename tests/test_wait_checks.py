@@ -134,6 +134,12 @@ def test_http_timeout_names_the_status_it_got(http_server):
     assert f"127.0.0.1:{port} (HTTP 404 File not found, want 200-299)" in one_line_error(result.stderr)
 
 
+def test_http_with_status_takes_the_statuses_given_as_up(http_server):
+    port, _log, _root = http_server
+    result = run("wait", "--http", "/nope", "--status", "404", f"127.0.0.1:{port}", "-w", "5s")
+    assert result.returncode == 0, result.stderr  # without --status a 404 is not up
+
+
 def test_http_expect_matches_the_body(http_server):
     port, _log, root = http_server
     (root / "health").write_text('{"status": "ok"}\n')

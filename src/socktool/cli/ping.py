@@ -9,6 +9,7 @@ from socktool.cli import options as opt
 from socktool.net.address import Endpoint
 from socktool.net.errors import ExpectNotMet
 from socktool.net.probe import Check
+from socktool.values import format_duration
 from socktool.view.terminal import Terminal
 
 
@@ -94,6 +95,12 @@ def ping(
     name = str(address)
     pinger = Pinger(target, check, name=name, count=count, interval=interval, timeout=timeout, sink=view)
     view.header(name, pinger.peer, _what(check, address))
+    if verbose:  # the plan on stderr, whatever stdout gets (lines, JSON, a file)
+        probes = f"{count} probes" if count else "probes until interrupted"
+        terminal.status(
+            f"pinging {name} at {pinger.peer} ({_what(check, address)}): {probes}, one every "
+            f"{format_duration(interval)}, each lost without an answer within {format_duration(timeout)}"
+        )
     summary = pinger.run()
     if summary.received < require:
         raise ExpectNotMet(f"{summary.received} of {summary.sent} probes answered", f"--require {require}")

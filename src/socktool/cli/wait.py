@@ -140,7 +140,14 @@ def wait(
     budget, _cut = descriptor_budget(len(watches), reserve=DESCRIPTOR_RESERVE)
     with WaitView(terminal, [watch.name for watch in watches], invert=invert) as view:
         waiter = Waiter(
-            watches, interval=interval, timeout=timeout, invert=invert, family=family, budget=budget, on_ready=view
+            watches,
+            interval=interval,
+            timeout=timeout,
+            invert=invert,
+            family=family,
+            budget=budget,
+            on_ready=view,
+            on_miss=view.missed,
         )
         all_there = waiter.run()
     if not all_there:

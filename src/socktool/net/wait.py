@@ -80,6 +80,7 @@ class Waiter:
         family: int = socket.AF_UNSPEC,
         budget: int = 1000,
         on_ready: Callable[[Ready], None] = lambda ready: None,
+        on_miss: Callable[[str, str], None] = lambda name, reason: None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.watches = list(dict.fromkeys(watches))
@@ -89,6 +90,7 @@ class Waiter:
         self.family = family
         self.budget = max(1, budget)
         self.on_ready = on_ready
+        self.on_miss = on_miss  # (endpoint, why) after each attempt that did not get there (-v)
         self.clock = clock
         self.last: dict[str, str] = {watch.name: NOT_TRIED for watch in self.watches}
         self._resolver: _Resolver | None = None
@@ -161,6 +163,7 @@ class Waiter:
             cut_short = cut_at is not None and self.clock() >= cut_at and self.last[name] != NOT_TRIED
             if not cut_short:
                 self.last[name] = outcome.detail or ("accepting connections" if self.invert else "not up")
+                self.on_miss(name, self.last[name])
             state.target = None  # resolve again next time: the name may move
             heapq.heappush(queue, (max(started + self.interval, self.clock()), index))
 

@@ -68,6 +68,17 @@ class WaitView:
             else:
                 self.terminal.always(line)
 
+    def missed(self, endpoint: str, reason: str) -> None:
+        """An attempt that did not get there: a status line with -v (called from a watcher thread)."""
+        if not self.terminal.verbose or self.terminal.quiet:
+            return
+        line = f"{endpoint}: {reason}; trying again"
+        with self._lock:
+            if self._progress is not None:
+                self._progress.console.print(f"socktool: {line}", style="dim", highlight=False)
+            else:
+                self.terminal.status(line)
+
     def __exit__(self, *exc_info: object) -> None:
         if self._progress is not None:
             self._progress.stop()
