@@ -3,6 +3,7 @@ view-related behaviour of the commands: order of events, --hex in a pipe, --expe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -327,3 +328,56 @@ def test_ipv6_multicast_that_cannot_leave_by_loopback_hints_at_interface():
         pytest.skip("this host's loopback carries IPv6 multicast")
     error = one_line_error(result.stderr)
     assert "network unreachable" in error and "--interface" in error, error
+
+
+def test_ctrl_d_at_a_terminal_is_drawn_as_the_half_close():
+    import os
+    import pty
+    import subprocess
+    import time
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn, contextlib.suppress(OSError):
+                while conn.recv(100):
+                    pass
+                conn.sendall(b"bye\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        command("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}"),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + 20
+    sent_eof = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+            if b"connected" in screen and not sent_eof:
+                os.write(master, b"hi\n\x04")
+                sent_eof = True
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=10) == 0, screen
+    text = plain(screen.decode("utf-8", "replace"))
+    assert "end of input: sent EOF (half-close)" in text, text
+    assert "bye" in text.split("end of input", 1)[1], text

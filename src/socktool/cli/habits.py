@@ -136,8 +136,5 @@ def quiet_hint(args: list[str]) -> str:
     """nc's `-q SECS` given to a command that failed to parse: what socktool's -q is."""
     for option, value in itertools.pairwise(args):
         if option == "-q" and _PORT.fullmatch(value):
-            return (
-                "-q is --quiet here; nc's -q SECS (quit after the end of stdin) is what socktool does "
-                "by default: it half-closes and exits when the peer closes"
-            )
+            return "-q is --quiet here; nc's -q SECS (quit SECS after the end of stdin) is --quit-after SECS"
     return ""

@@ -243,6 +243,9 @@ class Relay:
             # With --expect the peer may answer only while it can still read (or hang up
             # at our EOF): the write side stays open until the match or the timeout.
             if self.options.half_close and self.options.expect is None:
+                if self.options.emit_data and self.options.linger == 0:  # stdin is a terminal: Ctrl-D
+                    # (said before the EOF goes out, so before anything the peer answers to it)
+                    self.sink(ev.Notice("end of input: sent EOF (half-close); the peer may still answer"))
                 conn.sock.shutdown(socket.SHUT_WR)
         except ValueError as exc:  # bad --hex-input on stdin
             self._send_error = UsageError("invalid stdin", str(exc))
