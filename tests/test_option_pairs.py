@@ -223,7 +223,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--json": ("format", f"{UDP}test_listen_json_one_record_per_datagram"),
         "--view": ("format", f"{UDP}test_listen_view_draws_a_line_per_datagram_and_counters"),
         "--raw": ("format", f"{UDP}test_listen_writes_binary_empty_and_largest_datagrams_exactly"),
-        "--control": ("console", "PENDING"),
+        "--control": ("console", f"{CONSOLE}test_udp_listen_control_json_answers_the_last_sender"),
         "--reply-last": ("answer", f"{CONSOLE}test_udp_listen_console_answers_one_peer_and_reply_last"),
         "--record": (_RECORD, _RECORDS_DATAGRAMS),
     },
@@ -531,6 +531,7 @@ PAIRS: dict[str, dict[str, str]] = {
         "--reply --reply-last": REFUSED,
         "--echo --reply-last": REFUSED,
         "--reply-last --control": f"{CONSOLE}test_udp_listen_console_answers_one_peer_and_reply_last",
+        "--control --json": f"{CONSOLE}test_udp_listen_control_json_answers_the_last_sender",
         "--reply --control": REFUSED,  # --control json answers by command, not by rule
         "--echo --control": REFUSED,
         "--count --timeout": f"{UDP}test_listen_timeout_with_fewer_than_count_exits_1",
@@ -650,7 +651,6 @@ PENDING_PAIRS["forward"].update(
     }
 )
 PENDING_OPTIONS = {
-    ("udp-listen", "--control"): "console: no test of udp-listen --control json yet",
     ("forward", "--max-frame"): "forward: no test of forward --max-frame yet",
     ("forward", "--allow"): "forward: no test of --allow yet",
     ("forward", "-i"): "forward: no test of --idle-timeout yet",
