@@ -277,3 +277,21 @@ def test_echo_max_clients_and_idle_timeout_together():
             assert client.recv(10) == b"ping"
         proc.popen.terminate()
         proc.wait()
+
+
+@pytest.mark.parametrize("option", ["--keepalive", "--nodelay"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tcp-connect", "unix:{dir}/s"],
+        ["tcp-listen", "unix:{dir}/s"],
+        ["forward", "unix:{dir}/a", "unix:{dir}/b"],
+        ["forward", "--udp-to-tcp", "127.0.0.1:0", "unix:{dir}/b"],
+    ],
+    ids=["tcp-connect", "tcp-listen", "forward", "forward --udp-to-tcp"],
+)
+def test_tcp_socket_options_are_refused_where_there_is_no_tcp(args, option, tmp_sock_dir):
+    result = run(*(arg.format(dir=tmp_sock_dir) for arg in args), option)
+    assert result.returncode == 2
+    assert f"'{option}': it is a TCP option" in result.stderr.decode()
+    assert len(result.stderr.splitlines()) == 1

@@ -255,6 +255,13 @@ def forward(
     bridge = _bridge(udp=udp, udp_to_tcp=udp_to_tcp, tcp_to_udp=tcp_to_udp)
     _check_addresses(bridge, listen, target)
     _check_bridge_options(bridge, timeout=timeout, keepalive=keepalive, nodelay=nodelay)
+    opt.tcp_only(
+        tcp=(not listen.is_unix and bridge not in (UDP, UDP_TO_TCP))
+        or (not target.is_unix and bridge not in (UDP, TCP_TO_UDP)),
+        why="both sides here are unix: sockets (or datagrams)",
+        keepalive=keepalive,
+        nodelay=nodelay,
+    )
     plan = _fault_plan(
         bridge,
         Faults(
@@ -274,10 +281,6 @@ def forward(
     )
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
-    if hex and mode is not Mode.VIEW:
-        raise typer.BadParameter(
-            "--hex is a way to draw the view; stdout is not drawn (add --view)", param_hint="'--hex'"
-        )
     if frame is not None and bridge is not None:
         raise typer.BadParameter(f"frames a TCP stream; {bridge} carries datagrams", param_hint="'--frame'")
     framing = frame_options(frame, max_frame, None, crlf=False)

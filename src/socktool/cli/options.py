@@ -232,3 +232,12 @@ def exclusive(**flags: object) -> None:
     if len(given) > 1:
         names = " and ".join("--" + name.replace("_", "-") for name in given)
         raise typer.BadParameter(f"{names} cannot be used together")
+
+
+def tcp_only(*, tcp: bool, why: str, keepalive: bool, nodelay: bool) -> None:
+    """--keepalive and --nodelay act on TCP sockets: where there is none (`why`), they are refused."""
+    if tcp:
+        return
+    for name, given in (("--keepalive", keepalive), ("--nodelay", nodelay)):
+        if given:
+            raise typer.BadParameter(f"it is a TCP option; {why}", param_hint=f"'{name}'")

@@ -354,6 +354,12 @@ def tcp_connect(
     proxy_config = tlsopt.proxy_config(
         proxy, proxy_auth, {"--source": source, "--source-port": source_port, "-4": ipv4, "-6": ipv6}
     )
+    opt.tcp_only(
+        tcp=proxy is not None or not address.is_unix,
+        why="a unix: socket has no TCP layer",
+        keepalive=keepalive,
+        nodelay=nodelay,
+    )
     dial_options = DialOptions(
         family=family,
         timeout=timeout,
@@ -545,6 +551,7 @@ def tcp_listen(
                 "only for one connection relayed to stdin/stdout (not with -k, --broker or --exec)",
                 param_hint=f"'{name}'",
             )
+    opt.tcp_only(tcp=not address.is_unix, why="a unix: socket has no TCP layer", keepalive=keepalive, nodelay=nodelay)
     if address.is_unix and (allow or deny):
         raise typer.BadParameter(
             "they judge a client's IP address, and a unix: socket's clients have none "
