@@ -379,7 +379,7 @@ def draw_main_screen(path, size: tuple[int, int]) -> str:
         await type_and_send(pilot, "hello")
         await until(pilot, lambda: len(peers[1].received) == 6, "the line to both")
         await until(pilot, lambda: "hello" in log_text(app), "the line sent in the log")
-        await until(pilot, lambda: "listening&#160;127.0.0.1:" in app.export_screenshot(), "the sessions drawn")
+        await until(pilot, lambda: "2&#160;clients" in app.export_screenshot(), "the sessions drawn")
         app.save_screenshot(filename=path.name, path=str(path.parent))
 
     try:
@@ -498,6 +498,7 @@ def test_ui_starts_in_a_terminal_draws_and_quits_on_ctrl_q(tmp_path, colour):
         else:
             assert not all(drawn)
         subprocess.run([*tmux, "send-keys", "C-q"], check=True, timeout=10)
+        deadline = time.monotonic() + 30
         while not re.fullmatch(r"1 \d+", show("#{pane_dead} #{pane_dead_status}")):  # dead, with its status
             assert time.monotonic() < deadline, pane()
             time.sleep(0.05)

@@ -178,7 +178,7 @@ class SocktoolApp(App[int]):
         Binding(key, action, SHORT[action], priority=True, tooltip=help_) for key, action, help_ in KEYS
     ]
     CSS = """
-    #side { width: 32; border-right: solid $primary; }
+    #side { width: 34; border-right: solid $primary; }
     #sessions { height: 1fr; }
     #clients { height: 1fr; }
     .heading { background: $boost; width: 100%; text-style: bold; }
@@ -275,15 +275,14 @@ class SocktoolApp(App[int]):
             self.select(self.sessions[index])
 
     def _session_label(self, session: Session) -> Text:
-        label = Text(session.title(), style="bold")
-        state = session.state
-        if state in ("listening", "connected"):
-            state = f"{state} {session.address}"
-        label.append(f"\n {state}", style="red" if session.state == "failed" else "")
+        """Three short lines (the panel is narrow at 80 columns): kind and state, address and clients, counters."""
+        label = Text(f"#{session.number} {session.spec.kind} ", style="bold")
+        label.append(session.state, style="red" if session.state == "failed" else "")
+        who = "peers" if session.is_udp else "clients"
+        label.append(f"\n {session.address}, {len(session.clients)} {who}")
         label.append(
-            f"\n in {session.messages_in}/{format_size(session.bytes_in)}"
-            f" out {session.messages_out}/{format_size(session.bytes_out)}"
-            f" ({len(session.clients)} {'peers' if session.is_udp else 'clients'})",
+            f"\n in {session.messages_in}/{format_size(session.bytes_in)},"
+            f" out {session.messages_out}/{format_size(session.bytes_out)}",
             style="dim",
         )
         return label
