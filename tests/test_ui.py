@@ -173,6 +173,27 @@ def test_two_clients_listed_one_gets_what_is_sent_to_it_and_kick_closes_exactly_
             peer.close()
 
 
+def test_mouse_picks_the_client_and_the_session():
+    peers: list[Peer] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        peers.append(Peer(port))
+        await until(pilot, lambda: app._client_keys == ("all", "1"), "the client in the list")
+        await pilot.click("#clients", offset=(2, 2))  # the header, "*" (every client), then client #1
+        await until(pilot, lambda: app.target() == 1, "client #1 chosen by a click")
+        await pilot.click("#clients", offset=(2, 1))
+        await until(pilot, lambda: app.target() is None, "every client chosen by a click")
+        await pilot.click("#sessions", offset=(3, 4))  # the second session's first line
+        await until(pilot, lambda: app.current is app.sessions[1], "the second session chosen by a click")
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
 def test_hex_toggle_shows_the_dump_of_what_came():
     peers: list[Peer] = []
 
