@@ -9,7 +9,6 @@ import typer
 from socktool.cli import options as opt
 from socktool.cli.console import Control
 from socktool.cli.console import control_mode as control_mode_of
-from socktool.net import events as ev
 from socktool.net.address import Endpoint
 from socktool.view.output import build_sink
 from socktool.view.terminal import Mode, Terminal
@@ -382,11 +381,8 @@ def udp_listen(
         output_fd=terminal.stdout_fd if mode is Mode.RAW else None,
         emit=mode is not Mode.RAW or record is not None,
     )
-    with udp.bind(address, family=family, groups=groups, interface=interface) as listener:
+    with udp.listening(address, family=family, groups=groups, interface=interface, sink=sink) as listener:
         # From here an interrupt, however early, still closes it and removes a unix socket file.
-        sink(ev.Listening(listener.address, "unix datagram" if listener.path else "udp"))
-        for joined in groups:
-            sink(ev.Notice(f"joined multicast group {joined} on {interface or 'the loopback interface'}"))
         if control_mode == "none":
             udp.Receiver(listener, options, sink).serve()
             return 0

@@ -13,13 +13,14 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 from socktool.framing import MAX_DATAGRAM, MAX_DATAGRAM_IPV6
@@ -150,6 +151,24 @@ def bind(
         listener.close()
         raise
     return listener
+
+
+@contextlib.contextmanager
+def listening(
+    endpoint: Endpoint,
+    *,
+    family: int = socket.AF_UNSPEC,
+    groups: tuple[str, ...] = (),
+    interface: str | None = None,
+    sink: ev.Sink = ev.ignore,
+) -> Iterator[BoundSocket]:
+    """udp-listen's socket (see `bind`), announced to `sink` (Listening, each group joined);
+    closed, and a unix socket file removed, when the block ends however it ends."""
+    with bind(endpoint, family=family, groups=groups, interface=interface) as listener:
+        sink(ev.Listening(listener.address, "unix datagram" if listener.path else "udp"))
+        for joined in groups:
+            sink(ev.Notice(f"joined multicast group {joined} on {interface or 'the loopback interface'}"))
+        yield listener
 
 
 def _group_family(endpoint: Endpoint, family: int, groups: tuple[str, ...]) -> int:
