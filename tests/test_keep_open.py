@@ -210,12 +210,16 @@ def _ignoring_commands(tmp_path, count: int) -> tuple[Proc, list[socket.socket],
     script = tmp_path / "ignores_sigterm.py"
     script.write_text(IGNORES_SIGTERM)
     listener = Proc("tcp-listen", "-k", "-v", "--exec", f"{sys.executable} {script} {tmp_path}", "127.0.0.1:0")
-    port = listener.wait_listening()
-    clients = [connect(port) for _ in range(count)]
-    for client in clients:
-        assert recv_exactly(client, 3) == b"up\n"
-    children = _children_of(listener.popen.pid)
-    assert len(children) == count
+    try:
+        port = listener.wait_listening()
+        clients = [connect(port) for _ in range(count)]
+        for client in clients:
+            assert recv_exactly(client, 3) == b"up\n"
+        children = _children_of(listener.popen.pid)
+        assert len(children) == count
+    except BaseException:
+        listener.__exit__(None, None, None)  # no server left behind by a failed start
+        raise
     return listener, clients, children
 
 
