@@ -506,7 +506,6 @@ def test_close_after_closes_after_exactly_that_many_bytes():
         (["--chunk-delay", "5ms"], "give --chunk N"),
         (["--hex"], "--hex"),
         (["--rate", "fast"], "not a rate"),
-        (["--tls-listen"], "No such option"),
     ],
 )
 def test_options_that_cannot_apply_are_usage_errors(args, message):

@@ -58,6 +58,7 @@ KEEP = "test_keep_open.py::"
 ENGINE = "test_engine.py::"
 FWD = "test_forward.py::"
 FWD_UDP = "test_forward_udp.py::"
+FWD_TLS = "test_forward_tls.py::"
 TLS = "test_tls.py::"
 PROXY = "test_proxy.py::"
 CONSOLE = "test_console_tty.py::"
@@ -138,6 +139,16 @@ _TLS_LISTEN = {
 }
 _TLS_NEEDS = {"--tls"}
 _WAIT_TLS = ("--ca", "--pin", "--insecure", "--sni", "--min-days")  # wait --tls: the checks of a probe
+_FORWARD_TLS = {  # forward: TLS on the listening side, the target side or both
+    "--tls-listen": ("tls", f"{FWD_TLS}test_tcp_connect_pins_the_ephemeral_certificate_and_every_byte_comes_back"),
+    "--tls-target": ("tls", f"{FWD_TLS}test_tls_target_checks_the_ca_and_the_sni_name"),
+    "--cert": ("tls", f"{FWD_TLS}test_s_client_to_tls_listen_and_tls_target_to_s_server"),
+    "--key": ("tls", f"{FWD_TLS}test_s_client_to_tls_listen_and_tls_target_to_s_server"),
+    "--ca": ("tls", f"{FWD_TLS}test_tls_target_checks_the_ca_and_the_sni_name"),
+    "--sni": ("tls", f"{FWD_TLS}test_tls_target_checks_the_ca_and_the_sni_name"),
+    "--pin": ("tls", f"{FWD_TLS}test_tls_target_without_trust_closes_that_client_and_pin_or_insecure_connect"),
+    "--insecure": ("tls", f"{FWD_TLS}test_tls_target_without_trust_closes_that_client_and_pin_or_insecure_connect"),
+}
 FRAMES = "test_frames.py::"
 _FRAME = {  # issue 15: messages on a stream
     "--frame": ("frame", f"{FRAMES}test_three_messages_in_one_write_and_one_in_three_writes_are_four_records_in_json"),
@@ -280,6 +291,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--json": ("format", f"{FWD}test_curl_through_forward_gets_the_page_and_json_shows_request_and_response"),
         "--view": ("format", f"{FWD}test_view_labels_both_directions_of_each_connection"),
         "--no-view": ("format", f"{FWD}test_nc_through_forward_to_echo_gets_5mb_back_intact"),
+        **_FORWARD_TLS,
     },
     "portscan": {
         **_common("portscan"),
@@ -364,6 +376,9 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--max-frame": {"--frame"},
         "--chunk-delay": {"--chunk"},
         "--hex": {"--view"},
+        "--cert": {"--tls-listen"},
+        "--key": ({"--tls-listen"}, {"--cert"}),
+        **{option: {"--tls-target"} for option in ("--ca", "--sni", "--pin", "--insecure")},
     },
     "wait": {"--status": {"--http"}, **{option: _TLS_NEEDS for option in _WAIT_TLS}},
 }
@@ -580,6 +595,18 @@ PAIRS: dict[str, dict[str, str]] = {
         "--frame --json": f"{FRAMES}test_forward_shows_one_record_per_message_both_ways",
         "--udp --drop": f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams",
         "--drop --seed": f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams",
+        "--tls-listen --tls-target": _FORWARD_TLS["--cert"][1],
+        "--tls-listen --cert": _FORWARD_TLS["--cert"][1],
+        "--tls-target --ca": _FORWARD_TLS["--ca"][1],
+        "--tls-target --sni": _FORWARD_TLS["--sni"][1],
+        "--tls-target --pin": _FORWARD_TLS["--pin"][1],
+        "--tls-target --insecure": _FORWARD_TLS["--insecure"][1],
+        # TLS needs a stream on its side; a bridge's TCP side has none yet
+        **{
+            f"{mode} {side}": REFUSED
+            for mode in ("--udp", "--udp-to-tcp", "--tcp-to-udp")
+            for side in ("--tls-listen", "--tls-target")
+        },
     },
     "portscan": {
         "-v -q": REFUSED,
@@ -647,7 +674,10 @@ PENDING_PAIRS["forward"].update(
         f"{mode} {option}": "forward: the datagram modes came after this table; no test of this pair yet"
         for mode in ("--udp", "--udp-to-tcp", "--tcp-to-udp")
         for option in OPTIONS["forward"]
-        if option != mode and f"{mode} {option}" not in PAIRS["forward"] and f"{option} {mode}" not in PAIRS["forward"]
+        if option != mode
+        and option not in _FORWARD_TLS  # each pair with a mode is refused (NEEDS or PAIRS)
+        and f"{mode} {option}" not in PAIRS["forward"]
+        and f"{option} {mode}" not in PAIRS["forward"]
     }
 )
 PENDING_OPTIONS = {

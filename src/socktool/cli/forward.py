@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from socktool.cli import options as opt
+from socktool.cli import tls as tls_options
 from socktool.cli.frames import Frame, MaxFrame, frame_options
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy, Network
@@ -215,6 +216,36 @@ def forward(
             rich_help_panel=opt.FAULTS,
         ),
     ] = None,
+    tls_listen: Annotated[
+        bool,
+        typer.Option(
+            "--tls-listen",
+            help="Clients speak TLS to us: terminate it (an ephemeral certificate unless --cert) and relay the plaintext.",
+            rich_help_panel=opt.TLS,
+        ),
+    ] = False,
+    tls_target: Annotated[
+        bool,
+        typer.Option(
+            "--tls-target",
+            help="Speak TLS to TARGET (verified like tcp-connect --tls: --ca, --pin, --insecure, --sni).",
+            rich_help_panel=opt.TLS,
+        ),
+    ] = False,
+    cert: Annotated[
+        str | None,
+        typer.Option(
+            "--cert",
+            metavar="FILE",
+            help="--tls-listen: our certificate (PEM; may hold the key too).",
+            rich_help_panel=opt.TLS,
+        ),
+    ] = None,
+    key: tls_options.Key = None,
+    ca: tls_options.Ca = None,
+    pin: tls_options.Pin = None,
+    insecure: tls_options.Insecure = False,
+    sni: tls_options.Sni = None,
     record: opt.Record = None,
     frame: Frame = None,
     max_frame: MaxFrame = None,
@@ -262,6 +293,16 @@ def forward(
         keepalive=keepalive,
         nodelay=nodelay,
     )
+    _check_tls(bridge, tls_listen=tls_listen, tls_target=tls_target)
+    server_tls = tls_options.server_tls(
+        tls_listen, cert=cert, key=key, client_ca=None, alpn=None, tls_min=None, ciphers=None, strict_close=False,
+        flag="--tls-listen",
+    )  # fmt: skip
+    client_tls = tls_options.client_tls(
+        tls_target, target, sni=sni, no_sni=False, ca=ca, pin=pin, insecure=insecure, cert=None, key=None,
+        alpn=None, tls_min=None, ciphers=None, min_days=None, strict_close=False,
+        handshake_timeout=10.0 if timeout is None else timeout, flag="--tls-target",
+    )  # fmt: skip
     plan = _fault_plan(
         bridge,
         Faults(
@@ -304,6 +345,8 @@ def forward(
         faults=plan,
         listen_datagrams=bridge in (UDP, UDP_TO_TCP),
         target_datagrams=bridge in (UDP, TCP_TO_UDP),
+        tls_listen=server_tls,
+        tls_target=client_tls,
     )
     _serve(bridge, listen, options, sink)
     return 0
@@ -335,6 +378,16 @@ def _check_bridge_options(bridge: str | None, *, timeout: float | None, keepaliv
     if bridge == UDP and (keepalive or nodelay):
         name = "--keepalive" if keepalive else "--nodelay"
         raise typer.BadParameter(f"{name} is a TCP option; {bridge} is UDP both ways", param_hint=f"'{name}'")
+
+
+def _check_tls(bridge: str | None, *, tls_listen: bool, tls_target: bool) -> None:
+    """TLS needs a stream on its side; a bridge's stream side takes none yet."""
+    if tls_listen and bridge is not None:
+        why = "listens on UDP" if bridge in (UDP, UDP_TO_TCP) else "has no TLS on its TCP side yet"
+        raise typer.BadParameter(f"{bridge} {why}", param_hint="'--tls-listen'")
+    if tls_target and bridge is not None:
+        why = "sends to UDP" if bridge in (UDP, TCP_TO_UDP) else "has no TLS on its TCP side yet"
+        raise typer.BadParameter(f"{bridge} {why}", param_hint="'--tls-target'")
 
 
 def _fault_plan(

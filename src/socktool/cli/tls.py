@@ -107,12 +107,12 @@ ClientCa = Annotated[
 ]
 
 
-def _need_tls(tls: bool, **given: object) -> None:
+def _need_tls(tls: bool, flag: str = "--tls", **given: object) -> None:
     if tls:
         return
     for name, value in given.items():
         if value not in (None, False, (), []):
-            raise typer.BadParameter(f"--{name.replace('_', '-')} needs --tls")
+            raise typer.BadParameter(f"--{name.replace('_', '-')} needs {flag}")
 
 
 def _alpn(text: str | None) -> tuple[str, ...]:
@@ -154,10 +154,12 @@ def client_tls(
     min_days: int | None,
     strict_close: bool,
     handshake_timeout: float,
+    flag: str = "--tls",
 ) -> tlsconfig.ClientTls | None:
     """The client's TLS settings, or None without --tls (any TLS option without it: exit 2)."""
     _need_tls(
         tls,
+        flag,
         sni=sni,
         no_sni=no_sni,
         ca=ca,
@@ -182,7 +184,7 @@ def client_tls(
     host = address.host
     if host is None and not (sni or pin or insecure):
         raise typer.BadParameter(
-            "--tls to a unix socket has no host name to check: give --sni NAME, --pin or --insecure"
+            f"{flag} to a unix socket has no host name to check: give --sni NAME, --pin or --insecure"
         )
     name = sni or host
     return tlsconfig.ClientTls(
@@ -212,10 +214,12 @@ def server_tls(
     tls_min: str | None,
     ciphers: str | None,
     strict_close: bool,
+    flag: str = "--tls",
 ) -> tlsconfig.ServerTls | None:
     """The server's TLS settings, or None without --tls (any TLS option without it: exit 2)."""
     _need_tls(
         tls,
+        flag,
         cert=cert,
         key=key,
         client_ca=client_ca,

@@ -15,8 +15,11 @@ it reads to the pair's `_Flow` for that direction. Rules:
 - a reset is carried through as a reset; a target that refuses, cannot be
   reached or does not answer within the connect timeout closes that client
   (with a warning) and the relay goes on;
+- TLS on either side (--tls-listen, --tls-target) is that connection's
+  transport (net/tlsloop.py): the pair sees plaintext; a handshake that
+  fails or does not finish within its timeout closes the pair;
 - with nothing looking at the bytes (no view, no JSON, no recording, no
-  faults) they move by splice through a pipe per direction and never enter
+  faults, no TLS) they move by splice through a pipe per direction and never enter
   Python: both connections stop reading through the loop's buffer and the
   pair watches their descriptors on the loop's selector itself (the loop's
   connections have no splice path of their own);
@@ -33,7 +36,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from socktool.framing import LineDatagrams
 from socktool.net import events as ev
@@ -51,11 +54,17 @@ from socktool.net.loop import (
     Loop,
     SocketTransport,
     Timer,
+    Transport,
     close_quietly,
 )
 from socktool.net.sockets import BoundSocket, bind
 from socktool.net.tcp import SocketOptions
+from socktool.net.tlsconfig import ClientTls, ServerTls
 from socktool.values import format_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.tls import ServerIdentity
+    from socktool.net.tlsloop import TlsClient
 
 SPLICE_CHUNK = 1024 * 1024
 QUEUE_LIMIT = 256 * 1024  # bytes a shaped (faulty) direction may hold before its source waits
@@ -81,6 +90,8 @@ class ForwardOptions(NamedTuple):
     faults: FaultPlan = FaultPlan()
     listen_datagrams: bool = False  # --udp, --udp-to-tcp: clients are UDP addresses, a session each
     target_datagrams: bool = False  # --udp, --tcp-to-udp: the target is UDP
+    tls_listen: ServerTls | None = None  # --tls-listen: clients speak TLS to us (net/tlsloop.py)
+    tls_target: ClientTls | None = None  # --tls-target: we speak TLS to the target
 
 
 class TargetDialer:
@@ -242,7 +253,13 @@ class _Pair:
 class Forwarder:
     """Relays every client of `listener` to the target until interrupted."""
 
-    def __init__(self, listener: BoundSocket, options: ForwardOptions, sink: ev.Sink = ev.ignore):
+    def __init__(
+        self,
+        listener: BoundSocket,
+        options: ForwardOptions,
+        sink: ev.Sink = ev.ignore,
+        identity: ServerIdentity | None = None,
+    ):
         self.listener = listener
         self.options = options
         self.sink = sink
@@ -255,8 +272,16 @@ class Forwarder:
         self.connections = 0
         self.sent = 0  # to clients, over pairs that ended
         self.received = 0  # from clients, over pairs that ended
+        self.identity = identity  # --tls-listen: our certificate (made before the bind)
+        self.tls_client: TlsClient | None = None
+        if options.tls_target is not None:
+            from socktool.net.tlsloop import TlsClient
+
+            self.tls_client = TlsClient(options.tls_target, sink)
         self.splice = (
-            not options.emit_data
+            identity is None
+            and self.tls_client is None
+            and not options.emit_data
             and not options.faults.active
             and not options.target_datagrams
             and hasattr(os, "splice")
@@ -268,7 +293,8 @@ class Forwarder:
     def serve(self) -> None:
         """Announce, then relay until interrupted; every socket is closed on the way out."""
         try:
-            self.sink(ev.Listening(self.listener.address, "tcp"))
+            fingerprint = self.identity.fingerprint if self.identity is not None else ""
+            self.sink(ev.Listening(self.listener.address, "tcp", tls_fingerprint=fingerprint))
             self.sink(
                 ev.Notice(
                     f"forwarding to {self.target_text}" + (" (--tcp-to-udp)" if self.options.target_datagrams else "")
@@ -294,8 +320,15 @@ class Forwarder:
         pair = _Pair(self.connections, peer)
         self.pairs[pair.conn] = pair
         local = self.listener.address if self.listener.path is not None else sockaddr_text(sock.getsockname())
-        client = Connection(self.loop, SocketTransport(sock), _Side(self, pair, "client"), peer=peer, local=local)
+        transport: Transport = SocketTransport(sock)
+        if self.identity is not None:
+            from socktool.net.tlsloop import expect_handshake, serve_tls
+
+            transport = serve_tls(sock, self.identity, self.sink, peer=lambda: (pair.conn, peer))
+        client = Connection(self.loop, transport, _Side(self, pair, "client"), peer=peer, local=local)
         pair.client = self.loop.add(client)
+        if self.identity is not None:
+            expect_handshake(client, self.identity.settings.handshake_timeout)
         if self.options.idle_timeout is not None:
             client.set_idle_timeout(self.options.idle_timeout)
         self.sink(ev.Connected(pair.conn, peer, local, True))
@@ -348,12 +381,22 @@ class Forwarder:
             return
         client = pair.client
         assert client is not None
-        target = Connection(
-            self.loop, SocketTransport(sock), _Side(self, pair, "target"), peer=self.target_text, inbound=False
-        )
+        transport: Transport = SocketTransport(sock)
+        if self.tls_client is not None:
+            from socktool.net.tlsloop import expect_handshake
+
+            try:
+                transport = self.tls_client.transport(sock, peer=lambda: (pair.conn, self.target_text))
+            except OSError as exc:  # the hello could not be sent: the target left already
+                close_quietly(sock)
+                self._target_failed(pair, describe(exc))
+                return
+        target = Connection(self.loop, transport, _Side(self, pair, "target"), peer=self.target_text, inbound=False)
         pair.up = up = _Flow(pair, client, target, UPSTREAM)
         pair.target = self.loop.add(target)
         pair.down = down = _Flow(pair, target, client, DOWNSTREAM)
+        if self.tls_client is not None:
+            expect_handshake(target, self.tls_client.settings.handshake_timeout)
         if self.options.target_datagrams:
             up.framer = LineDatagrams()
         faults = self.options.faults
@@ -496,6 +539,14 @@ class Forwarder:
             others = [c for c in (pair.client, pair.target) if c is not None and not c.closed]
             if not others:
                 self._close_pair(pair, pair.reason)
+            return
+        target = pair.target
+        if role == "target" and target is not None and not target.transport.ready and not self._stopping:
+            # TLS to the target did not come up: like a target that refused, that client goes.
+            client = pair.client
+            if client is not None:
+                _discard_input(client)  # what it sent meanwhile: closing over unread bytes would reset it
+            self._target_failed(pair, reason)
             return
         if self._stopping:
             reason = "relay stopped"
@@ -660,6 +711,11 @@ class Forwarder:
 
 def run_forward(endpoint: Endpoint, options: ForwardOptions, sink: ev.Sink) -> None:
     """Bind `endpoint` and relay its clients to the target until interrupted."""
+    identity = None
+    if options.tls_listen is not None:
+        from socktool.net.tls import server_context
+
+        identity = server_context(options.tls_listen, endpoint.host)  # bad files fail before the bind
     if options.listen_datagrams:  # no SO_REUSEADDR on UDP: another process could bind the same port
         listener = bind(endpoint, family=options.family, kind=socket.SOCK_DGRAM, reuse_addr=False)
     else:
@@ -670,7 +726,7 @@ def run_forward(endpoint: Endpoint, options: ForwardOptions, sink: ev.Sink) -> N
 
             DatagramForwarder(listener, options, sink).serve()
         else:
-            Forwarder(listener, options, sink).serve()
+            Forwarder(listener, options, sink, identity).serve()
 
 
 def _connect_failure(code: int) -> str:

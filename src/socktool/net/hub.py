@@ -93,11 +93,6 @@ def _spliceable(relay: RelayOptions, options: ListenOptions) -> bool:
     )
 
 
-def _handshake_overdue(conn: Connection, timeout: float) -> None:
-    if not conn.closed and not conn.transport.ready:
-        conn.close(f"no TLS handshake within {format_duration(timeout)}")
-
-
 def _snapshot(clients: dict[int, Connection]) -> list[Connection]:
     """The clients now, also from another thread (the loop may change the dict meanwhile)."""
     while True:
@@ -262,8 +257,9 @@ class Hub:
         self.connections += 1
         self.loop.add(conn)
         if self._tls is not None:
-            timeout = self._tls.settings.handshake_timeout
-            self.loop.call_later(timeout, lambda: _handshake_overdue(conn, timeout))
+            from socktool.net.tlsloop import expect_handshake
+
+            expect_handshake(conn, self._tls.settings.handshake_timeout)
 
     def _transport(self, sock: socket.socket, peer: Callable[[], tuple[int, str]]) -> Transport:
         if self._tls is None:

@@ -126,6 +126,8 @@ class Transport(Protocol):
     def pending(self) -> int: ...  # bytes of its own still to send (0 for a plain socket)
     @property
     def ready(self) -> bool: ...  # takes data to send (False during a TLS handshake)
+    @property
+    def ended(self) -> bool: ...  # the next recv_into is the end (0) though the socket may not say so
     def fileno(self) -> int: ...
     def recv_into(self, buffer: bytearray | memoryview) -> int: ...
     def send(self, data: bytes | memoryview) -> int: ...
@@ -140,6 +142,7 @@ class SocketTransport:
     __slots__ = ("sock",)
     pending = 0
     ready = True
+    ended = False
 
     def __init__(self, sock: socket.socket):
         sock.setblocking(False)
@@ -309,6 +312,8 @@ class Connection:
         if not self._reading and not self.closed and self._after_sent is None and not self._eof:
             self._reading = True
             self._update()
+            if self.transport.ended:  # no readiness event will come for it
+                self.loop.call_later(0, self._read_end)
 
     @property
     def reading(self) -> bool:
@@ -380,6 +385,12 @@ class Connection:
         if self.splice_to is None:
             self.handler.received(self, loop.view[:count])
             self._update()  # the transport may have its own to send, or have become ready
+            self._read_end()
+
+    def _read_end(self) -> None:
+        """The transport ended with the bytes just read (TLS close_notify on an open socket): read the end."""
+        if self.transport.ended and self._reading and not self.closed:
+            self._read()
 
     def _flush(self) -> None:
         out = self._out

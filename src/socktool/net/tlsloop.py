@@ -23,8 +23,20 @@ from collections.abc import Callable
 from contextlib import suppress
 
 from socktool.net import events as ev
-from socktool.net.loop import close_quietly
-from socktool.net.tls import ServerIdentity, TlsLayer, handshake_failure, session_event
+from socktool.net.loop import Connection, close_quietly
+from socktool.net.tls import (
+    INSECURE_WARNING,
+    ServerIdentity,
+    TlsError,
+    TlsLayer,
+    check_server,
+    client_context,
+    client_verification,
+    handshake_failure,
+    session_event,
+)
+from socktool.net.tlsconfig import ClientTls
+from socktool.values import format_duration
 
 HEADROOM = 40 * 1024  # a partial record carried over (≤ 16 KiB + overhead) and then some
 
@@ -56,11 +68,18 @@ class TlsTransport:
     def pending(self) -> int:
         return len(self._out)
 
+    @property
+    def ended(self) -> bool:
+        """The peer's close_notify came: the next read is the end, whether the socket closed or not."""
+        return self.layer.close_received
+
     def fileno(self) -> int:
         return self.sock.fileno()
 
     # -- in ---------------------------------------------------------------------
     def recv_into(self, buffer: bytearray | memoryview) -> int:
+        if self.layer.close_received:
+            return 0
         size = max(len(buffer) - HEADROOM, 4096)
         if len(self._wire) != size:
             self._wire = bytearray(size)
@@ -97,12 +116,19 @@ class TlsTransport:
         self._send_some()
         if not done:
             if not count:
-                raise OSError(errno.EPROTO, "the client closed the connection during the TLS handshake")
+                who = "client" if self.layer.obj.server_side else "server"
+                raise OSError(errno.EPROTO, f"the {who} closed the connection during the TLS handshake")
             raise BlockingIOError
+        self.on_ready(self)  # may refuse the peer (a client's pins): then never ready
         self.ready = True
-        self.on_ready(self)
         if self._shut_when_ready:
             self.shutdown_write()
+
+    def start(self) -> None:
+        """A client speaks first: its hello goes out now (the rest as the server answers)."""
+        self.layer.handshake()  # False: the server's answer is needed
+        self._queue()
+        self._send_some()
 
     # -- out --------------------------------------------------------------------
     def send(self, data: bytes | memoryview) -> int:
@@ -175,3 +201,49 @@ def serve_tls(
 
     layer = TlsLayer(identity.context, server_side=True)
     return TlsTransport(sock, layer, on_ready=ready, on_ragged_end=ragged)
+
+
+class TlsClient:
+    """What a loop needs to put TLS in front of its outgoing connections: one context for all."""
+
+    def __init__(self, settings: ClientTls, sink: ev.Sink):
+        self.settings = settings
+        self.context = client_context(settings)  # bad files fail here, before anything is bound
+        self.sink = sink
+        if settings.insecure:
+            sink(ev.Notice(INSECURE_WARNING, warning=True))
+
+    def transport(self, sock: socket.socket, *, peer: Callable[[], tuple[int, str]]) -> TlsTransport:
+        """A client-side transport on a connected socket; its hello is sent at once.
+
+        The checks the handshake does not make (pins, --min-days) fail the
+        connection as a socket error would; a session that passes is reported."""
+        settings, sink = self.settings, self.sink
+
+        def ready(transport: TlsTransport) -> None:
+            conn, who = peer()
+            try:
+                check_server(transport.layer, settings, who)
+            except TlsError as exc:
+                detail = exc.detail if exc.what.startswith("TLS handshake") else f"{exc.what}: {exc.detail}"
+                raise OSError(errno.EPROTO, detail) from None
+            sink(session_event(conn, who, transport.layer, client_verification(settings)))
+
+        def ragged(transport: TlsTransport) -> None:
+            _conn, who = peer()
+            sink(ev.Notice(f"{who} closed the connection without TLS close_notify: the data may be cut short", True))
+
+        layer = TlsLayer(self.context, server_side=False, server_name=settings.server_name)
+        transport = TlsTransport(sock, layer, on_ready=ready, on_ragged_end=ragged)
+        transport.start()
+        return transport
+
+
+def expect_handshake(conn: Connection, timeout: float) -> None:
+    """Close `conn` if its TLS handshake is not done within `timeout`."""
+
+    def overdue() -> None:
+        if not conn.closed and not conn.transport.ready:
+            conn.close(f"no TLS handshake within {format_duration(timeout)}")
+
+    conn.loop.call_later(timeout, overdue)
