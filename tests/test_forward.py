@@ -40,7 +40,7 @@ def forwarding(
     """A running `socktool forward` and its port (0 for a unix listener); with `only_ours`
     it admits only clients from CLIENT_IP."""
     admit = ["--allow", CLIENT_IP] if only_ours else []
-    if only_ours and not target.startswith("unix:") and "-s" not in extra:
+    if only_ours and not target.startswith("unix:") and "-s" not in extra and "--proxy" not in extra:
         admit += ["-s", TARGET_SIDE_IP]
     with Proc("forward", *(["-v"] if verbose else []), listen, target, *admit, *extra, stdout=stdout) as proc:
         port = proc.wait_listening()

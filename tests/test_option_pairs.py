@@ -59,6 +59,7 @@ ENGINE = "test_engine.py::"
 FWD = "test_forward.py::"
 FWD_UDP = "test_forward_udp.py::"
 FWD_TLS = "test_forward_tls.py::"
+FWD_PROXY = "test_forward_proxy.py::"
 TLS = "test_tls.py::"
 PROXY = "test_proxy.py::"
 CONSOLE = "test_console_tty.py::"
@@ -148,6 +149,8 @@ _FORWARD_TLS = {  # forward: TLS on the listening side, the target side or both
     "--sni": ("tls", f"{FWD_TLS}test_tls_target_checks_the_ca_and_the_sni_name"),
     "--pin": ("tls", f"{FWD_TLS}test_tls_target_without_trust_closes_that_client_and_pin_or_insecure_connect"),
     "--insecure": ("tls", f"{FWD_TLS}test_tls_target_without_trust_closes_that_client_and_pin_or_insecure_connect"),
+    "--proxy": ("proxy", f"{FWD_PROXY}test_twenty_clients_at_once_through_socks5_each_get_their_own_bytes"),
+    "--proxy-auth": ("proxy", f"{FWD_PROXY}test_http_connect_with_proxy_auth_through_ncat"),
 }
 FRAMES = "test_frames.py::"
 _FRAME = {  # issue 15: messages on a stream
@@ -379,6 +382,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--cert": {"--tls-listen"},
         "--key": ({"--tls-listen"}, {"--cert"}),
         **{option: {"--tls-target"} for option in ("--ca", "--sni", "--pin", "--insecure")},
+        "--proxy-auth": {"--proxy"},
     },
     "wait": {"--status": {"--http"}, **{option: _TLS_NEEDS for option in _WAIT_TLS}},
 }
@@ -601,12 +605,15 @@ PAIRS: dict[str, dict[str, str]] = {
         "--tls-target --sni": _FORWARD_TLS["--sni"][1],
         "--tls-target --pin": _FORWARD_TLS["--pin"][1],
         "--tls-target --insecure": _FORWARD_TLS["--insecure"][1],
-        # TLS needs a stream on its side; a bridge's TCP side has none yet
+        # TLS and a proxy need a stream on their side; a bridge's TCP side has none yet
         **{
             f"{mode} {side}": REFUSED
             for mode in ("--udp", "--udp-to-tcp", "--tcp-to-udp")
-            for side in ("--tls-listen", "--tls-target")
+            for side in ("--tls-listen", "--tls-target", "--proxy")
         },
+        "--proxy --proxy-auth": f"{FWD_PROXY}test_http_connect_with_proxy_auth_through_ncat",
+        **{f"--proxy {name}": REFUSED for name in ("-s", "-4", "-6")},  # the proxy makes the connection
+        "--proxy --tls-target": f"{FWD_PROXY}test_tls_target_through_a_socks5_proxy",
     },
     "portscan": {
         "-v -q": REFUSED,

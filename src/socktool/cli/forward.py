@@ -246,6 +246,8 @@ def forward(
     pin: tls_options.Pin = None,
     insecure: tls_options.Insecure = False,
     sni: tls_options.Sni = None,
+    proxy: tls_options.ProxyUrl = None,
+    proxy_auth: tls_options.ProxyAuth = None,
     record: opt.Record = None,
     frame: Frame = None,
     max_frame: MaxFrame = None,
@@ -294,6 +296,15 @@ def forward(
         nodelay=nodelay,
     )
     _check_tls(bridge, tls_listen=tls_listen, tls_target=tls_target)
+    if proxy is not None and (bridge is not None or target.is_unix):
+        kind = "UDP" if bridge in (UDP, TCP_TO_UDP) else "a unix socket"
+        what = (
+            f"{bridge} has no proxy on its TCP side yet"
+            if bridge == UDP_TO_TCP
+            else f"a proxy reaches TCP HOST:PORT; this target is {kind}"
+        )
+        raise typer.BadParameter(what, param_hint="'--proxy'")
+    proxy_config = tls_options.proxy_config(proxy, proxy_auth, {"-s": source, "-4": ipv4, "-6": ipv6})
     server_tls = tls_options.server_tls(
         tls_listen, cert=cert, key=key, client_ca=None, alpn=None, tls_min=None, ciphers=None, strict_close=False,
         flag="--tls-listen",
@@ -347,6 +358,7 @@ def forward(
         target_datagrams=bridge in (UDP, TCP_TO_UDP),
         tls_listen=server_tls,
         tls_target=client_tls,
+        proxy=proxy_config,
     )
     _serve(bridge, listen, options, sink)
     return 0

@@ -12,6 +12,10 @@ it reads to the pair's `_Flow` for that direction. Rules:
 - half-close is carried through: when one side stops sending (EOF), the other
   side's write half is shut down once everything before the EOF is written,
   and the other direction goes on until it ends too;
+- with --proxy the connection to the target is made by net/proxy.py, whose
+  handshake blocks: it runs in a thread of its own per pending connect
+  (bounded by the connect timeout), which hands the socket back to the
+  loop's thread with `loop.call`; the loop never waits for a proxy;
 - a reset is carried through as a reset; a target that refuses, cannot be
   reached or does not answer within the connect timeout closes that client
   (with a warning) and the relay goes on;
@@ -34,6 +38,7 @@ import os
 import selectors
 import socket
 import struct
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -42,7 +47,7 @@ from socktool.framing import LineDatagrams
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy
 from socktool.net.address import Endpoint, resolve, sockaddr_text
-from socktool.net.errors import BindError, ResolveError, describe
+from socktool.net.errors import BindError, ResolveError, SocktoolError, describe
 from socktool.net.events import DOWNSTREAM, UPSTREAM
 from socktool.net.faults import CLOSE, RESET, FaultPlan, Shaper
 from socktool.net.fdio import SPLICE_F_NONBLOCK, widen_pipe
@@ -57,6 +62,8 @@ from socktool.net.loop import (
     Transport,
     close_quietly,
 )
+from socktool.net.proxy import ProxyConfig
+from socktool.net.proxy import connect as proxy_connect
 from socktool.net.sockets import BoundSocket, bind
 from socktool.net.tcp import SocketOptions
 from socktool.net.tlsconfig import ClientTls, ServerTls
@@ -92,6 +99,7 @@ class ForwardOptions(NamedTuple):
     target_datagrams: bool = False  # --udp, --tcp-to-udp: the target is UDP
     tls_listen: ServerTls | None = None  # --tls-listen: clients speak TLS to us (net/tlsloop.py)
     tls_target: ClientTls | None = None  # --tls-target: we speak TLS to the target
+    proxy: ProxyConfig | None = None  # --proxy: the target is reached through it
 
 
 class TargetDialer:
@@ -332,8 +340,33 @@ class Forwarder:
         if self.options.idle_timeout is not None:
             client.set_idle_timeout(self.options.idle_timeout)
         self.sink(ev.Connected(pair.conn, peer, local, True))
+        if self.options.proxy is not None:
+            self._dial_through_proxy(pair, self.options.proxy)
+            return
         pair.candidates = list(self.dialer.candidates)
         self._dial(pair)
+
+    def _dial_through_proxy(self, pair: _Pair, proxy: ProxyConfig) -> None:
+        loop, target, timeout = self.loop, self.options.target, self.options.connect_timeout
+
+        def dial() -> None:  # in its own thread: nothing here touches the loop's state
+            try:
+                sock = proxy_connect(proxy, target, timeout=timeout)
+            except (SocktoolError, OSError) as exc:
+                detail = (exc.detail or exc.what) if isinstance(exc, SocktoolError) else describe(exc)
+                loop.call(lambda: None if pair.closed else self._target_failed(pair, detail))
+                return
+            loop.call(lambda: self._proxied(pair, sock))
+
+        threading.Thread(target=dial, name=f"forward proxy #{pair.conn}", daemon=True).start()
+
+    def _proxied(self, pair: _Pair, sock: socket.socket) -> None:
+        if pair.closed or self._closed:  # the client left meanwhile
+            close_quietly(sock)
+            return
+        sock.setblocking(False)
+        self.options.socket_options.apply(sock)
+        self._target_connected(pair, sock)
 
     def _dial(self, pair: _Pair, last_error: str | None = None) -> None:
         """Connect to the next address of the target; with none left, give up on the client."""
@@ -379,6 +412,9 @@ class Forwarder:
             close_quietly(sock)
             self._dial(pair, _connect_failure(code))
             return
+        self._target_connected(pair, sock)
+
+    def _target_connected(self, pair: _Pair, sock: socket.socket) -> None:
         client = pair.client
         assert client is not None
         transport: Transport = SocketTransport(sock)
