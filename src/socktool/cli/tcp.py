@@ -135,13 +135,16 @@ def _payload(
     interval: float,
     framing: FrameOptions = FrameOptions(),
 ) -> Payload:
-    from socktool.console import fill_template, has_placeholders
-
     def finish(data: bytes) -> bytes:  # checksum and frame, or CRLF line ends
         data = framing.encode(data)
         return to_crlf(data) if crlf else data
 
-    templates = not hex_input and any(has_placeholders(text) for text in send or ())
+    # socktool.console (templates) is imported only for a --send with a brace: start-up time.
+    templates = not hex_input and any("{" in text for text in send or ())
+    if templates:
+        from socktool.console import fill_template, has_placeholders
+
+        templates = any(has_placeholders(text) for text in send or ())
     messages: list[bytes] = []
     for text in send or ():
         data = text.encode("utf-8", "surrogateescape")

@@ -11,9 +11,9 @@ import typer
 from socktool.cli import options as opt
 from socktool.net import tlsconfig
 from socktool.net.address import Endpoint
-from socktool.net.proxy import ProxyConfig, parse_proxy_url
 
 if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.proxy import ProxyConfig
     from socktool.net.tls import TlsCheck
 
 TLS = opt.TLS
@@ -285,7 +285,7 @@ ProxyAuth = Annotated[
 ]
 
 
-def proxy_config(url: str | None, auth: str | None, excluded: dict[str, object]) -> ProxyConfig | None:
+def proxy_config(url: str | None, auth: str | None, excluded: dict[str, object]) -> "ProxyConfig | None":
     """The proxy to dial through, or None; options a proxied connect cannot honour
     (`excluded`, by option name) are exit 2."""
     if url is None:
@@ -296,6 +296,8 @@ def proxy_config(url: str | None, auth: str | None, excluded: dict[str, object])
         if value not in (None, False):
             raise typer.BadParameter(f"--proxy and {name} cannot be used together (the proxy makes the connection)")
     try:
+        from socktool.net.proxy import parse_proxy_url  # only with --proxy: start-up time
+
         return parse_proxy_url(url, auth)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--proxy'") from None
