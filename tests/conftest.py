@@ -3,12 +3,16 @@ command) and wait for events on its stderr instead of sleeping."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
 import socket
+import ssl  # noqa: F401 - imported before run_here stands in for socket.socket: ssl subclasses it on import
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +41,62 @@ def run(
         timeout=timeout,
         env=env,
     )
+
+
+class _Reached(BaseException):
+    """The command got as far as the network (or a thread): run_here stops it there."""
+
+
+def _reached(*args: object, **kwargs: object) -> None:
+    raise _Reached
+
+
+def run_here(*args: str) -> subprocess.CompletedProcess | None:
+    """Run socktool in this process, through its own entry point, up to the network.
+
+    For the cases that end before any socket: parsing, usage errors, checks of
+    files and names. It takes milliseconds where a subprocess takes a start-up.
+    Returns None when the command reached a socket or a thread (run those with
+    `run`); stdin is /dev/null, stdout and stderr are captured as bytes.
+    """
+    from socktool.cli import boundary
+    from socktool.net import interrupts
+
+    argv = [str(arg) for arg in args]
+    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    null = os.open(os.devnull, os.O_RDONLY)
+    with contextlib.ExitStack() as stack:
+        out, err = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(2))
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        patch.setattr(interrupts, "install", lambda: None)
+        for name in ("socket", "socketpair", "create_connection", "create_server"):
+            patch.setattr(socket, name, _reached)
+        patch.setattr(threading.Thread, "start", _reached)
+        try:
+            for fd, target in ((0, null), (1, out.fileno()), (2, err.fileno())):
+                os.dup2(target, fd)
+            # Python-level streams onto the same descriptors (pytest's capture replaced them).
+            streams = [
+                io.TextIOWrapper(os.fdopen(os.dup(fd), mode), write_through=True) for fd, mode in ((1, "wb"), (2, "wb"))
+            ]
+            patch.setattr(sys, "stdout", streams[0])
+            patch.setattr(sys, "stderr", streams[1])
+            patch.setattr(sys, "stdin", io.TextIOWrapper(os.fdopen(os.dup(0), "rb")))
+            try:
+                code = boundary.main(argv)
+            except _Reached:
+                return None
+            finally:
+                for stream in (*streams, sys.stdin):
+                    stream.close()
+        finally:
+            for fd, copy in enumerate(saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            os.close(null)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(["socktool", *argv], code, out.read(), err.read())
 
 
 class Proc:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import free_port, one_line_error, run
+from conftest import free_port, one_line_error, run, run_here
 
 NO_DNS = "nonexistent!.invalid"
 TOO_LONG = "99999999999999999999"  # seconds: more than any wait can take
@@ -184,14 +184,42 @@ def _key(argv: list[str], stdin: bytes | None) -> tuple:
     return (*argv, stdin)
 
 
+def _black_box() -> set[tuple]:
+    """The first case of each command: always run as a user runs it, a subprocess."""
+    first: dict[str, tuple] = {}
+    for param in CASES:
+        argv, stdin = param.values[:2]
+        first.setdefault(argv[0] if argv else "", _key(argv, stdin))
+    return set(first.values())
+
+
 @pytest.fixture(scope="module")
 def outcomes(held):
-    """Every case run up front, four at a time: most are a start-up and an exit."""
+    """Every case run up front. Those that end before any socket run in this
+    process (milliseconds each); the rest, those with stdin and the first case
+    of each command run as subprocesses, four at a time."""
     runs = {_key(*param.values[:2]): [arg.format(**held) for arg in param.values[0]] for param in CASES}
     stdins = {_key(*param.values[:2]): param.values[1] for param in CASES}
+    black_box = _black_box()
+    done = {}
+    for key, args in runs.items():
+        if stdins[key] is None and key not in black_box:
+            result = run_here(*args)
+            if result is not None:
+                done[key] = result
     with ThreadPoolExecutor(4) as pool:
-        futures = {key: pool.submit(run, *args, input=stdins[key], timeout=15) for key, args in runs.items()}
-        return {key: future.result() for key, future in futures.items()}
+        futures = {
+            key: pool.submit(run, *args, input=stdins[key], timeout=15) for key, args in runs.items() if key not in done
+        }
+        done.update({key: future.result() for key, future in futures.items()})
+    return done
+
+
+def test_subprocess_and_in_process_runs_agree_on_a_usage_error(tmp_path):
+    argv = ["tcp-listen", "--allow", "10.0.0.0/33", "0"]
+    here, there = run_here(*argv), run(*argv)
+    assert here is not None
+    assert (here.returncode, here.stdout, here.stderr) == (there.returncode, there.stdout, there.stderr)
 
 
 @pytest.mark.parametrize(("argv", "stdin", "code", "complaint"), CASES)

@@ -3,6 +3,7 @@ exactly as written (rich markup must not eat `[::1]` or `[default: …]`)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -17,7 +18,9 @@ from socktool.cli.app import COMMANDS, build_app
 PANELS = ["Connection", "TLS", "Proxy", "Faults", "Input and output", "Output"]
 
 
+@functools.cache
 def help_text(*args: str) -> str:
+    """The help as a user sees it (a subprocess), once per command: two tests read each."""
     env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
     result = run(*args, "--help", env=env)
     assert result.returncode == 0, result.stderr
