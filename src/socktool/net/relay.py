@@ -154,6 +154,15 @@ class Connection:
         return ev.Closed(self.conn, self.peer, reason, self.sent, self.received, time.monotonic() - self.started)
 
 
+def wait_seconds(conn: Connection, options: RelayOptions, *deadlines: float | None) -> float | None:
+    """Seconds until the idle timeout or the first of the deadlines (monotonic) comes; None when none is set."""
+    now = time.monotonic()
+    waits = [deadline - now for deadline in deadlines if deadline is not None]
+    if options.idle_timeout is not None:
+        waits.append(conn.last_activity + options.idle_timeout - now)
+    return min(waits) if waits else None
+
+
 class Relay:
     """Runs the two directions of one connection; `run` returns why it ended."""
 
@@ -332,7 +341,7 @@ class Relay:
         # In the main thread, an empty socket is waited for in the Waiter (see interrupts).
         flags = socket.MSG_DONTWAIT if interrupts.wakeup_fd() is not None and not timed else 0
         while True:
-            if timed and not waiter.wait(self._wait_seconds(expect_deadline)):
+            if timed and not waiter.wait(wait_seconds(self.conn, opts, expect_deadline)):
                 reason = self._timed_out(expect_deadline)
                 if reason:
                     return reason
@@ -383,15 +392,6 @@ class Relay:
             return False
         self._window = (self._window + bytes(data))[-EXPECT_WINDOW:]
         return opts.expect.search(self._window) is not None
-
-    def _wait_seconds(self, expect_deadline: float | None) -> float:
-        now = time.monotonic()
-        waits = []
-        if expect_deadline is not None:
-            waits.append(expect_deadline - now)
-        if self.options.idle_timeout is not None:
-            waits.append(self.conn.last_activity + self.options.idle_timeout - now)
-        return min(waits)
 
     def _idle_expired(self) -> bool:
         idle = self.options.idle_timeout

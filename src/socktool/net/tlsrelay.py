@@ -29,7 +29,7 @@ from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
 from socktool.net.fdio import CHUNK, write_all
-from socktool.net.relay import EXPECT_WINDOW, Connection, Payload, RelayOptions
+from socktool.net.relay import EXPECT_WINDOW, Connection, Payload, RelayOptions, wait_seconds
 from socktool.net.tls import TlsError, TlsLayer, flush
 from socktool.values import format_duration
 
@@ -174,15 +174,8 @@ class TlsRelay:
                 feeder.close()
 
     def _poll_timeout(self, expect_deadline: float | None) -> float | None:
-        now = time.monotonic()
-        waits = []
-        if expect_deadline is not None:
-            waits.append(expect_deadline - now)
-        if self.options.idle_timeout is not None:
-            waits.append(self.conn.last_activity + self.options.idle_timeout - now)
-        if self._peer_closed_at is not None and self.options.linger is not None:
-            waits.append(self._linger_end() - now)
-        return min(waits) if waits else None
+        lingering = self._peer_closed_at is not None and self.options.linger is not None
+        return wait_seconds(self.conn, self.options, expect_deadline, self._linger_end() if lingering else None)
 
     def _linger_end(self) -> float:
         assert self._peer_closed_at is not None
