@@ -20,7 +20,12 @@ from socktool.view.render import text_or_none
 
 
 def event_record(event: ev.Event) -> dict[str, object] | None:
-    """The JSON object for an event, or None for events JSON does not carry."""
+    """The JSON object for an event, in the schema's shape, or None for events JSON does not carry."""
+    record = _record(event)
+    return None if record is None else shaped(record)
+
+
+def _record(event: ev.Event) -> dict[str, object] | None:
     ts = round(time.time(), 6)
     if isinstance(event, ev.Listening):
         record: dict[str, object] = {"event": "listening", "ts": ts, "address": event.address, "kind": event.kind}
