@@ -409,6 +409,22 @@ def test_view_labels_both_directions_of_each_connection():
     assert "look at me\\n" in text
 
 
+def test_hex_view_draws_both_directions_as_hex_rows():
+    with (
+        echo_server() as echo,
+        forwarding(f"127.0.0.1:{echo}", "--view", "--hex", "--no-color", stdout=subprocess.PIPE) as (proc, port),
+    ):
+        view = Collector(proc.popen.stdout)
+        with connect(port) as client:
+            client.sendall(b"look\n")
+            assert recv_exactly(client, 5) == b"look\n"
+        view.wait_until(lambda data: b"closed" in data, what="the closed line")
+    text = bytes(view.data).decode()
+    assert "client → target" in text and "client ← target" in text
+    assert text.count("6c 6f 6f 6b 0a") == 2, text  # "look\n", each way, as hex
+    assert "look\\n" not in text  # not the text view's escapes
+
+
 # -- faults -------------------------------------------------------------------------------------
 
 

@@ -201,3 +201,48 @@ def test_udp_forwarding_to_a_unix_path_is_a_usage_error():
     result = run("forward", "--udp", "127.0.0.1:0", "unix:/tmp/nothing.sock")
     assert result.returncode == 2
     assert "not a unix: path" in one_line_error(result.stderr)
+
+
+# -- who gets a session, in every mode (tests/test_option_pairs.py) --------------------------
+def _knock(mode: str, port: int, source_ip: str) -> socket.socket:
+    """A client from `source_ip` says hello: a datagram, or a connection and a line."""
+    if mode in ("--udp", "--udp-to-tcp"):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((source_ip, 0))
+        sock.settimeout(10)
+        sock.sendto(b"hello\n", ("127.0.0.1", port))
+        return sock
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source_ip, 0))
+    sock.sendall(b"hello\n")
+    return sock
+
+
+@pytest.mark.parametrize("mode", ["tcp", "--udp", "--udp-to-tcp", "--tcp-to-udp"])
+def test_allow_deny_and_max_clients_decide_who_gets_a_session_in_every_mode(mode):
+    streams = mode in ("tcp", "--udp-to-tcp")  # the target side
+    held: list[socket.socket] = []
+
+    def serve(conn):  # a stream target: answers, then holds the session open until the client leaves
+        conn.sendall(b"served\n")
+        read_to_end(conn)
+
+    server = OneShotServer(serve) if streams else None
+    rules = ["--allow", "127.0.0.0/29", "--deny", "127.0.0.5/32", "--max-clients", "1"]
+    flags = [] if mode == "tcp" else [mode]
+    with contextlib.ExitStack() as stack:
+        target = server.port if server is not None else stack.enter_context(udp_server(lambda d, a: b"served")).port
+        proc, port = stack.enter_context(forwarding(f"127.0.0.1:{target}", *flags, *rules))
+        first = _knock(mode, port, CLIENT_IP)  # in --allow: served, and holds the one place
+        held.append(first)
+        assert first.recv(100).rstrip(b"\n") == b"served"
+        for source_ip, reason in (
+            ("127.0.0.9", "not in --allow"),
+            ("127.0.0.5", "denied by --deny"),
+            ("127.0.0.2", "--max-clients 1 reached"),
+        ):
+            held.append(_knock(mode, port, source_ip))
+            proc.wait_for(rf"rejected {source_ip}:\d+.*{reason}")
+        for sock in held:
+            sock.close()
+    if server is not None:
+        server.join()

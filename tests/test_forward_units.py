@@ -168,3 +168,33 @@ def test_keepalive_and_nodelay_are_set_on_both_sides_of_a_pair():
         target.close()
     assert not thread.is_alive()
     assert isinstance(events[-1], ev.Stats) and events[-1].connections == 1
+
+
+_FAULTS = {  # option: (value, the Faults field it sets, that value parsed)
+    "--delay": ("10ms", "delay", 0.01),
+    "--jitter": ("5ms", "jitter", 0.005),
+    "--rate": ("1000", "rate", 1000),
+    "--chunk": ("10", "chunk", 10),
+    "--reset-after": ("100", "reset_after", 100),
+    "--close-after": ("100", "close_after", 100),
+}
+
+
+@pytest.mark.parametrize("direction", ["--upstream", "--downstream"])
+@pytest.mark.parametrize("fault", list(_FAULTS))
+def test_a_fault_given_one_direction_acts_on_that_direction_only(fault, direction, monkeypatch):
+    """The command line as forward parses it, up to the engine: the plan the engine gets."""
+    from socktool.cli import boundary
+    from socktool.cli import forward as cli_forward
+    from socktool.net import interrupts
+    from socktool.net.events import DOWNSTREAM, UPSTREAM
+
+    seen = []
+    monkeypatch.setattr(cli_forward, "_serve", lambda bridge, listen, options, sink: seen.append(options))
+    monkeypatch.setattr(interrupts, "install", lambda: None)  # pytest keeps its own signal handlers
+    value, field, parsed = _FAULTS[fault]
+    assert boundary.main(["forward", "127.0.0.1:0", "127.0.0.1:9", fault, value, direction]) == 0
+    plan = seen[0].faults
+    chosen, other = (UPSTREAM, DOWNSTREAM) if direction == "--upstream" else (DOWNSTREAM, UPSTREAM)
+    assert getattr(plan.for_direction(chosen), field) == parsed
+    assert plan.for_direction(other) == Faults()  # the other way goes untouched

@@ -300,3 +300,34 @@ def test_a_bad_send_template_is_a_usage_error():
     result = run("tcp-connect", "127.0.0.1:9", "--send", "{rand:999999}")
     assert result.returncode == 2
     assert b"random bytes" in result.stderr
+
+
+def test_forward_max_frame_warns_and_shows_that_connection_per_read():
+    target = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        conn, _ = target.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    args = ("forward", "127.0.0.1:0", f"127.0.0.1:{target.getsockname()[1]}", "--frame", "len8", "--max-frame", "4")
+    with Proc(*args, "--json") as proc:
+        port = proc.wait_listening()
+        small, big = b"\x03abc", b"\x0a0123456789"  # 3 bytes: a message; 10 > --max-frame 4
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as client:
+            client.sendall(small)
+            assert read_exactly(client, 4) == small
+            client.sendall(big)
+            assert read_exactly(client, 11) == big
+        records = []
+        while not any(r.get("event") == "closed" for r in records):
+            line = proc.popen.stdout.readline()
+            assert line, proc.stderr
+            records.append(json.loads(line))
+    target.close()
+    assert any("larger than --max-frame" in json.dumps(r) and "shown per read" in json.dumps(r) for r in records)
+    upstream = [bytes.fromhex(r["hex"]) for r in records if r.get("direction") == "upstream"]
+    assert upstream[0] == b"abc"  # a message within the limit: its payload
+    assert b"".join(upstream[1:]) == big, records  # the oversized one: the bytes as they came, per read

@@ -12,9 +12,10 @@ and thread starts are stopped there), and its outcome must be the table's:
 - honoured: it reaches the engine. Two options of different aspects act on
   different things and compose: each one's own test shows it. Two options
   of the same aspect, or a pair known to interact, must be listed in PAIRS
-  with the test that runs them together (or as refused);
-- pending: a pair its owner is changing right now (PENDING); it must still
-  be accepted, so the entry goes once the work lands.
+  with the test that runs them together (or as refused).
+
+There is no third outcome: every option names a test that exists, and no
+pair is left without a claim.
 
 A new option makes this test fail until it is in the table, with its test.
 """
@@ -60,6 +61,9 @@ FWD = "test_forward.py::"
 FWD_UDP = "test_forward_udp.py::"
 FWD_TLS = "test_forward_tls.py::"
 FWD_PROXY = "test_forward_proxy.py::"
+_BRIDGES = ("--udp", "--udp-to-tcp", "--tcp-to-udp")  # forward's datagram modes
+_WHO = "test_allow_deny_and_max_clients_decide_who_gets_a_session_in_every_mode"
+_JITTER = "test_forward_units.py::test_delay_and_jitter_keep_the_bytes_and_their_order_and_are_never_early"
 TLS = "test_tls.py::"
 PROXY = "test_proxy.py::"
 CONSOLE = "test_console_tty.py::"
@@ -260,16 +264,16 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "forward": {
         **_common("forward"),
         "--max-clients": ("clients", f"{FWD}test_max_clients_turns_away_the_extra_client"),
-        "--allow": ("access", "PENDING"),
+        "--allow": ("access", f"{FWD_UDP}{_WHO}[tcp]"),
         "--deny": ("access", f"{FWD}test_deny_turns_a_client_away_before_any_byte"),
         "-w": ("timeout", f"{FWD}test_connect_timeout_closes_the_client"),
-        "-i": ("idle", "PENDING"),
+        "-i": ("idle", f"{FWD}test_idle_timeout_closes_a_silent_pair"),
         "-s": ("source", f"{FWD}test_source_address_is_used_for_the_target_side"),
         "--keepalive": ("keepalive", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--keepalive]"),
         "--nodelay": ("nodelay", f"{BEHAVIOUR}test_socket_options_reach_the_connection[--nodelay]"),
         "--delay": ("delay", f"{FWD}test_delay_adds_its_time_to_each_round_trip"),
-        "--jitter": ("delay", "PENDING"),
-        "--seed": ("delay", "PENDING"),
+        "--jitter": ("delay", _JITTER),
+        "--seed": ("delay", f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams"),
         "--rate": ("rate", f"{FWD}test_rate_moves_4mib_in_about_4_seconds"),
         "--chunk": ("chunk", f"{FWD}test_chunk_1_delivers_one_byte_per_read"),
         "--chunk-delay": ("chunk", f"{FWD}test_chunk_1_delivers_one_byte_per_read"),
@@ -289,8 +293,8 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "--drop": ("drop", f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams"),
         "--frame": ("frame", f"{FRAMES}test_forward_shows_one_record_per_message_both_ways"),
-        "--max-frame": ("frame", "PENDING"),
-        "--hex": ("format", "PENDING"),
+        "--max-frame": ("frame", f"{FRAMES}test_forward_max_frame_warns_and_shows_that_connection_per_read"),
+        "--hex": ("format", f"{FWD}test_hex_view_draws_both_directions_as_hex_rows"),
         "--json": ("format", f"{FWD}test_curl_through_forward_gets_the_page_and_json_shows_request_and_response"),
         "--view": ("format", f"{FWD}test_view_labels_both_directions_of_each_connection"),
         "--no-view": ("format", f"{FWD}test_nc_through_forward_to_echo_gets_5mb_back_intact"),
@@ -614,6 +618,25 @@ PAIRS: dict[str, dict[str, str]] = {
         "--proxy --proxy-auth": f"{FWD_PROXY}test_http_connect_with_proxy_auth_through_ncat",
         **{f"--proxy {name}": REFUSED for name in ("-s", "-4", "-6")},  # the proxy makes the connection
         "--proxy --tls-target": f"{FWD_PROXY}test_tls_target_through_a_socks5_proxy",
+        "--allow --deny": f"{FWD_UDP}{_WHO}[tcp]",
+        "--max-clients --allow": f"{FWD_UDP}{_WHO}[tcp]",
+        "--max-clients --deny": f"{FWD_UDP}{_WHO}[tcp]",
+        **{
+            f"{mode} {name}": f"{FWD_UDP}{_WHO}[{mode}]"
+            for mode in _BRIDGES
+            for name in ("--allow", "--deny", "--max-clients")
+        },
+        "--hex --view": f"{FWD}test_hex_view_draws_both_directions_as_hex_rows",
+        "--delay --jitter": _JITTER,
+        "--jitter --seed": _JITTER,
+        "--reset-after --close-after": "test_forward_units.py::test_close_after_and_reset_after_the_smaller_wins",
+        "--frame --max-frame": f"{FRAMES}test_forward_max_frame_warns_and_shows_that_connection_per_read",
+        **{
+            f"{fault} {direction}": f"test_forward_units.py::test_a_fault_given_one_direction_acts_on_that_direction_only[{fault}-{direction}]"
+            for fault in ("--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after")
+            for direction in ("--upstream", "--downstream")
+            if (fault, direction) not in (("--delay", "--upstream"), ("--reset-after", "--downstream"))
+        },
     },
     "portscan": {
         "-v -q": REFUSED,
@@ -655,45 +678,6 @@ PAIRS: dict[str, dict[str, str]] = {
             for name in ("--insecure", "--sni", "--min-days")
         },
     },
-}
-
-# Pairs and options their owners are changing now (issues 10, 14, 17, 18): each pair must
-# still be accepted; the entry goes when the owner lands the behaviour (and its test) or
-# the refusal. Pending pairs make no claim either way.
-PENDING_PAIRS: dict[str, dict[str, str]] = {
-    "forward": {
-        "--hex --view": "forward: no test of the hex view yet",
-        "--allow --deny": "forward: no test of --allow yet",
-        "--delay --jitter": "forward: no test of --jitter yet",
-        "--jitter --seed": "forward: no test of --seed yet",
-        "--reset-after --close-after": "forward: which cut comes first is not tested",
-        "--frame --max-frame": "forward: no test of forward --max-frame yet",
-        **{
-            f"{fault} {direction}": "forward: fault directions beyond --delay --upstream are not tested"
-            for fault in ("--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after")
-            for direction in ("--upstream", "--downstream")
-            if (fault, direction) not in (("--delay", "--upstream"), ("--reset-after", "--downstream"))
-        },
-    },
-}
-PENDING_PAIRS["forward"].update(
-    {
-        f"{mode} {option}": "forward: the datagram modes came after this table; no test of this pair yet"
-        for mode in ("--udp", "--udp-to-tcp", "--tcp-to-udp")
-        for option in OPTIONS["forward"]
-        if option != mode
-        and option not in _FORWARD_TLS  # each pair with a mode is refused (NEEDS or PAIRS)
-        and f"{mode} {option}" not in PAIRS["forward"]
-        and f"{option} {mode}" not in PAIRS["forward"]
-    }
-)
-PENDING_OPTIONS = {
-    ("forward", "--max-frame"): "forward: no test of forward --max-frame yet",
-    ("forward", "--allow"): "forward: no test of --allow yet",
-    ("forward", "-i"): "forward: no test of --idle-timeout yet",
-    ("forward", "--jitter"): "forward: no test of --jitter yet",
-    ("forward", "--seed"): "forward: no test of --seed yet",
-    ("forward", "--hex"): "forward: no test of --hex yet",
 }
 
 
@@ -858,7 +842,7 @@ def _same_param(a: str, b: str) -> bool:
 
 
 def expected(name: str, a: str, b: str) -> str:
-    """REFUSED, PENDING, or the test that shows the pair honoured ("" for independent options)."""
+    """REFUSED, or the test that shows the pair honoured ("" for independent options)."""
     needs = NEEDS.get(name, {})
     for one, other in ((a, b), (b, a)):
         if one in needs:
@@ -869,9 +853,6 @@ def expected(name: str, a: str, b: str) -> str:
     listed = pairs.get(f"{a} {b}") or pairs.get(f"{b} {a}")
     if listed:
         return listed
-    pending = PENDING_PAIRS.get(name, {})
-    if f"{a} {b}" in pending or f"{b} {a}" in pending:
-        return "PENDING"
     aspect_a, aspect_b = OPTIONS[name][a][0], OPTIONS[name][b][0]
     if aspect_a == aspect_b:
         return f"UNLISTED: {a} and {b} both act on {aspect_a}: list the pair in PAIRS[{name!r}]"
@@ -921,16 +902,8 @@ def test_every_option_is_in_the_table_with_a_test(name):
     ]
     problems += [f"{option}: in the table, not an option of {name}" for option in table if option not in live]
     for option, (_aspect, test) in table.items():
-        if test == "PENDING":
-            if (name, option) not in PENDING_OPTIONS:
-                problems.append(f"{option}: PENDING but not in PENDING_OPTIONS")
-        elif not _exists(test, names):
+        if not _exists(test, names):
             problems.append(f"{option}: no test {test}")
-    listed = {frozenset(pair.split()) for pair in PAIRS.get(name, {})}
-    for pair in PENDING_PAIRS.get(name, {}):
-        problems += [f"{pair}: {option} is not an option of {name}" for option in pair.split() if option not in live]
-        if frozenset(pair.split()) in listed:
-            problems.append(f"{pair}: in PAIRS and in PENDING_PAIRS; the PENDING entry goes")
     for pair, test in PAIRS.get(name, {}).items():
         if test != REFUSED and not _exists(test, names):
             problems.append(f"{pair}: no test {test}")

@@ -337,9 +337,7 @@ def forward(
         raise typer.BadParameter(f"frames a TCP stream; {bridge} carries datagrams", param_hint="'--frame'")
     framing = frame_options(frame, max_frame, None, crlf=False)
     # A message over --max-frame: a warning, and that connection's records are shown per read from then on.
-    sink = framing.sink(
-        build_sink(terminal, mode, hex=hex, numbered=True, stats=True, record=record), lambda conn: None
-    )
+    sink = framing.sink(build_sink(terminal, mode, hex=hex, numbered=True, stats=True, record=record), keeps_going=True)
     raise_open_file_limit()
     if idle_timeout is None and bridge in (UDP, UDP_TO_TCP):
         idle_timeout = DATAGRAM_IDLE

@@ -71,12 +71,14 @@ class FrameOptions(NamedTuple):
         """A message to send: checksum appended, then framed."""
         return frames.message_encoder(self.framing, self.checksum)(message) if self.active else message
 
-    def sink(self, sink: ev.Sink, on_error: Callable[[int], None] | None = None) -> ev.Sink:
+    def sink(
+        self, sink: ev.Sink, on_error: Callable[[int], None] | None = None, *, keeps_going: bool = False
+    ) -> ev.Sink:
         if self.framing is None:
             return sink
         from socktool.view.frames import FramedSink
 
-        return FramedSink(self.framing, sink, max_frame=self.max_frame, on_error=on_error)
+        return FramedSink(self.framing, sink, max_frame=self.max_frame, on_error=on_error, keeps_going=keeps_going)
 
 
 def frame_options(frame: str | None, max_frame: int | None, checksum: str | None, *, crlf: bool) -> FrameOptions:

@@ -27,8 +27,10 @@ class FramedSink:
         *,
         max_frame: int,
         on_error: Callable[[int], None] | None = None,
+        keeps_going: bool = False,
     ):
         self.framing = framing
+        self.keeps_going = keeps_going  # forward: a connection that broke the framing goes on, shown per read
         self.sink = sink
         self.max_frame = max_frame
         self.on_error = on_error
@@ -60,6 +62,10 @@ class FramedSink:
         except FrameTooLarge as exc:
             self._decoders[key] = None
             what = f"#{event.conn} {event.peer} ({event.direction}): {exc}"
+            if self.keeps_going:
+                self.sink(ev.Notice(f"{what}; shown per read from now on", warning=True))
+                self.sink(event)  # this read too: nothing goes unshown or unrecorded
+                return
             if self.on_error is None:
                 raise NetworkError("framing broken", what) from None
             self.sink(ev.Notice(f"{what}; closing the connection", warning=True))
