@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import Proc, one_line_error, run
+from reliability_helpers import recv_exactly
 from test_forward import CLIENT_IP, TARGET_SIDE_IP, OneShotServer, connect, forwarding, read_to_end
 
 
@@ -138,6 +139,55 @@ def test_tcp_to_udp_each_line_is_one_datagram_and_each_datagram_back_one_write()
         reply = read_to_end(tcp)
     assert server.received == [b"alpha", b"beta", b"no end"]
     assert reply.startswith(b"<alpha><beta>")
+
+
+def test_tcp_to_udp_with_frame_len16_each_message_is_a_datagram_and_each_datagram_back_a_message():
+    """--frame len16: the stream's messages (a 0x0A inside one is no line end) are the datagrams; a reply
+    datagram comes back with its length header; an incomplete message at the end is dropped, said on stderr."""
+    messages = [b"a\nb", b"x" * 1000, b"z"]
+    stream = b"".join(len(m).to_bytes(2, "big") + m for m in messages) + b"\x00\x09part"
+    with (
+        udp_server(lambda data, addr: b"<" + data + b">") as server,
+        forwarding(f"127.0.0.1:{server.port}", "--tcp-to-udp", "--frame", "len16") as (proc, port),
+        connect(port) as tcp,
+    ):
+        for i in range(0, len(stream), 7):  # in pieces that cut headers and messages
+            tcp.sendall(stream[i : i + 7])
+        tcp.shutdown(socket.SHUT_WR)
+        reply = read_to_end(tcp)
+        proc.wait_for(r"#1 .*--frame: 6 B of an incomplete message at the end dropped")
+    assert server.received == messages
+    assert reply == b"".join((len(m) + 2).to_bytes(2, "big") + b"<" + m + b">" for m in messages)
+
+
+def test_tcp_to_udp_a_message_larger_than_max_frame_closes_that_client():
+    with (
+        udp_server() as server,
+        forwarding(f"127.0.0.1:{server.port}", "--tcp-to-udp", "--frame", "line", "--max-frame", "8") as (proc, port),
+        connect(port) as tcp,
+    ):
+        tcp.sendall(b"short\n")
+        assert recv_exactly(tcp, 6) == b"short\n"  # echoed, framed
+        tcp.sendall(b"y" * 20 + b"\n")
+        assert read_to_end(tcp) == b""
+        proc.wait_for(r"warning: #1 .*--frame: a 20-byte message is larger than --max-frame \(8\)")
+    assert server.received == [b"short"]
+
+
+def test_udp_to_tcp_with_frame_len8_a_datagram_is_one_message_and_each_message_back_a_datagram():
+    got = []
+
+    def serve(conn):
+        got.append(recv_exactly(conn, 4))
+        conn.sendall(b"\x02hi\x00\x05hello")
+
+    server = OneShotServer(serve)
+    with forwarding(f"127.0.0.1:{server.port}", "--udp-to-tcp", "--frame", "len8") as (_proc, port), client() as sock:
+        sock.sendto(b"abc", ("127.0.0.1", port))
+        replies = [sock.recv(100) for _ in range(3)]
+        server.join()
+    assert got == [b"\x03abc"]
+    assert replies == [b"hi", b"", b"hello"]
 
 
 def test_a_target_that_refuses_datagrams_ends_that_session_and_the_relay_goes_on():

@@ -599,7 +599,9 @@ PAIRS: dict[str, dict[str, str]] = {
             for name in ("-w", "--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after")
         },
         "--udp -i": f"{FWD_UDP}test_a_udp_session_ends_after_the_idle_timeout",
-        **{f"{mode} --frame": REFUSED for mode in ("--udp", "--udp-to-tcp", "--tcp-to-udp")},
+        "--udp --frame": REFUSED,  # datagrams both ways: no stream to frame
+        "--tcp-to-udp --frame": f"{FWD_UDP}test_tcp_to_udp_with_frame_len16_each_message_is_a_datagram_and_each_datagram_back_a_message",
+        "--udp-to-tcp --frame": f"{FWD_UDP}test_udp_to_tcp_with_frame_len8_a_datagram_is_one_message_and_each_message_back_a_datagram",
         "--frame --json": f"{FRAMES}test_forward_shows_one_record_per_message_both_ways",
         "--udp --drop": f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams",
         "--drop --seed": f"{FWD_UDP}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams",

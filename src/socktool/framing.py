@@ -5,9 +5,18 @@ The rule for a stream that becomes datagrams (forward --tcp-to-udp and
 a line longer than the largest datagram goes as several datagrams of at most
 that size; at the stream's end, the bytes after the last line end are one
 more datagram. (A datagram that becomes stream bytes is written as it is.)
+
+With --frame (frames.py) instead: one message of the stream, without its
+framing, is one datagram, and a datagram becomes one framed message on the
+stream; a message larger than a datagram (or --max-frame) is an error for
+that connection, and an incomplete message at the stream's end is dropped.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+from socktool.frames import FrameDecoder, Framing
 
 MAX_DATAGRAM = 65_507  # the most a UDP datagram over IPv4 carries: 65,535 less the IPv4 (20) and UDP (8) headers
 MAX_DATAGRAM_IPV6 = 65_527  # IPv6's payload length leaves out its own header: 65,535 less UDP's 8
@@ -15,6 +24,8 @@ MAX_DATAGRAM_IPV6 = 65_527  # IPv6's payload length leaves out its own header: 6
 
 class LineDatagrams:
     """A byte stream cut into datagrams at line ends (see the module's framing rule)."""
+
+    dropped = 0  # never: the bytes after the last line end are a datagram too
 
     def __init__(self, limit: int = MAX_DATAGRAM):
         self.limit = limit
@@ -48,4 +59,38 @@ class LineDatagrams:
         return [line[i : i + self.limit] for i in range(0, len(line), self.limit)]
 
 
-__all__ = ["MAX_DATAGRAM", "MAX_DATAGRAM_IPV6", "LineDatagrams"]
+class FramedDatagrams:
+    """A byte stream cut into datagrams by --frame: one message, one datagram."""
+
+    def __init__(self, framing: Framing, limit: int = MAX_DATAGRAM):
+        self._decoder = FrameDecoder(framing, limit)
+        self.dropped = 0  # bytes of an incomplete message at the stream's end
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._decoder.feed(chunk)  # FrameTooLarge: a message no datagram can carry
+
+    def close(self) -> list[bytes]:
+        self.dropped = len(self._decoder.rest())
+        return []
+
+
+def stream_to_datagrams(framing: Framing | None, max_frame: int | None) -> LineDatagrams | FramedDatagrams:
+    """How a bridge cuts its stream side into datagrams: by line (the default) or by --frame."""
+    if framing is None:
+        return LineDatagrams()
+    return FramedDatagrams(framing, min(max_frame or MAX_DATAGRAM, MAX_DATAGRAM))
+
+
+def datagrams_to_stream(framing: Framing | None) -> Callable[[bytes], bytes] | None:
+    """How a bridge writes a datagram to its stream side: as it is (None), or framed (ValueError: it cannot be)."""
+    return None if framing is None else framing.encode
+
+
+__all__ = [
+    "MAX_DATAGRAM",
+    "MAX_DATAGRAM_IPV6",
+    "FramedDatagrams",
+    "LineDatagrams",
+    "datagrams_to_stream",
+    "stream_to_datagrams",
+]

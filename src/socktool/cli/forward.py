@@ -70,7 +70,7 @@ def forward(
         bool,
         typer.Option(
             "--udp-to-tcp",
-            help="Listen on UDP, connect over TCP: a datagram is one write; each line back is one datagram.",
+            help="Listen on UDP, connect over TCP: a datagram is one write (--frame: one message); each line (message) back is one datagram.",
             rich_help_panel=opt.CONNECTION,
         ),
     ] = False,
@@ -78,7 +78,7 @@ def forward(
         bool,
         typer.Option(
             "--tcp-to-udp",
-            help="Listen on TCP, send over UDP: each line is one datagram; a datagram back is one write.",
+            help="Listen on TCP, send over UDP: each line (--frame: message) is one datagram; a datagram back is one write (message).",
             rich_help_panel=opt.CONNECTION,
         ),
     ] = False,
@@ -333,11 +333,14 @@ def forward(
     )
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
-    if frame is not None and bridge is not None:
+    if frame is not None and bridge == UDP:
         raise typer.BadParameter(f"frames a TCP stream; {bridge} carries datagrams", param_hint="'--frame'")
     framing = frame_options(frame, max_frame, None, crlf=False)
-    # A message over --max-frame: a warning, and that connection's records are shown per read from then on.
-    sink = framing.sink(build_sink(terminal, mode, hex=hex, numbered=True, stats=True, record=record), keeps_going=True)
+    sink = build_sink(terminal, mode, hex=hex, numbered=True, stats=True, record=record)
+    if bridge is None:
+        # A message over --max-frame: a warning, and that connection's records are shown per read from then on.
+        sink = framing.sink(sink, keeps_going=True)
+    # else a bridge's messages are its datagrams: --frame is how its stream side cuts and frames them
     raise_open_file_limit()
     if idle_timeout is None and bridge in (UDP, UDP_TO_TCP):
         idle_timeout = DATAGRAM_IDLE
@@ -357,6 +360,8 @@ def forward(
         tls_listen=server_tls,
         tls_target=client_tls,
         proxy=proxy_config,
+        framing=framing.framing if bridge is not None else None,
+        max_frame=max_frame,
     )
     _serve(bridge, listen, options, sink)
     return 0

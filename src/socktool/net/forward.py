@@ -41,9 +41,11 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from socktool.framing import LineDatagrams
+from socktool.frames import FrameTooLarge, Framing
+from socktool.framing import FramedDatagrams, LineDatagrams, datagrams_to_stream, stream_to_datagrams
 from socktool.net import events as ev
 from socktool.net.access import AccessPolicy
 from socktool.net.address import Endpoint, resolve, sockaddr_text
@@ -100,6 +102,8 @@ class ForwardOptions(NamedTuple):
     tls_listen: ServerTls | None = None  # --tls-listen: clients speak TLS to us (net/tlsloop.py)
     tls_target: ClientTls | None = None  # --tls-target: we speak TLS to the target
     proxy: ProxyConfig | None = None  # --proxy: the target is reached through it
+    framing: Framing | None = None  # --frame with a bridge: its stream side's messages are the datagrams
+    max_frame: int | None = None
 
 
 class TargetDialer:
@@ -176,6 +180,7 @@ class _Flow:
         "blocked",
         "direction",
         "dst",
+        "encoder",
         "eof",
         "framer",
         "in_pipe",
@@ -199,7 +204,8 @@ class _Flow:
         self.eof = False
         self.shut = False  # the destination's write half is shut down (or asked to be)
         self.shaper: Shaper | None = None
-        self.framer: LineDatagrams | None = None  # a stream cut into datagrams (--tcp-to-udp)
+        self.framer: LineDatagrams | FramedDatagrams | None = None  # a stream cut into datagrams (--tcp-to-udp)
+        self.encoder: Callable[[bytes], bytes] | None = None  # a datagram framed for the stream (--frame)
         self.timer: Timer | None = None
         self.pipe: tuple[int, int] | None = None  # the splice path's (read end, write end)
         self.in_pipe = 0
@@ -434,7 +440,8 @@ class Forwarder:
         if self.tls_client is not None:
             expect_handshake(target, self.tls_client.settings.handshake_timeout)
         if self.options.target_datagrams:
-            up.framer = LineDatagrams()
+            up.framer = stream_to_datagrams(self.options.framing, self.options.max_frame)
+            down.encoder = datagrams_to_stream(self.options.framing)
         faults = self.options.faults
         for flow in (up, down):
             flow_faults = faults.for_direction(flow.direction)
@@ -458,13 +465,31 @@ class Forwarder:
             pair = flow.pair
             self.sink(ev.Data(pair.conn, pair.peer, flow.direction, bytes(data)))
         if flow.framer is not None:
-            self._queue(flow, [(0.0, datagram, None) for datagram in flow.framer.feed(bytes(data))])
+            try:
+                datagrams = flow.framer.feed(bytes(data))
+            except FrameTooLarge as exc:
+                self._cannot_frame(flow, f"{exc}; no datagram carries it")
+                return
+            self._queue(flow, [(0.0, datagram, None) for datagram in datagrams])
+        elif flow.encoder is not None:
+            try:
+                framed = flow.encoder(bytes(data))
+            except ValueError as exc:
+                self._cannot_frame(flow, str(exc))
+                return
+            self._queue(flow, [(0.0, framed, None)])
         elif flow.shaper is not None:
             self._queue(flow, flow.shaper.schedule(bytes(data), time.monotonic()))
         else:
             flow.dst.write(data)
             if not flow.dst.writable:
                 flow.src.pause_reading()  # until the destination drains
+
+    def _cannot_frame(self, flow: _Flow, detail: str) -> None:
+        pair = flow.pair
+        side = "client" if flow is pair.up else "target"
+        self.sink(ev.Notice(f"#{pair.conn} {pair.peer}: --frame: {detail}", warning=True))
+        self._close_pair(pair, f"{side}: {detail}")
 
     def _queue(self, flow: _Flow, segments: list[Any]) -> None:
         for due, data, end in segments:
@@ -515,6 +540,15 @@ class Forwarder:
         flow.eof = True
         if flow.framer is not None:
             self._queue(flow, [(0.0, datagram, None) for datagram in flow.framer.close()])
+            dropped = flow.framer.dropped
+            if dropped:
+                pair = flow.pair
+                self.sink(
+                    ev.Notice(
+                        f"#{pair.conn} {pair.peer}: --frame: {dropped} B of an incomplete message at the end dropped",
+                        True,
+                    )
+                )
         else:
             self._pump(flow)
 

@@ -23,7 +23,8 @@ import socket
 import time
 from typing import Any
 
-from socktool.framing import LineDatagrams
+from socktool.frames import FrameTooLarge
+from socktool.framing import FramedDatagrams, LineDatagrams, datagrams_to_stream, stream_to_datagrams
 from socktool.net import events as ev
 from socktool.net.address import sockaddr_text
 from socktool.net.errors import describe
@@ -71,7 +72,7 @@ class _Session:
         self.datagrams_in = 0
         self.datagrams_out = 0
         self.waiting: list[bytes] = []  # datagrams for a TCP target still connecting
-        self.framer: LineDatagrams | None = None
+        self.framer: LineDatagrams | FramedDatagrams | None = None
         self.up_shaper: Shaper | None = None
         self.down_shaper: Shaper | None = None
         self.timer: Timer | None = None  # the connect timeout
@@ -92,7 +93,13 @@ class _TargetStream(Handler):
         session = self.session
         session.last_activity = time.monotonic()
         assert session.framer is not None
-        for datagram in session.framer.feed(bytes(data)):
+        try:
+            datagrams = session.framer.feed(bytes(data))
+        except FrameTooLarge as exc:
+            self.forwarder.sink(ev.Notice(f"#{session.conn}: --frame: {exc}; no datagram carries it", warning=True))
+            self.forwarder._close(session, f"target: {exc}")
+            return
+        for datagram in datagrams:
             self.forwarder._reply(session, datagram)
 
     def eof(self, conn: Connection) -> None:
@@ -115,6 +122,7 @@ class DatagramForwarder:
         self.sink = sink
         self.loop = Loop(sink)
         self.to_stream = to_stream = not options.target_datagrams  # --udp-to-tcp
+        self.encode = datagrams_to_stream(options.framing) if to_stream else None  # --frame: a datagram, framed
         self.dialer = TargetDialer(options, socket.SOCK_STREAM if to_stream else socket.SOCK_DGRAM)
         self.target_text = str(options.target)
         self.sessions: dict[Any, _Session] = {}
@@ -199,7 +207,7 @@ class DatagramForwarder:
         if not self.to_stream:
             self.loop.watch(sock.fileno(), functools.partial(self._from_target, session))
             return session
-        session.framer = LineDatagrams()
+        session.framer = stream_to_datagrams(self.options.framing, self.options.max_frame)
         if code not in (0, errno.EINPROGRESS):
             self._target_failed(session, describe(OSError(code, errno.errorcode.get(code, str(code)))))
             return None
@@ -210,6 +218,12 @@ class DatagramForwarder:
     def _to_target(self, session: _Session, data: bytes) -> None:
         if session.closed:
             return
+        if self.encode is not None:
+            try:
+                data = self.encode(data)
+            except ValueError as exc:
+                self._dropped(session, f"--frame: {exc}")
+                return
         stream = session.stream
         if self.to_stream and stream is None:  # still connecting
             self._hold(session, data)
