@@ -533,3 +533,20 @@ def test_ciphers_with_tls_min_1_3_is_refused():
         )
         assert result.returncode == 2
         assert "--tls-min 1.3 rules out" in one_line_error(result.stderr)
+
+
+def test_echo_over_tls_with_the_printed_fingerprint():
+    with Proc("echo", "--tls", "--tcp-only", "127.0.0.1:0") as server:
+        match = server.wait_for(r"listening on \S+:(\d+) \(tcp, tls (sha256:[0-9a-f]{64})\)")
+        port, fingerprint = match[1], match[2]
+        result = run(
+            "tcp-connect", "--tls", "--pin", fingerprint, "--strict-close", f"127.0.0.1:{port}", "--send", "echo me\n"
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"echo me\n"
+
+
+def test_echo_tls_is_for_the_tcp_side():
+    result = run("echo", "--tls", "--udp-only", "127.0.0.1:0")
+    assert result.returncode == 2
+    assert "--tls is for the TCP side" in one_line_error(result.stderr)

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from socktool.cli import options as opt
+from socktool.cli import tls as tlsopt
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, parse_listen_endpoint
 from socktool.view.output import build_sink
@@ -79,6 +80,13 @@ def echo(
     ] = None,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
+    tls: tlsopt.Tls = False,
+    cert: tlsopt.Cert = None,
+    key: tlsopt.Key = None,
+    client_ca: tlsopt.ClientCa = None,
+    alpn: tlsopt.Alpn = None,
+    tls_min: tlsopt.TlsMin = None,
+    ciphers: tlsopt.Ciphers = None,
     json: opt.Json = False,
     verbose: opt.Verbose = False,
     quiet: opt.Quiet = False,
@@ -101,7 +109,13 @@ def echo(
     sink, kinds = _service_setup(
         json, verbose, quiet, no_color, debug, ipv4=ipv4, ipv6=ipv6, tcp_only=tcp_only, udp_only=udp_only
     )
-    EchoServer(address, kinds, EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout), sink).serve()
+    server_tls = tlsopt.server_tls(
+        tls, cert=cert, key=key, client_ca=client_ca, alpn=alpn, tls_min=tls_min, ciphers=ciphers, strict_close=False
+    )
+    if server_tls is not None and udp_only:
+        raise typer.BadParameter("--tls is for the TCP side (there is no TLS over UDP here)", param_hint="'--tls'")
+    options = EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout, tls=server_tls)
+    EchoServer(address, kinds, options, sink).serve()
     return 0
 
 

@@ -19,18 +19,22 @@ per TCP client, and the UDP socket answered datagram by datagram.
 from __future__ import annotations
 
 import socket
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.loop import Connection, Handler, SocketTransport
+from socktool.net.loop import Connection, Handler, SocketTransport, Transport
 from socktool.net.service import Service, ServiceKinds
 from socktool.net.sockets import close_quietly
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.tlsconfig import ServerTls
 
 
 class EchoOptions(NamedTuple):
     max_clients: int | None = None  # TCP clients at once; more are turned away
     idle_timeout: float | None = None  # close a TCP client after this long without traffic
+    tls: ServerTls | None = None  # TLS on the TCP side (UDP stays as it is)
 
 
 class Echo(Handler):
@@ -72,6 +76,12 @@ class EchoServer(Service):
         super().__init__(endpoint, kinds, sink)
         self.options = options
         self.handler = Echo(self)
+        self.tls = None
+        if options.tls is not None:
+            from socktool.net.tls import server_context
+
+            self.tls = server_context(options.tls, endpoint.host)  # bad files fail before the bind
+            self.tls_fingerprint = self.tls.fingerprint
 
     def on_client(self, sock: socket.socket, addr: object) -> None:
         assert self.tcp is not None
@@ -85,7 +95,18 @@ class EchoServer(Service):
             # Echoes are small replies; Nagle would hold one back waiting for an ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connections += 1
-        self.loop.add(Connection(self.loop, SocketTransport(sock), self.handler, peer=peer, local=self.tcp.address))
+        if self.tls is None:
+            transport: Transport = SocketTransport(sock)
+        else:
+            from socktool.net.tlsloop import serve_tls
+
+            transport = serve_tls(sock, self.tls, self.sink, peer=lambda: (conn.id, peer))
+        conn = Connection(self.loop, transport, self.handler, peer=peer, local=self.tcp.address)
+        self.loop.add(conn)
+        if self.tls is not None:
+            from socktool.net.tlsloop import expect_handshake
+
+            expect_handshake(conn, self.tls.settings.handshake_timeout)
 
     def on_datagram(self, sock: socket.socket, size: int, addr: object) -> None:
         sent = self.reply(sock, self.datagram_view[:size], addr)  # the reply is the request: 1x

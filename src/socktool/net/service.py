@@ -83,6 +83,7 @@ class Service:
 
     tcp: BoundSocket | None = None  # bound by serve()
     udp: BoundSocket | None = None
+    tls_fingerprint = ""  # a TLS service's certificate, announced with the TCP listener
 
     def __init__(self, endpoint: Endpoint, kinds: ServiceKinds, sink: ev.Sink):
         self.endpoint = endpoint
@@ -106,7 +107,8 @@ class Service:
             self.tcp, self.udp = bind_service(self.endpoint, family=kinds.family, tcp=kinds.tcp, udp=kinds.udp)
             for listener, kind in ((self.tcp, "tcp"), (self.udp, "udp")):
                 if listener is not None:
-                    self.sink(ev.Listening(listener.address, kind))
+                    fingerprint = self.tls_fingerprint if kind == "tcp" else ""
+                    self.sink(ev.Listening(listener.address, kind, tls_fingerprint=fingerprint))
             self._start()
             self.loop.run()
         finally:
