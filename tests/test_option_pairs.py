@@ -252,6 +252,8 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--max-clients": ("clients", f"{ECHO}test_max_clients_turns_away_extra_clients"),
         "-i": ("clients", f"{ECHO}test_idle_timeout_closes_a_silent_client_but_not_a_busy_one"),
         "--json": ("format", f"{ECHO}test_json_events_describe_clients_and_datagrams"),
+        **{option: entry for option, entry in _TLS_LISTEN.items() if option != "--strict-close"},
+        "--tls": ("tls", f"{TLS}test_echo_over_tls_with_the_printed_fingerprint"),
     },
     "time-server": {
         **_common("time-server"),
@@ -371,6 +373,10 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--key": (_TLS_NEEDS, {"--cert"}),
         "--max-frame": {"--frame"},
         "--checksum": {"--send", "--control"},  # --send or console messages (a terminal, not here)
+    },
+    "echo": {
+        **{option: _TLS_NEEDS for option in _TLS_LISTEN if option not in ("--tls", "--strict-close")},
+        "--key": (_TLS_NEEDS, {"--cert"}),
     },
     "udp-send": {"--interval": {"--count", "--lines"}, "--full": {"--view"}},
     # --reply-last answers lines typed at the console: a terminal on stdin (not here) or --control json
@@ -568,6 +574,13 @@ PAIRS: dict[str, dict[str, str]] = {
         "--max-clients -i": f"{BEHAVIOUR}test_echo_max_clients_and_idle_timeout_together",
         "--max-clients --udp-only": REFUSED,
         "-i --udp-only": REFUSED,
+        "--tls --udp-only": REFUSED,
+        # echo's TLS side is tcp-listen -k's: one server context and one loop transport (net/tlsloop.py)
+        "--tls --cert": f"{TLS}test_openssl_s_client_talks_to_a_listener_with_given_certificate",
+        "--tls --client-ca": f"{TLS}test_client_ca_requires_a_client_certificate",
+        "--tls --alpn": f"{TLS}test_listener_alpn_and_tls_min_are_what_its_clients_get",
+        "--tls --tls-min": f"{TLS}test_listener_alpn_and_tls_min_are_what_its_clients_get",
+        "--tls --ciphers": f"{TLS}test_listener_ciphers_are_the_only_ones_it_agrees_to",
     },
     "time-server": {
         "-v -q": REFUSED,
