@@ -99,19 +99,32 @@ class SServer:
 
 
 def python_tls_server(pki: Pki, payload: bytes, *, close_notify: bool) -> int:
-    """One client gets `payload`, then the connection ends with or without close_notify."""
+    """A client gets `payload`, then the connection ends with or without close_notify.
+
+    Clients whose handshake fails are dropped and the next one is served:
+    other tests scan loopback ports, and a scanner must not use up this server."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(pki.cert), str(pki.key))
     server = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
         with server:
-            raw, _ = server.accept()
-            with ctx.wrap_socket(raw, server_side=True) as tls:
-                tls.sendall(payload)
-                if close_notify:
-                    tls.unwrap().close()
-                # else: close() sends no close_notify (CPython does not call SSL_shutdown there)
+            while True:
+                raw, _ = server.accept()
+                try:
+                    tls = ctx.wrap_socket(raw, server_side=True)
+                except (OSError, ValueError):
+                    raw.close()
+                    continue
+                with tls:
+                    try:
+                        tls.sendall(payload)
+                        if close_notify:
+                            tls.unwrap().close()
+                        # else: close() sends no close_notify (CPython does not call SSL_shutdown there)
+                    except OSError:
+                        pass
+                return
 
     threading.Thread(target=serve, daemon=True).start()
     return server.getsockname()[1]
