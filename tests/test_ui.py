@@ -496,7 +496,10 @@ def colours(screen: str) -> list[bool]:
 def test_ui_starts_in_a_terminal_draws_and_quits_on_ctrl_q(tmp_path, colour):
     server = f"socktool-ui-test-{id(tmp_path)}"
     tmux = ["tmux", "-L", server, "-f", "/dev/null"]
-    command = " ".join([*SOCKTOOL, "ui", *([colour] if colour else []), "tcp-listen", "127.0.0.1:0"])
+    # NO_COLOR from the environment would make both runs grey: the colour comes from the option alone.
+    command = " ".join(
+        ["env", "-u", "NO_COLOR", *SOCKTOOL, "ui", *([colour] if colour else []), "tcp-listen", "127.0.0.1:0"]
+    )
     subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "24", command], check=True, timeout=10)
     try:
         subprocess.run([*tmux, "set-option", "-g", "remain-on-exit", "on"], check=True, timeout=10)

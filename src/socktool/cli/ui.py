@@ -34,15 +34,20 @@ def ui(
         raise typer.BadParameter(str(exc), param_hint="'KIND ADDRESS'") from None
     if not _terminal():
         raise typer.BadParameter("the ui needs a terminal on stdin and stdout", param_hint="'ui'")
-    if no_color:
-        os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is made
     from socktool.ui.app import SocktoolApp
 
-    app = SocktoolApp(specs, family)
+    saved = os.environ.get("NO_COLOR")
+    if no_color:
+        os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is made
     try:
-        result = app.run()
+        app = SocktoolApp(specs, family)
+        try:
+            result = app.run()
+        finally:
+            app.stop_all()
     finally:
-        app.stop_all()
+        if no_color and saved is None:
+            del os.environ["NO_COLOR"]  # the process's environment as it was (a caller in-process)
     return result or 0
 
 
