@@ -387,10 +387,36 @@ def test_python_m_socktool_and_version():
     assert result.stdout.decode().startswith("socktool ")
 
 
+# Start-up time: what neither `import socktool.cli` nor a plain tcp-connect's parsing may load.
+HEAVY_AT_START_UP = (
+    "ssl",
+    "rich",
+    "textual",
+    "cryptography",
+    "socktool.console",
+    "socktool.net.tlsconfig",
+    "socktool.frames",
+    "socktool.framing",
+)
+
+
 def test_importing_the_cli_does_not_import_rich():
-    code = "import sys, socktool.cli; print('rich' in sys.modules)"
+    code = f"import sys, socktool.cli; print(sorted(m for m in {HEAVY_AT_START_UP!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_plain_tcp_connect_loads_no_tls_framing_or_console_module():
+    """Parsed and run in-process (-z to a port where nothing listens), then sys.modules is looked at."""
+    code = (
+        "import socket, sys\n"
+        "from socktool.cli import main\n"
+        "closed = socket.socket(); closed.bind(('127.0.0.1', 0))\n"
+        "status = main(['tcp-connect', '-z', '127.0.0.1:%d' % closed.getsockname()[1]])\n"
+        f"print(status, sorted(m for m in {HEAVY_AT_START_UP!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.stdout.strip() == "1 []", result.stderr
 
 
 def test_slow_steady_stdin_after_peer_half_closed_is_sent_to_the_end(tmp_path):

@@ -25,10 +25,9 @@ import zlib
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
-from socktool.values import decode_hex
+from socktool.values import CHECKSUMS, DEFAULT_MAX_FRAME, decode_hex
+from socktool.values import FRAME_KINDS as KINDS
 
-DEFAULT_MAX_FRAME = 16 * 1024 * 1024
-KINDS = "line|crlf|len8|len16|len32|len16le|len32le|delim:HEX|fixed:N"
 ByteOrder = Literal["big", "little"]
 _LENGTHS: dict[str, tuple[int, ByteOrder]] = {
     "len8": (1, "big"),
@@ -218,9 +217,6 @@ def checksum_bytes(name: str, data: bytes) -> bytes:
             value ^= byte
         return bytes([value])
     raise ValueError(f"{name!r} is not a checksum: one of {', '.join(CHECKSUMS)}")
-
-
-CHECKSUMS = ("crc16-modbus", "crc32", "sum8", "xor8")
 
 
 def message_encoder(framing: Framing | None, checksum: str | None) -> Callable[[bytes], bytes]:

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import re
 
+# --frame, --max-frame and --checksum: what the options take (socktool/frames.py
+# implements them; the names live here so the option declarations need not import it).
+FRAME_KINDS = "line|crlf|len8|len16|len32|len16le|len32le|delim:HEX|fixed:N"
+CHECKSUMS = ("crc16-modbus", "crc32", "sum8", "xor8")
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
 # ASCII digits only (re.ASCII): '٤' and '²' are digits to Python, not to a user typing a number.
 _DURATION = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|m|h)?", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

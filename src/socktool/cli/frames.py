@@ -7,11 +7,32 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
-from socktool import frames
+from socktool import values
 from socktool.cli import options as opt
 
 if TYPE_CHECKING:  # pragma: no cover
+    from socktool import frames
     from socktool.net import events as ev
+
+# Start-up time: socktool/frames.py is imported only when --frame, --max-frame or --checksum is given.
+
+
+def _parse_frame(text: str) -> frames.Framing:
+    from socktool import frames
+
+    return frames.parse_frame(text)
+
+
+def _parse_size(text: str) -> int:
+    from socktool import frames
+
+    return frames.parse_size(text)
+
+
+def _checksum(text: str) -> object:
+    from socktool import frames
+
+    return frames.checksum_bytes(text, b"")
 
 
 def _checked(check: Callable[[str], object]) -> Callable[[str], str]:
@@ -29,8 +50,8 @@ Frame = Annotated[
     typer.Option(
         "--frame",
         metavar="FRAMING",
-        parser=opt.value_parser(_checked(frames.parse_frame)),
-        help=f"Messages on the stream: {frames.KINDS}. The view and JSON show one record per message; "
+        parser=opt.value_parser(_checked(_parse_frame)),
+        help=f"Messages on the stream: {values.FRAME_KINDS}. The view and JSON show one record per message; "
         "--send and console messages get the framing added.",
         rich_help_panel=opt.IO,
     ),
@@ -40,7 +61,7 @@ MaxFrame = Annotated[
     typer.Option(
         "--max-frame",
         metavar="SIZE",
-        parser=opt.value_parser(frames.parse_size),
+        parser=opt.value_parser(_parse_size),
         help="With --frame: a larger message is an error for its connection (default 16MiB).",
         rich_help_panel=opt.IO,
         show_default=False,
@@ -50,8 +71,8 @@ Checksum = Annotated[
     str | None,
     typer.Option(
         "--checksum",
-        metavar="|".join(frames.CHECKSUMS),
-        parser=opt.value_parser(_checked(lambda text: frames.checksum_bytes(text, b""))),
+        metavar="|".join(values.CHECKSUMS),
+        parser=opt.value_parser(_checked(_checksum)),
         help="Append this checksum to each message sent (--send, console lines).",
         rich_help_panel=opt.IO,
     ),
@@ -60,7 +81,7 @@ Checksum = Annotated[
 
 class FrameOptions(NamedTuple):
     framing: frames.Framing | None = None
-    max_frame: int = frames.DEFAULT_MAX_FRAME
+    max_frame: int = values.DEFAULT_MAX_FRAME
     checksum: str | None = None
 
     @property
@@ -69,7 +90,11 @@ class FrameOptions(NamedTuple):
 
     def encode(self, message: bytes) -> bytes:
         """A message to send: checksum appended, then framed."""
-        return frames.message_encoder(self.framing, self.checksum)(message) if self.active else message
+        if not self.active:
+            return message
+        from socktool import frames
+
+        return frames.message_encoder(self.framing, self.checksum)(message)
 
     def sink(
         self, sink: ev.Sink, on_error: Callable[[int], None] | None = None, *, keeps_going: bool = False
@@ -88,5 +113,5 @@ def frame_options(frame: str | None, max_frame: int | None, checksum: str | None
         raise typer.BadParameter(
             "--crlf adds line ends to a stream; with messages use --frame crlf", param_hint="'--crlf'"
         )
-    framing = frames.parse_frame(frame) if frame is not None else None
-    return FrameOptions(framing, max_frame or frames.DEFAULT_MAX_FRAME, checksum)
+    framing = _parse_frame(frame) if frame is not None else None
+    return FrameOptions(framing, max_frame or values.DEFAULT_MAX_FRAME, checksum)

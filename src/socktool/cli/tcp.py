@@ -12,7 +12,6 @@ from socktool.cli import tls as tlsopt
 from socktool.cli.console import Control
 from socktool.cli.frames import Checksum, Frame, FrameOptions, MaxFrame, frame_options
 from socktool.net.access import AccessPolicy, Network
-from socktool.net.relay import Payload, RelayOptions
 from socktool.shellwords import split_command
 from socktool.values import decode_hex, to_crlf
 from socktool.view.output import build_sink
@@ -23,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from socktool.console import Answer
     from socktool.net import events as ev
+    from socktool.net.relay import Payload, RelayOptions
     from socktool.view.progress import Counters
 
 # -- options the two commands share ----------------------------------------------
@@ -134,7 +134,7 @@ def _payload(
     repeat: int,
     interval: float,
     framing: FrameOptions = FrameOptions(),
-) -> Payload:
+) -> "Payload":
     def finish(data: bytes) -> bytes:  # checksum and frame, or CRLF line ends
         data = framing.encode(data)
         return to_crlf(data) if crlf else data
@@ -159,6 +159,8 @@ def _payload(
 
     def render(message: bytes, seq: int) -> bytes:
         return finish(fill_template(message.decode("utf-8", "surrogateescape"), seq))
+
+    from socktool.net.relay import Payload
 
     return Payload(
         stdin_fd=None if send else terminal.stdin_fd,
@@ -185,7 +187,7 @@ def _relay_options(
     summarize_sent: bool = False,
     keep_sending: bool = False,
     quit_after: float | None = None,
-) -> RelayOptions:
+) -> "RelayOptions":
     opt.exclusive(send_only=send_only, recv_only=recv_only)
     for name, given in (("--keep-sending", keep_sending), ("--quit-after", quit_after is not None)):
         if given and (send_only or recv_only):
@@ -193,6 +195,8 @@ def _relay_options(
             raise typer.BadParameter(
                 f"cannot be used with {other}: it is about sending and receiving both", param_hint=f"'{name}'"
             )
+    from socktool.net.relay import RelayOptions
+
     return RelayOptions(
         send=not recv_only,
         receive=not send_only,

@@ -2,22 +2,39 @@
 
 Nothing here imports `ssl`: the values are checked and handed to the engine
 as plain records (net/tlsconfig.py); a command that uses TLS imports net/tls.
+Start-up time: this module is only the declarations; net/tlsconfig.py is
+imported when a TLS option is given or TLS settings are built.
 """
+
+from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from socktool.cli import options as opt
-from socktool.net import tlsconfig
-from socktool.net.address import Endpoint
 
 if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net import tlsconfig
+    from socktool.net.address import Endpoint
     from socktool.net.proxy import ProxyConfig
     from socktool.net.tls import TlsCheck
 
 TLS = opt.TLS
 PROXY = opt.PROXY
+
+
+def _parse_pin(text: str) -> str:
+    from socktool.net import tlsconfig
+
+    return tlsconfig.parse_pin(text)
+
+
+def _parse_tls_version(text: str) -> str:
+    from socktool.net import tlsconfig
+
+    return tlsconfig.parse_tls_version(text)
+
 
 Tls = Annotated[bool, typer.Option("--tls", help="Speak TLS on the connection.", rich_help_panel=TLS)]
 Sni = Annotated[
@@ -44,7 +61,7 @@ Pin = Annotated[
     typer.Option(
         "--pin",
         metavar="sha256:HEX",
-        parser=opt.value_parser(tlsconfig.parse_pin),
+        parser=opt.value_parser(_parse_pin),
         help="Accept exactly a certificate with this SHA-256 fingerprint, even self-signed (repeatable).",
         rich_help_panel=TLS,
     ),
@@ -69,7 +86,7 @@ TlsMin = Annotated[
     typer.Option(
         "--tls-min",
         metavar="1.2|1.3",
-        parser=opt.value_parser(tlsconfig.parse_tls_version),
+        parser=opt.value_parser(_parse_tls_version),
         help="The lowest TLS version to accept.",
         rich_help_panel=TLS,
     ),
@@ -118,6 +135,8 @@ def _need_tls(tls: bool, flag: str = "--tls", **given: object) -> None:
 def _alpn(text: str | None) -> tuple[str, ...]:
     if text is None:
         return ()
+    from socktool.net import tlsconfig
+
     try:
         return tlsconfig.parse_alpn(text)
     except ValueError as exc:
@@ -187,6 +206,8 @@ def client_tls(
             f"{flag} to a unix socket has no host name to check: give --sni NAME, --pin or --insecure"
         )
     name = sni or host
+    from socktool.net import tlsconfig
+
     return tlsconfig.ClientTls(
         server_name=None if no_sni else name,
         check_name=name,
@@ -232,6 +253,8 @@ def server_tls(
         return None
     _pair(cert, key)
     _ciphers_apply(tls_min, ciphers)
+    from socktool.net import tlsconfig
+
     return tlsconfig.ServerTls(
         cert=cert,
         key=key,
@@ -252,7 +275,7 @@ def probe_tls(
     insecure: bool,
     min_days: int | None,
     timeout: float,
-) -> "TlsCheck | None":
+) -> TlsCheck | None:
     """`wait --tls`: the check every endpoint gets (its host is the name to check, unless --sni)."""
     _need_tls(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days)
     if not tls:
@@ -261,6 +284,7 @@ def probe_tls(
     opt.exclusive(insecure=insecure, ca=ca)
     opt.exclusive(pin=pin, ca=ca)
     from socktool.net import tls as tls_engine
+    from socktool.net import tlsconfig
 
     settings = tlsconfig.ClientTls(
         server_name=sni, check_name=sni, ca=ca, pins=tuple(pin or ()), insecure=insecure, min_days=min_days,
@@ -285,7 +309,7 @@ ProxyAuth = Annotated[
 ]
 
 
-def proxy_config(url: str | None, auth: str | None, excluded: dict[str, object]) -> "ProxyConfig | None":
+def proxy_config(url: str | None, auth: str | None, excluded: dict[str, object]) -> ProxyConfig | None:
     """The proxy to dial through, or None; options a proxied connect cannot honour
     (`excluded`, by option name) are exit 2."""
     if url is None:
