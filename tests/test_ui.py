@@ -356,6 +356,53 @@ def test_sessions_are_created_stopped_started_and_closed_from_the_keyboard():
     drive([], scenario)
 
 
+def test_pause_refuses_new_clients_while_the_connected_one_keeps_talking():
+    peers: list[Peer] = []
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        session = app.sessions[0]
+        peers.append(Peer(port))
+        await until(pilot, lambda: len(session.clients) == 1, "the client in the list")
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: session.paused, "the session to be paused")
+        assert "paused" in str(app.query_one("#status").render())
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        peers[0].sock.sendall(b"still here\n")
+        await until(pilot, lambda: "still here" in log_text(app), "the connected client's line in the log")
+        await type_and_send(pilot, "answer")
+        await until(pilot, lambda: peers[0].received == b"answer\n", "the connected client to get the answer")
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: not session.paused, "the session to accept again")
+        peers.append(Peer(port))
+        await until(pilot, lambda: len(session.clients) == 2, "the new client accepted after resume")
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def test_pause_is_for_a_server_session_only():
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        await listening_port(app, pilot)
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: "pause applies to a TCP server session" in log_text(app), "the refusal")
+        assert not app.sessions[0].paused
+
+    drive(["udp-listen", "127.0.0.1:0"], scenario)
+
+
+@pytest.mark.parametrize("option", ["-v", "-q", "--debug"])
+def test_status_and_debug_options_are_refused(option):
+    """The ui draws everything on its screen: -v, -q and --debug have nothing to change, so they are refused."""
+    result = subprocess.run([*SOCKTOOL, "ui", option, "tcp-listen", "0"], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"socktool: error: No such option: {option} (see 'socktool ui --help')"
+
+
 def test_search_shows_only_matching_records_and_file_is_sent(tmp_path):
     peers: list[Peer] = []
     payload = bytes(range(256)) * 1000

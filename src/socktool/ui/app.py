@@ -278,6 +278,8 @@ class SocktoolApp(App[int]):
         """Three short lines (the panel is narrow at 80 columns): kind and state, address and clients, counters."""
         label = Text(f"#{session.number} {session.spec.kind} ", style="bold")
         label.append(session.state, style="red" if session.state == "failed" else "")
+        if session.paused:
+            label.append(" paused", style="yellow")
         who = "peers" if session.is_udp else "clients"
         label.append(f"\n {session.address}, {len(session.clients)} {who}")
         label.append(
@@ -386,6 +388,8 @@ class SocktoolApp(App[int]):
             bar.update("")
             return
         parts = [session.title(), session.state, "hex" if view.hex_view else "text"]
+        if session.paused:
+            parts.insert(2, "paused: new clients refused")
         if session.recording is not None:
             parts.append(f"REC {session.recording.path}")
         if view.search:
@@ -518,6 +522,16 @@ class SocktoolApp(App[int]):
             self.note("select a client to kick in the client list", warning=True)
         else:
             session.submit(cmd.Kick(chosen))
+
+    def action_pause(self) -> None:
+        """The console's /pause and /resume: the engine answers, and the session keeps the state."""
+        session = self.current
+        if session is None:
+            return
+        if session.spec.kind != "tcp-listen":
+            self.note("pause applies to a TCP server session", warning=True)
+        elif not session.submit(cmd.Simple("resume" if session.paused else "pause")):
+            self.note("the session is not running", warning=True)
 
     def action_send_file(self) -> None:
         self._prompt("send_file", "")

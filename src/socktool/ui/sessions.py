@@ -104,6 +104,7 @@ class Session:
         self.spec = spec
         self.wake = wake  # called (from the loop's thread) when something was queued
         self.state = "stopped"
+        self.paused = False  # a server's /pause: new clients are refused
         self.address = spec.address
         self.events: collections.deque[tuple[float, ev.Event | Answer]] = collections.deque(maxlen=PENDING)
         self.clients: list[ClientRow] = []
@@ -129,6 +130,7 @@ class Session:
         if self.running:
             return
         self.state = "starting"
+        self.paused = False
         self.clients = []
         self.thread = threading.Thread(target=self._run, name=f"session-{self.number}", daemon=True)
         self.thread.start()
@@ -243,6 +245,9 @@ class Session:
         self._queue(event)
 
     def answer(self, answer: Answer) -> None:
+        paused = (answer.fields or {}).get("paused")
+        if isinstance(paused, bool):  # the answers of pause, resume and list say it
+            self.paused = paused
         if answer.kind == "list":
             self.clients = client_rows(answer.fields or {})
             self._known = {row.peer for row in self.clients}
