@@ -311,6 +311,7 @@ def nmap_open_ports(ports: str) -> set[int]:
     return {int(port) for port in re.findall(r"(\d+)/open/tcp", out)}
 
 
+@pytest.mark.slow  # two scans of 63,511 ports (ours and nmap's), up to three times
 def test_open_ports_over_a_large_range_equal_nmaps():
     need("nmap")
     # Other programs on this machine open and close listeners as we go, so a
