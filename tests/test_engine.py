@@ -288,6 +288,29 @@ def test_broker_send_only_relays_nothing_between_clients():
     os.close(stdin_w)
 
 
+def test_broker_reports_a_forward_as_sent_after_the_receive_and_before_the_reply():
+    relay = RelayOptions(output_fd=None, emit_data=True)
+    with hub(Payload(stdin_fd=None), relay, ListenOptions(broker=True)) as (engine, port, events):
+        one = socket.create_connection(("127.0.0.1", port), timeout=10)
+        two = socket.create_connection(("127.0.0.1", port), timeout=10)
+        until(lambda: len(engine.clients) == 2)
+        two.sendall(b"ping")
+        assert read_exactly(one, 4) == b"ping"
+        one.sendall(b"pong")
+        assert read_exactly(two, 4) == b"pong"
+        data = lambda: [(e.conn, e.direction, e.data) for e in events if isinstance(e, ev.Data)]  # noqa: E731
+        until(lambda: len(data()) == 4)
+        assert data() == [
+            (2, ev.RECEIVED, b"ping"),
+            (1, ev.SENT, b"ping"),
+            (1, ev.RECEIVED, b"pong"),
+            (2, ev.SENT, b"pong"),
+        ]
+        one.close()
+        two.close()
+    assert sorted((e.conn, e.sent, e.received) for e in events if isinstance(e, ev.Closed)) == [(1, 4, 4), (2, 4, 4)]
+
+
 def test_broker_recv_only_sends_clients_nothing():
     out_r, out_w = os.pipe()
     relay = RelayOptions(send=False, output_fd=out_w)

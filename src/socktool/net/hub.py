@@ -321,11 +321,17 @@ class Hub:
         return [c for c in self.clients.values() if c is not conn]
 
     # -- what goes to clients: stdin, the broker -----------------------------------
-    def fan_out(self, data: bytes, targets: list[Connection]) -> None:
-        """Write `data` to each target; pause the sources while any of them is full."""
+    def fan_out(self, data: bytes, targets: list[Connection], *, report: bool = False) -> None:
+        """Write `data` to each target; pause the sources while any of them is full.
+
+        report: a Data(SENT) event per target as the bytes are handed to it (--broker's
+        forwards), so it comes after the receive it forwards and before any reply.
+        """
         now = time.monotonic()
         for target in targets:
             target.write(data)
+            if report:
+                self.sink(ev.Data(target.id, target.peer, ev.SENT, data))
             if not target.writable and target not in self._full:
                 self._full[target] = now
         if self._full and not self._paused_sources:
@@ -524,7 +530,7 @@ class ClientRelay(Handler):
         if hub.options.broker and relay.send:
             targets = hub.others(conn)
             if targets:
-                hub.fan_out(bytes(data), targets)
+                hub.fan_out(bytes(data), targets, report=relay.emit_data)
         if relay.expect is not None:
             self.window = (self.window + bytes(data))[-EXPECT_WINDOW:]
             if relay.expect.search(self.window):
