@@ -153,6 +153,16 @@ def test_exec_crlf_translates_the_commands_output():
         assert listener.wait() == 0
 
 
+def test_exec_connections_report_the_bytes_each_way():
+    with Proc("tcp-listen", "--exec", "cat", "-v", "127.0.0.1:0") as listener:
+        port = listener.wait_listening()
+        with connect(port) as client:
+            client.sendall(b"hello, command\n")
+            client.shutdown(socket.SHUT_WR)
+            assert read_to_eof(client) == b"hello, command\n"
+        listener.wait_for(r"closed .*\(command exited with status 0\): 15 B sent, 15 B received")
+
+
 def test_exec_splits_words_as_a_posix_shell_does():
     command = r"""printf '%s|' "a\$b" 'c d' e\ f "g\h" """
     with Proc("tcp-listen", "--exec", command, "127.0.0.1:0") as listener:
