@@ -21,6 +21,7 @@ from socktool.net import events as ev
 from socktool.net.address import Endpoint
 from socktool.net.console import ConsoleHub
 from socktool.net.hub import ListenOptions
+from socktool.net.outbound import Outbound
 from socktool.net.relay import Payload, RelayOptions
 from socktool.net.udp import ListenOptions as UdpOptions
 from socktool.net.udp import bind
@@ -393,3 +394,34 @@ def test_a_file_to_a_client_that_leaves_midway_is_an_error_answer(tmp_path):
         until(lambda: any(a.kind == "error" and "left after" in a.text for a in session.answers))
         assert not hub._files  # nothing left open or waiting
         one.close()
+
+
+def test_a_client_session_sends_a_file_whole_and_one_at_a_time(tmp_path):
+    """The ui's TCP client session (net/outbound.py) shares the hub's file senders."""
+    data = os.urandom(16 * 1024 * 1024 + 17)  # more than loopback buffers hold while the peer does not read
+    path = tmp_path / "payload.bin"
+    path.write_bytes(data)
+    session = Session()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        out = Outbound(
+            Endpoint(host="127.0.0.1", port=server.getsockname()[1]),
+            session.events.append,
+            answer=session.answers.append,
+        )
+        thread = threading.Thread(target=out.run, daemon=True)
+        thread.start()
+        peer, _ = server.accept()
+        with peer:
+            until(lambda: out.conn is not None)
+            out.submit(cmd.SendFile(1, str(path)))
+            out.submit(cmd.SendFile(1, str(path)))
+            assert session.answer_of("error").text == "a file is still being sent to #1"
+            got = read_exactly(peer, len(data), timeout=30)
+            assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+            until(lambda: any(answer.kind == "ok" for answer in session.answers))  # after any progress answers
+            done = [answer for answer in session.answers if answer.kind == "ok"]
+            assert [answer.fields for answer in done] == [{"file": str(path), "to": 1, "bytes": len(data)}]
+            assert len(out._files) == 0
+            out.submit(cmd.Simple("quit"))
+            thread.join(timeout=10)
+            assert not thread.is_alive()

@@ -89,7 +89,7 @@ class ConsoleHub(Commanded, Hub):
         self.frame = frame  # /hex bytes -> what is sent (--frame / --checksum; else as they are)
         self.focus: int | None = None  # /to N: where plain lines go (None: every client)
         self._refusing = False  # /pause
-        self._files: dict[int, FileSender] = {}
+        self._files = FileSenders(self)
 
     def _reads_stdin(self) -> bool:
         return False  # the console reads it and hands us what it means
@@ -109,7 +109,7 @@ class ConsoleHub(Commanded, Hub):
         elif isinstance(command, cmd.Focus):
             self._focus(command.target)
         elif isinstance(command, cmd.SendFile):
-            self._send_file(self._client(command.target), command.path)
+            self._files.start(self._client(command.target), command.path)
         elif isinstance(command, cmd.Kick):
             conn = self._client(command.target)
             conn.close("kicked from the console")
@@ -221,31 +221,19 @@ class ConsoleHub(Commanded, Hub):
         self.acceptor.resume()
         self.answer(Answer("ok", f"accepting clients again on {self.listener.address}", {"paused": False}))
 
-    def _send_file(self, conn: Connection, path: str) -> None:
-        source = open_file(path)
-        if conn.id in self._files:
-            source.close()
-            raise ValueError(f"a file is still being sent to #{conn.id}")
-        self._files[conn.id] = sender = FileSender(self, conn, source, path)
-        sender.step()
-
     def _input_ended(self) -> None:
         self._stdin_ended()
 
     def client_drained(self, conn: Connection) -> None:
         super().client_drained(conn)
-        sender = self._files.get(conn.id)
-        if sender is not None:
-            sender.step()  # the client took what waited: read on
+        self._files.step(conn)  # the client took what waited: read on
 
     def left(self, conn: Connection, reason: str) -> None:
-        sender = self._files.get(conn.id)
-        if sender is not None:
-            sender.step()  # reports the file cut short
+        self._files.step(conn)  # reports the file cut short
         super().left(conn, reason)
 
     def file_done(self, conn_id: int) -> None:
-        self._files.pop(conn_id, None)
+        self._files.done(conn_id)
 
 
 def open_file(path: str) -> BinaryIO:
@@ -262,6 +250,31 @@ class FileOwner(Protocol):
 
     def answer(self, answer: Answer) -> None: ...
     def file_done(self, conn_id: int) -> None: ...
+
+
+class FileSenders:
+    """The files being sent, at most one per connection; `step` when a client drains or leaves."""
+
+    def __init__(self, owner: FileOwner):
+        self.owner = owner
+        self._senders: dict[int, FileSender] = {}
+
+    def start(self, conn: Connection, path: str) -> None:
+        if conn.id in self._senders:
+            raise ValueError(f"a file is still being sent to #{conn.id}")
+        self._senders[conn.id] = sender = FileSender(self.owner, conn, open_file(path), path)
+        sender.step()
+
+    def step(self, conn: Connection) -> None:
+        sender = self._senders.get(conn.id)
+        if sender is not None:
+            sender.step()
+
+    def done(self, conn_id: int) -> None:
+        self._senders.pop(conn_id, None)
+
+    def __len__(self) -> int:
+        return len(self._senders)
 
 
 class FileSender:
@@ -318,4 +331,4 @@ class FileSender:
         self.hub.answer(answer)
 
 
-__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileOwner", "FileSender", "open_file"]
+__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileOwner", "FileSender", "FileSenders", "open_file"]

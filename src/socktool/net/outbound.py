@@ -26,7 +26,7 @@ from socktool import console as cmd
 from socktool.console import Answer
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.console import Commanded, FileSender, open_file
+from socktool.net.console import Commanded, FileSenders
 from socktool.net.loop import Connection, Handler, Loop, SocketTransport
 from socktool.net.tcp import SocketOptions, connect
 from socktool.values import format_duration, format_size
@@ -56,7 +56,7 @@ class Outbound(Commanded, Handler):
         self.loop = Loop(sink)
         self.conn: Connection | None = None
         self.started = time.monotonic()
-        self._files: dict[int, FileSender] = {}
+        self._files = FileSenders(self)
 
     # -- running (the loop's thread is the caller's) ----------------------------------
     def run(self) -> None:
@@ -88,14 +88,10 @@ class Outbound(Commanded, Handler):
         self.sink(ev.Data(conn.id, conn.peer, ev.RECEIVED, bytes(data)))
 
     def drained(self, conn: Connection) -> None:
-        sender = self._files.get(conn.id)
-        if sender is not None:
-            sender.step()  # the peer took what waited: read on
+        self._files.step(conn)  # the peer took what waited: read on
 
     def closed(self, conn: Connection, reason: str) -> None:
-        sender = self._files.get(conn.id)
-        if sender is not None:
-            sender.step()  # reports the file cut short
+        self._files.step(conn)  # reports the file cut short
         self.sink(conn.closed_event(reason))
         self.loop.stop()
 
@@ -118,10 +114,7 @@ class Outbound(Commanded, Handler):
                 data = self.encode((command.text or "").encode("utf-8", "surrogateescape"))
             self._send(conn, data)
         elif isinstance(command, cmd.SendFile):
-            if conn.id in self._files:
-                raise ValueError(f"a file is still being sent to #{conn.id}")
-            self._files[conn.id] = sender = FileSender(self, conn, open_file(command.path), command.path)
-            sender.step()
+            self._files.start(conn, command.path)
         else:  # Kick
             conn.close("closed from the console")
             self.answer(Answer("ok", f"closed #{conn.id} {conn.peer}", {"kicked": conn.id}))
@@ -175,7 +168,7 @@ class Outbound(Commanded, Handler):
         self.answer(Answer("list", text, {"clients": rows, "paused": False}))
 
     def file_done(self, conn_id: int) -> None:
-        self._files.pop(conn_id, None)
+        self._files.done(conn_id)
 
 
 __all__ = ["Outbound"]
