@@ -337,6 +337,7 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--interval": ("timing", f"{WAIT}test_exits_1_on_timeout_naming_the_endpoint_and_why"),
         "-w": ("timing", f"{WAIT}test_succeeds_when_the_port_comes_up_a_second_later"),
         "--invert": ("goal", f"{WAIT}test_invert_waits_until_the_port_refuses"),
+        "--json": ("format", f"{WAIT}test_json_is_a_record_per_endpoint_up_or_failed_then_the_error"),
         "--udp": ("check", f"{CHECKS}test_udp_probe_against_echo_and_time_server"),
         "--send": ("check", f"{CHECKS}test_send_then_expect_against_the_echo_server"),
         "--expect": ("check", f"{CHECKS}test_expect_waits_for_a_banner_that_comes_late"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -66,6 +67,36 @@ def test_exits_1_on_timeout_naming_the_endpoint_and_why():
     line = one_line_error(result.stderr)
     assert f"timed out after 600ms waiting for 127.0.0.1:{port} (connection refused)" in line
     assert 0.55 <= elapsed < 5
+
+
+def test_json_is_a_record_per_endpoint_up_or_failed_then_the_error():
+    refused = free_port()
+    with listening_socket() as server:
+        up = server.getsockname()[1]
+        result = run("wait", "--json", "-w", "600ms", "--interval", "100ms", f"127.0.0.1:{up}", f"127.0.0.1:{refused}")
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [(r["event"], r["v"], r.get("endpoint")) for r in records] == [
+        ("up", 1, f"127.0.0.1:{up}"),
+        ("failed", 1, f"127.0.0.1:{refused}"),
+        ("error", 1, None),
+    ]
+    assert records[1]["reason"] == "connection refused"
+    assert records[1]["elapsed"] == 0.6
+    assert records[2]["exit"] == 1
+    assert "socktool: error: timed out after 600ms" in result.stderr.decode().splitlines()[-1]
+
+
+def test_json_invert_says_down_with_how_it_failed():
+    refused = free_port()
+    result = run("wait", "--json", "--invert", "-q", f"127.0.0.1:{refused}")
+    assert result.returncode == 0
+    (record,) = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert (record["event"], record["endpoint"], record["detail"]) == (
+        "down",
+        f"127.0.0.1:{refused}",
+        "connection refused",
+    )
 
 
 def test_runs_the_command_after_dashes_and_returns_its_status():

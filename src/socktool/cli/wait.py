@@ -97,6 +97,7 @@ def wait(
     pin: tlsopt.Pin = None,
     insecure: tlsopt.Insecure = False,
     min_days: tlsopt.MinDays = None,
+    json_out: opt.Json = False,
     verbose: opt.Verbose = False,
     quiet: opt.Quiet = False,
     no_color: opt.NoColor = False,
@@ -138,7 +139,7 @@ def wait(
 
         terminal.warn(INSECURE_WARNING)
     budget, _cut = descriptor_budget(len(watches), reserve=DESCRIPTOR_RESERVE)
-    with WaitView(terminal, [watch.name for watch in watches], invert=invert) as view:
+    with WaitView(terminal, [watch.name for watch in watches], invert=invert, json=json_out) as view:
         waiter = Waiter(
             watches,
             interval=interval,
@@ -150,6 +151,8 @@ def wait(
             on_miss=view.missed,
         )
         all_there = waiter.run()
+        for name in [] if all_there else waiter.waiting_for:
+            view.failed(name, waiter.last.get(name, "?"), timeout)
     if not all_there:
         plain = all(watch.check == Check() for watch in watches)
         goal = "" if not invert else " to stop accepting" if plain else " to fail"

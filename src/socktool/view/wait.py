@@ -1,9 +1,14 @@
 """wait's output: a line on stderr per endpoint as it gets there, and a spinner
-on a terminal while it waits. Silent with -q; rich only for the spinner."""
+on a terminal while it waits. Silent with -q; rich only for the spinner.
+With --json, also a record on stdout per endpoint (view/jsonl.py's schema):
+"up" (or "down" with --invert) as it gets there, "failed" for each one
+still late at the timeout, with its last failure.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from socktool.net.events import Ready
@@ -14,6 +19,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.progress import Progress
 
 
+def ready_record(ready: Ready, *, invert: bool) -> dict[str, object]:
+    record: dict[str, object] = {
+        "event": "down" if invert else "up",
+        "ts": round(time.time(), 6),
+        "endpoint": ready.endpoint,
+        "elapsed": round(ready.elapsed, 6),
+    }
+    if ready.detail:
+        record["detail"] = ready.detail
+    return record
+
+
 def ready_line(ready: Ready, *, invert: bool) -> str:
     after = format_duration(ready.elapsed)
     if invert:
@@ -22,9 +39,14 @@ def ready_line(ready: Ready, *, invert: bool) -> str:
 
 
 class WaitView:
-    def __init__(self, terminal: Terminal, waiting_for: list[str], *, invert: bool = False):
+    def __init__(self, terminal: Terminal, waiting_for: list[str], *, invert: bool = False, json: bool = False):
         self.terminal = terminal
         self.invert = invert
+        self.json = None
+        if json:
+            from socktool.view.jsonl import JsonLines
+
+            self.json = JsonLines(terminal.write_out)
         self.pending = list(waiting_for)
         self.spinner = terminal.stderr_isatty and not terminal.quiet
         self._lock = threading.Lock()
@@ -57,6 +79,8 @@ class WaitView:
     def __call__(self, ready: Ready) -> None:
         """An endpoint got there (called from a watcher thread)."""
         line = ready_line(ready, invert=self.invert)
+        if self.json is not None:
+            self.json.write(ready_record(ready, invert=self.invert))
         with self._lock:
             text = str(ready.endpoint)
             if text in self.pending:
@@ -67,6 +91,12 @@ class WaitView:
                 self._progress.update(self._task, description=self._description())
             else:
                 self.terminal.always(line)
+
+    def failed(self, endpoint: str, reason: str, elapsed: float) -> None:
+        """The wait timed out with this endpoint not there: its record with --json."""
+        if self.json is not None:
+            record = {"event": "failed", "ts": round(time.time(), 6), "endpoint": endpoint, "elapsed": elapsed}
+            self.json.write({**record, "reason": reason})
 
     def missed(self, endpoint: str, reason: str) -> None:
         """An attempt that did not get there: a status line with -v (called from a watcher thread)."""
