@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from socktool.cli import options as opt
 from socktool.ui.keys import keys_help
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.ui.sessions import Spec
+
+# The options a session takes, by kind (the rest of the command's options are refused, never ignored).
+SESSION_OPTIONS = {
+    "tcp-listen": ("tls", "cert", "key", "frame", "max_frame", "checksum"),
+    "tcp-connect": ("frame", "max_frame", "checksum"),
+    "udp-listen": (),
+}
 
 
 def ui(
@@ -28,8 +39,11 @@ def ui(
     from socktool.ui.sessions import parse_specs
 
     family = opt.family(ipv4, ipv6)
+    words = sessions or []
+    if words and words[0].startswith("-"):
+        raise typer.BadParameter(f"no such option: {words[0]}", param_hint="'ui'")
     try:
-        specs = parse_specs(sessions or [], family)
+        specs = parse_specs(words, family, session_options)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'KIND ADDRESS'") from None
     if not _terminal():
@@ -40,7 +54,7 @@ def ui(
     if no_color:
         os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is made
     try:
-        app = SocktoolApp(specs, family)
+        app = SocktoolApp(specs, family, session_options)
         try:
             result = app.run()
         finally:
@@ -51,11 +65,52 @@ def ui(
     return result or 0
 
 
+def session_options(spec: Spec, words: Sequence[str]) -> Spec:
+    """A session's options, read by its command's own parser and option objects; ValueError if refused."""
+    import typer.main
+    from typer._click.core import ParameterSource
+    from typer._click.exceptions import ClickException
+
+    from socktool.cli import tls as tlsopt
+    from socktool.cli.app import build_app
+    from socktool.cli.frames import frame_options
+
+    group = typer.main.get_command(build_app([spec.kind]))
+    command = group.commands[spec.kind]  # type: ignore[attr-defined]
+    try:
+        ctx = command.make_context(spec.kind, [spec.address, *words])
+        params = ctx.params
+        for param in command.params:
+            name = param.name or ""
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE and name not in (
+                "address",
+                *SESSION_OPTIONS[spec.kind],
+            ):
+                raise ValueError(f"{spec.kind} {spec.address}: {param.opts[0]} is not for a ui session")
+        framing = frame_options(params.get("frame"), params.get("max_frame"), params.get("checksum"), crlf=False)
+        tls = None
+        if spec.kind == "tcp-listen":
+            tls = tlsopt.server_tls(
+                params["tls"],
+                cert=params["cert"],
+                key=params["key"],
+                client_ca=None,
+                alpn=None,
+                tls_min=None,
+                ciphers=None,
+                strict_close=False,
+            )
+    except ClickException as exc:
+        raise ValueError(f"{spec.kind} {spec.address}: {exc.format_message()}") from None
+    return spec._replace(options=tuple(words), tls=tls, framing=framing if framing.active else None)
+
+
 def _terminal() -> bool:
     """Textual draws on stdout and reads keys from stdin: both must be a terminal."""
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
+ui.command_settings = {"context_settings": {"ignore_unknown_options": True}}  # type: ignore[attr-defined]
 ui.__doc__ = f"""Full-screen SocketTool: TCP servers, TCP clients and UDP sockets side by side.
 
 Each session shows its state and counters, its clients (pick one to send
@@ -63,7 +118,10 @@ to, or all; kick), and its traffic as escaped text or a hex dump. The send
 box takes text (with LF, CRLF or no line end) or hex, to the chosen client
 or all, from a file, or every N ms COUNT times; a session can be recorded
 to the JSON Lines of --record. Sessions given on the command line are
-opened at start: KIND ADDRESS pairs, with the addresses of the commands.
+opened at start: KIND ADDRESS [OPTION...], with the addresses of the
+commands and some of their options: tcp-listen --tls (--cert/--key, or an
+ephemeral certificate whose fingerprint the session shows) and --frame,
+--max-frame, --checksum on tcp-listen and tcp-connect.
 
 Keys (also in the footer):
 {keys_help()}
@@ -71,4 +129,5 @@ Keys (also in the footer):
 Examples:
   socktool ui tcp-listen 8898 udp-listen 9999
   socktool ui tcp-connect 127.0.0.1:8898
+  socktool ui tcp-listen 8898 --tls --frame len32
 """

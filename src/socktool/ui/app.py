@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import shlex
 import signal
 import time
 from typing import ClassVar, NamedTuple
@@ -35,7 +36,7 @@ from socktool.framing import MAX_DATAGRAM
 from socktool.net import events as ev
 from socktool.net.errors import SocktoolError
 from socktool.ui.keys import KEYS, SHORT
-from socktool.ui.sessions import LINE_ENDS, Session, Spec, encode_input, parse_spec
+from socktool.ui.sessions import LINE_ENDS, OptionParser, Session, Spec, encode_input, parse_specs
 from socktool.values import format_duration, format_size
 from socktool.view.render import escaped_lines, hexdump_lines, printable
 from socktool.view.status import stats_line
@@ -80,7 +81,8 @@ def record_of(ts: float, item: ev.Event | Answer) -> Record | None:
 
 def _note(event: ev.Event) -> tuple[str, bool]:
     if isinstance(event, ev.Listening):
-        return f"listening on {event.address} ({event.kind})", False
+        tls = f", TLS certificate {event.tls_fingerprint}" if event.tls_fingerprint else ""
+        return f"listening on {event.address} ({event.kind}{tls})", False
     if isinstance(event, ev.Connected):
         return f"#{event.conn} {event.peer} connected", False
     if isinstance(event, ev.Closed):
@@ -191,9 +193,10 @@ class SocktoolApp(App[int]):
     #prompt { width: 1fr; }
     """
 
-    def __init__(self, specs: list[Spec] | None = None, family: int = 0):
+    def __init__(self, specs: list[Spec] | None = None, family: int = 0, parse_options: OptionParser | None = None):
         super().__init__()
         self.family = family  # -4 / -6, for the sessions made here too
+        self.parse_options = parse_options  # a session's options, read by its command's parser (cli/ui.py)
         self.sessions: list[Session] = []
         self.views: dict[int, SessionView] = {}
         self.current: Session | None = None
@@ -390,6 +393,8 @@ class SocktoolApp(App[int]):
         parts = [session.title(), session.state, "hex" if view.hex_view else "text"]
         if session.paused:
             parts.insert(2, "paused: new clients refused")
+        if session.fingerprint:
+            parts.append(f"TLS {session.fingerprint}")
         if session.recording is not None:
             parts.append(f"REC {session.recording.path}")
         if view.search:
@@ -420,7 +425,9 @@ class SocktoolApp(App[int]):
             self.note("no session: ctrl+n creates one", warning=True)
             return False
         try:
-            data = encode_input(text, hex_input=self.hex_input, line_end=self.line_end)
+            # A --frame session sends the box as one message: its frame, not a line end, marks where it ends.
+            line_end = "none" if session.spec.framing is not None else self.line_end
+            data = session.message(encode_input(text, hex_input=self.hex_input, line_end=line_end))
         except ValueError as exc:
             self.note(f"not sent: {exc}", warning=True)
             return False
@@ -597,8 +604,8 @@ class SocktoolApp(App[int]):
         self._close_prompt()
         try:
             if what == "new":
-                kind, _, address = text.partition(" ")
-                self.add_session(parse_spec(kind, address.strip(), self.family))
+                for spec in parse_specs(shlex.split(text), self.family, self.parse_options):
+                    self.add_session(spec)
             elif what == "send_file":
                 self._send_file(text)
             elif what == "auto_send":

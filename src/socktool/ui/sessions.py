@@ -33,6 +33,7 @@ from socktool.values import decode_hex
 
 if TYPE_CHECKING:  # pragma: no cover
     from socktool.net.loop import Loop
+    from socktool.net.tlsconfig import ServerTls
     from socktool.view.record import Recording
 
 KINDS = {
@@ -44,31 +45,64 @@ PENDING = 4000  # events waiting for the app, per session (the newest are kept)
 LINE_ENDS = {"none": b"", "LF": b"\n", "CRLF": b"\r\n"}
 
 
+class Framing(Protocol):
+    """A command's --frame/--checksum settings (the cli's FrameOptions): messages out, messages in."""
+
+    def encode(self, message: bytes) -> bytes: ...
+    def sink(self, sink: ev.Sink, on_error: Callable[[int], None] | None = None) -> ev.Sink: ...
+
+
 class Spec(NamedTuple):
     kind: str  # a key of KINDS
     endpoint: Endpoint
     address: str  # as typed
     family: int = socket.AF_UNSPEC  # -4 / -6
+    options: tuple[str, ...] = ()  # the command's options, as typed after the address
+    tls: ServerTls | None = None  # a server's --tls (--cert/--key, or an ephemeral certificate)
+    framing: Framing | None = None  # --frame / --checksum
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.address}"
+        return " ".join([self.kind, self.address, *self.options])
 
 
-def parse_spec(kind: str, address: str, family: int = socket.AF_UNSPEC) -> Spec:
+# Reads a session's options with its command's own parser: (spec without options, the option words) -> spec.
+OptionParser = Callable[[Spec, Sequence[str]], Spec]
+
+
+def parse_spec(
+    kind: str,
+    address: str,
+    family: int = socket.AF_UNSPEC,
+    options: Sequence[str] = (),
+    parse_options: OptionParser | None = None,
+) -> Spec:
     """One session as the command line names it; ValueError says what is wrong."""
     if kind not in KINDS:
         raise ValueError(f"unknown session kind {kind!r} (one of {', '.join(KINDS)})")
     parse = parse_connect_endpoint if kind == "tcp-connect" else parse_listen_endpoint
-    return Spec(kind, parse(address), address, family)
+    spec = Spec(kind, parse(address), address, family)
+    if not options:
+        return spec
+    if parse_options is None:
+        raise ValueError(f"{kind} {address}: options are not read here ({' '.join(options)})")
+    return parse_options(spec, options)
 
 
-def parse_specs(words: Sequence[str], family: int = socket.AF_UNSPEC) -> list[Spec]:
-    """`tcp-listen 8898 udp-listen 9999 tcp-connect host:80`: KIND ADDRESS pairs."""
+def parse_specs(
+    words: Sequence[str], family: int = socket.AF_UNSPEC, parse_options: OptionParser | None = None
+) -> list[Spec]:
+    """`tcp-listen 8898 --tls udp-listen 9999 tcp-connect host:80`: KIND ADDRESS [OPTION...] groups."""
+    groups: list[list[str]] = []
+    for word in words:
+        if word in KINDS or not groups:
+            groups.append([word])
+        else:
+            groups[-1].append(word)
     specs = []
-    for index in range(0, len(words), 2):
-        if index + 1 >= len(words):
-            raise ValueError(f"{words[index]!r} needs an address after it")
-        specs.append(parse_spec(words[index], words[index + 1], family))
+    for kind, *rest in groups:
+        if not rest:
+            raise ValueError(f"{kind!r} needs an address after it")
+        specs.append(parse_spec(kind, rest[0], family, rest[1:], parse_options))
     return specs
 
 
@@ -111,6 +145,7 @@ class Session:
         self._known: set[str] = set()  # the peers of `clients`
         self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
         self.recording: Recording | None = None
+        self.fingerprint = ""  # a TLS server's certificate, "sha256:HEX", for a client's --pin
         self.engine: Engine | None = None
         self.thread: threading.Thread | None = None
 
@@ -148,6 +183,10 @@ class Session:
             return False
         engine.submit(command)
         return True
+
+    def message(self, data: bytes) -> bytes:
+        """What the send box's bytes become on the wire: one --frame message, or as they are."""
+        return data if self.spec.framing is None else self.spec.framing.encode(data)
 
     def refresh(self) -> None:
         """Ask for the client table (it comes back as a list answer)."""
@@ -196,12 +235,17 @@ class Session:
             self.spec.endpoint,
             Payload(stdin_fd=None),
             RelayOptions(output_fd=None, emit_data=True, half_close=False),
-            ListenOptions(keep_open=True, family=self.spec.family),
-            self.sink,
+            ListenOptions(keep_open=True, family=self.spec.family, tls=self.spec.tls),
+            self._framed(lambda conn: hub.loop.kick(conn, "a message larger than --max-frame")),
             answer=self.answer,
         )
         self.engine = hub
         hub.run()
+
+    def _framed(self, on_error: Callable[[int], None]) -> ev.Sink:
+        """The sink, behind --frame's decoder: one Data event per message."""
+        framing = self.spec.framing
+        return self.sink if framing is None else framing.sink(self.sink, on_error)
 
     def _serve_udp(self) -> None:
         from socktool.net import udp
@@ -217,7 +261,12 @@ class Session:
         from socktool.net.outbound import Outbound
 
         self.state = "connecting"
-        engine = Outbound(self.spec.endpoint, self.sink, answer=self.answer, family=self.spec.family)
+        engine = Outbound(
+            self.spec.endpoint,
+            self._framed(lambda conn: engine.submit(cmd.Kick(conn))),
+            answer=self.answer,
+            family=self.spec.family,
+        )
         self.engine = engine
         engine.run()
 
@@ -235,6 +284,7 @@ class Session:
         elif isinstance(event, ev.Listening):
             self.state = "listening"
             self.address = event.address
+            self.fingerprint = event.tls_fingerprint
         elif isinstance(event, ev.Connected) and not event.inbound:
             self.state = "connected"
             self.address = event.peer
@@ -274,6 +324,8 @@ __all__ = [
     "KINDS",
     "LINE_ENDS",
     "ClientRow",
+    "Framing",
+    "OptionParser",
     "Session",
     "Spec",
     "client_rows",
