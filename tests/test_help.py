@@ -93,3 +93,33 @@ def test_every_parameter_help_survives_rendering(name: str) -> None:
         help_ = getattr(param, "help", None)
         if help_:
             assert " ".join(help_.split()) in text, (param.name, help_)
+
+
+def description_widths(text: str) -> dict[str, int]:
+    """Per option panel, the narrowest description column (measured on the rows that only continue one)."""
+    widths: dict[str, int] = {}
+    panel = None
+    for line in text.splitlines():
+        if line.startswith("╭─"):
+            panel = line.strip("╭─╮ ").split(" ─")[0]
+        elif line.startswith("╰"):
+            panel = None
+        elif panel and line.startswith("│") and line.endswith("│"):
+            inner = line[1:-1]
+            body = inner.lstrip()
+            if body and not body.startswith(("-", "*", "[")):
+                widths[panel] = min(widths.get(panel, len(inner)), len(inner) - (len(inner) - len(body)))
+    return widths
+
+
+@pytest.mark.parametrize("name", ["tcp-listen", "tcp-connect", "udp-send", "udp-listen", "forward"])
+def test_help_is_readable_at_60_columns(name):
+    """tcp-listen's descriptions were 13 characters wide: the --no-reuse-addr column and a long
+    metavar (crc16-modbus|crc32|sum8|xor8) took the rest."""
+    result = run(name, "--help", env={**os.environ, "COLUMNS": "60", "NO_COLOR": "1"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert max(len(line) for line in lines) <= 60
+    widths = description_widths(result.stdout.decode())
+    assert "Connection" in widths and "Input and output" in widths, widths
+    assert min(widths.values()) >= 20, widths

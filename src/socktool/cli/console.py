@@ -34,7 +34,7 @@ Control = Annotated[
     str | None,
     typer.Option(
         "--control",
-        metavar="console|json|none",
+        metavar="MODE",  # the modes are in the help: a long metavar narrows every row's help at 60 columns
         parser=opt.value_parser(_mode),
         help="Who drives the server: console (typed lines and /commands; the default when stdin is a "
         "terminal), json (JSON Lines of commands on stdin), none (stdin is payload, binary-safe; "

@@ -71,9 +71,9 @@ Checksum = Annotated[
     str | None,
     typer.Option(
         "--checksum",
-        metavar="|".join(values.CHECKSUMS),
+        metavar="NAME",  # the names are in the help: a long metavar narrows every row's help at 60 columns
         parser=opt.value_parser(_checked(_checksum)),
-        help="Append this checksum to each message sent (--send, console lines).",
+        help=f"Append this checksum ({', '.join(values.CHECKSUMS)}) to each message sent (--send, console lines).",
         rich_help_panel=opt.IO,
     ),
 ]
