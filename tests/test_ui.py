@@ -398,6 +398,32 @@ def test_tls_server_session_made_with_ctrl_n_is_reached_by_tcp_connect_tls_pin()
             peer.close()
 
 
+def test_tls_client_session_with_pin_talks_to_a_tls_server_and_a_wrong_pin_fails():
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        server = app.sessions[0]
+        await until(pilot, lambda: server.fingerprint, "the server's fingerprint")
+        wrong = "sha256:" + "00" * 32
+        await pilot.press("ctrl+n")
+        app.query_one("#prompt", Input).value = f"tcp-connect 127.0.0.1:{port} --tls --pin {wrong}"
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.sessions) == 2, "the first client session")
+        await until(pilot, lambda: not app.sessions[1].running, "the wrong pin to end the session")
+        await until(pilot, lambda: "pin mismatch" in log_text(app), "the pin mismatch in the log")
+        assert app.sessions[1].bytes_out == 0
+        await pilot.press("ctrl+n")
+        app.query_one("#prompt", Input).value = f"tcp-connect 127.0.0.1:{port} --tls --pin {server.fingerprint}"
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.sessions) == 3, "the client session")
+        client = app.sessions[2]
+        await until(pilot, lambda: client.state == "connected" and len(server.clients) == 1, "the TLS connection")
+        await type_and_send(pilot, "secret")
+        await until(pilot, lambda: server.bytes_in == 7, "the server session to get the line")
+        assert client.bytes_out == 7
+
+    drive(["tcp-listen", "127.0.0.1:0", "--tls"], scenario)
+
+
 def test_framed_session_logs_one_record_per_message_and_sends_the_box_as_one():
     peers: list[Peer] = []
 

@@ -13,12 +13,13 @@ from socktool.cli import options as opt
 from socktool.ui.keys import keys_help
 
 if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net import tlsconfig
     from socktool.ui.sessions import Spec
 
 # The options a session takes, by kind (the rest of the command's options are refused, never ignored).
 SESSION_OPTIONS = {
     "tcp-listen": ("tls", "cert", "key", "frame", "max_frame", "checksum"),
-    "tcp-connect": ("frame", "max_frame", "checksum"),
+    "tcp-connect": ("tls", "ca", "pin", "insecure", "sni", "no_sni", "frame", "max_frame", "checksum"),
     "udp-listen": (),
 }
 
@@ -88,8 +89,26 @@ def session_options(spec: Spec, words: Sequence[str]) -> Spec:
             ):
                 raise ValueError(f"{spec.kind} {spec.address}: {param.opts[0]} is not for a ui session")
         framing = frame_options(params.get("frame"), params.get("max_frame"), params.get("checksum"), crlf=False)
-        tls = None
-        if spec.kind == "tcp-listen":
+        tls: tlsconfig.ServerTls | tlsconfig.ClientTls | None = None
+        if spec.kind == "tcp-connect":
+            tls = tlsopt.client_tls(
+                params["tls"],
+                spec.endpoint,
+                sni=params["sni"],
+                no_sni=params["no_sni"],
+                ca=params["ca"],
+                pin=params["pin"],
+                insecure=params["insecure"],
+                cert=None,
+                key=None,
+                alpn=None,
+                tls_min=None,
+                ciphers=None,
+                min_days=None,
+                strict_close=False,
+                handshake_timeout=10.0,
+            )
+        elif spec.kind == "tcp-listen":
             tls = tlsopt.server_tls(
                 params["tls"],
                 cert=params["cert"],
@@ -120,7 +139,8 @@ or all, from a file, or every N ms COUNT times; a session can be recorded
 to the JSON Lines of --record. Sessions given on the command line are
 opened at start: KIND ADDRESS [OPTION...], with the addresses of the
 commands and some of their options: tcp-listen --tls (--cert/--key, or an
-ephemeral certificate whose fingerprint the session shows) and --frame,
+ephemeral certificate whose fingerprint the session shows), tcp-connect
+--tls (--pin, --ca, --insecure, --sni, --no-sni) and --frame,
 --max-frame, --checksum on tcp-listen and tcp-connect.
 
 Keys (also in the footer):

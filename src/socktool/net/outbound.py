@@ -21,15 +21,20 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from socktool import console as cmd
 from socktool.console import Answer
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
 from socktool.net.console import Commanded, FileSenders
-from socktool.net.loop import Connection, Handler, Loop, SocketTransport
+from socktool.net.errors import NetworkError
+from socktool.net.loop import Connection, Handler, Loop, SocketTransport, Transport
 from socktool.net.tcp import SocketOptions, connect
 from socktool.values import format_duration, format_size
+
+if TYPE_CHECKING:  # pragma: no cover
+    from socktool.net.tlsconfig import ClientTls
 
 
 class Outbound(Commanded, Handler):
@@ -45,8 +50,10 @@ class Outbound(Commanded, Handler):
         family: int = socket.AF_UNSPEC,
         timeout: float | None = 10.0,
         options: SocketOptions = SocketOptions(),
+        tls: ClientTls | None = None,
     ):
         self.endpoint = endpoint
+        self.tls = tls  # --tls: the connection speaks TLS (verified as tcp-connect --tls verifies)
         self.sink = sink
         self.answer = answer
         self.encode = encode
@@ -60,11 +67,27 @@ class Outbound(Commanded, Handler):
 
     # -- running (the loop's thread is the caller's) ----------------------------------
     def run(self) -> None:
+        tls_client = None
+        if self.tls is not None:
+            from socktool.net.tlsloop import TlsClient
+
+            tls_client = TlsClient(self.tls, self.sink)  # bad files fail here, before dialling
         sock = connect(self.endpoint, family=self.family, timeout=self.timeout, options=self.options, sink=self.sink)
         local = sockaddr_text(sock.getsockname())
         peer = sockaddr_text(sock.getpeername()) if sock.family != socket.AF_UNIX else str(self.endpoint)
         try:
-            self.loop.add(Connection(self.loop, SocketTransport(sock), self, peer=peer, local=local, inbound=False))
+            transport: Transport = SocketTransport(sock)
+            if tls_client is not None:
+                try:
+                    transport = tls_client.transport(sock, peer=lambda: (self.conn.id if self.conn else 1, peer))
+                except OSError as exc:  # the hello could not be sent: the server left already
+                    raise NetworkError(f"TLS with {peer}", exc.strerror or str(exc)) from None
+            conn = Connection(self.loop, transport, self, peer=peer, local=local, inbound=False)
+            self.loop.add(conn)
+            if tls_client is not None:
+                from socktool.net.tlsloop import expect_handshake
+
+                expect_handshake(conn, tls_client.settings.handshake_timeout)
             self.loop.run()
         finally:
             self.loop.close()

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from socktool import console as cmd
 from socktool.console import Answer
@@ -33,7 +33,7 @@ from socktool.values import decode_hex
 
 if TYPE_CHECKING:  # pragma: no cover
     from socktool.net.loop import Loop
-    from socktool.net.tlsconfig import ServerTls
+    from socktool.net.tlsconfig import ClientTls, ServerTls
     from socktool.view.record import Recording
 
 KINDS = {
@@ -58,7 +58,7 @@ class Spec(NamedTuple):
     address: str  # as typed
     family: int = socket.AF_UNSPEC  # -4 / -6
     options: tuple[str, ...] = ()  # the command's options, as typed after the address
-    tls: ServerTls | None = None  # a server's --tls (--cert/--key, or an ephemeral certificate)
+    tls: ServerTls | ClientTls | None = None  # --tls: a server's certificate, or a client's verification
     framing: Framing | None = None  # --frame / --checksum
 
     def __str__(self) -> str:
@@ -235,7 +235,7 @@ class Session:
             self.spec.endpoint,
             Payload(stdin_fd=None),
             RelayOptions(output_fd=None, emit_data=True, half_close=False),
-            ListenOptions(keep_open=True, family=self.spec.family, tls=self.spec.tls),
+            ListenOptions(keep_open=True, family=self.spec.family, tls=cast("ServerTls | None", self.spec.tls)),
             self._framed(lambda conn: hub.loop.kick(conn, "a message larger than --max-frame")),
             answer=self.answer,
         )
@@ -266,6 +266,7 @@ class Session:
             self._framed(lambda conn: engine.submit(cmd.Kick(conn))),
             answer=self.answer,
             family=self.spec.family,
+            tls=cast("ClientTls | None", self.spec.tls),
         )
         self.engine = engine
         engine.run()
