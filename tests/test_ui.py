@@ -308,8 +308,11 @@ def test_client_session_sends_receives_and_records_the_jsonl_of_record(tmp_path)
         app.query_one("#prompt", Input).value = str(recording)
         await pilot.press("enter")
         await until(pilot, lambda: session.recording is not None, "the recording to start")
-        conn, _ = server.accept()
-        accepted.append(conn)
+        while True:  # another test's port scan may knock too: take the session's connection
+            conn, who = server.accept()
+            accepted.append(conn)
+            if f"{who[0]}:{who[1]}" == session.local:
+                break
         conn.sendall(b"hi\x00")
         await until(pilot, lambda: "hi\\0" in log_text(app), "what the server sent, escaped")
         await type_and_send(pilot, "yo")

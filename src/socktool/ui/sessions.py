@@ -140,6 +140,7 @@ class Session:
         self.state = "stopped"
         self.paused = False  # a server's /pause: new clients are refused
         self.address = spec.address
+        self.local = ""  # a client session's own address, once connected
         self.events: collections.deque[tuple[float, ev.Event | Answer]] = collections.deque(maxlen=PENDING)
         self.clients: list[ClientRow] = []
         self._known: set[str] = set()  # the peers of `clients`
@@ -289,6 +290,7 @@ class Session:
         elif isinstance(event, ev.Connected) and not event.inbound:
             self.state = "connected"
             self.address = event.peer
+            self.local = event.local
         if isinstance(event, ev.Connected | ev.Closed) or (
             isinstance(event, ev.Datagram) and event.direction == ev.RECEIVED and event.peer not in self._known
         ):
