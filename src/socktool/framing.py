@@ -15,8 +15,10 @@ that connection, and an incomplete message at the stream's end is dropped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from socktool.frames import FrameDecoder, Framing
+if TYPE_CHECKING:  # pragma: no cover - frames.py is loaded by a --frame that uses it (net/udp.py imports this module)
+    from socktool.frames import Framing
 
 MAX_DATAGRAM = 65_507  # the most a UDP datagram over IPv4 carries: 65,535 less the IPv4 (20) and UDP (8) headers
 MAX_DATAGRAM_IPV6 = 65_527  # IPv6's payload length leaves out its own header: 65,535 less UDP's 8
@@ -63,7 +65,7 @@ class FramedDatagrams:
     """A byte stream cut into datagrams by --frame: one message, one datagram."""
 
     def __init__(self, framing: Framing, limit: int = MAX_DATAGRAM):
-        self._decoder = FrameDecoder(framing, limit)
+        self._decoder = framing.decoder(limit)
         self.dropped = 0  # bytes of an incomplete message at the stream's end
 
     def feed(self, chunk: bytes) -> list[bytes]:
