@@ -413,6 +413,10 @@ def test_a_client_session_sends_a_file_whole_and_one_at_a_time(tmp_path):
         peer, _ = server.accept()
         with peer:
             until(lambda: out.conn is not None)
+            out.submit(cmd.Simple("list"))
+            listed = session.answer_of("list")
+            assert listed.text.startswith("1 connection\n #1    127.0.0.1:"), listed.text
+            assert listed.fields is not None and [row["conn"] for row in listed.fields["clients"]] == [1]
             out.submit(cmd.SendFile(1, str(path)))
             out.submit(cmd.SendFile(1, str(path)))
             assert session.answer_of("error").text == "a file is still being sent to #1"

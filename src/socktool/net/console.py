@@ -162,21 +162,9 @@ class ConsoleHub(Commanded, Hub):
         rows: list[dict[str, object]] = []
         lines: list[str] = []
         for conn in sorted(self.clients.values(), key=lambda c: c.id):
-            age = now - conn.started
-            rows.append(
-                {
-                    "conn": conn.id,
-                    "peer": conn.peer,
-                    "connected_for": round(age, 3),
-                    "received": conn.received,
-                    "sent": conn.sent,
-                }
-            )
-            mark = "*" if conn.id == self.focus else " "
-            lines.append(
-                f"{mark}#{conn.id:<4} {conn.peer:<28} {format_duration(age):>8}  "
-                f"in {format_size(conn.received):>9}  out {format_size(conn.sent):>9}"
-            )
+            row, line = list_entry(conn, now, focused=conn.id == self.focus)
+            rows.append(row)
+            lines.append(line)
         state = " (paused: new clients are refused)" if self._refusing else ""
         head = f"{len(rows)} client{'s' if len(rows) != 1 else ''}{state}"
         self.answer(Answer("list", "\n".join([head, *lines]), {"clients": rows, "paused": self._refusing}))
@@ -234,6 +222,23 @@ class ConsoleHub(Commanded, Hub):
 
     def file_done(self, conn_id: int) -> None:
         self._files.done(conn_id)
+
+
+def list_entry(conn: Connection, now: float, focused: bool = False) -> tuple[dict[str, object], str]:
+    """One connection in /list: its JSON row and its line (`*` marks the /to focus)."""
+    age = now - conn.started
+    row: dict[str, object] = {
+        "conn": conn.id,
+        "peer": conn.peer,
+        "connected_for": round(age, 3),
+        "received": conn.received,
+        "sent": conn.sent,
+    }
+    line = (
+        f"{'*' if focused else ' '}#{conn.id:<4} {conn.peer:<28} {format_duration(age):>8}  "
+        f"in {format_size(conn.received):>9}  out {format_size(conn.sent):>9}"
+    )
+    return row, line
 
 
 def open_file(path: str) -> BinaryIO:
@@ -331,4 +336,4 @@ class FileSender:
         self.hub.answer(answer)
 
 
-__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileOwner", "FileSender", "FileSenders", "open_file"]
+__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileOwner", "FileSender", "FileSenders", "list_entry", "open_file"]

@@ -27,11 +27,10 @@ from socktool import console as cmd
 from socktool.console import Answer
 from socktool.net import events as ev
 from socktool.net.address import Endpoint, sockaddr_text
-from socktool.net.console import Commanded, FileSenders
+from socktool.net.console import Commanded, FileSenders, list_entry
 from socktool.net.errors import NetworkError
 from socktool.net.loop import Connection, Handler, Loop, SocketTransport, Transport
 from socktool.net.tcp import SocketOptions, connect
-from socktool.values import format_duration, format_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from socktool.net.tlsconfig import ClientTls
@@ -172,20 +171,9 @@ class Outbound(Commanded, Handler):
         conn = self.conn
         rows: list[dict[str, object]] = []
         if conn is not None and not conn.closed:
-            age = time.monotonic() - conn.started
-            rows.append(
-                {
-                    "conn": conn.id,
-                    "peer": conn.peer,
-                    "connected_for": round(age, 3),
-                    "received": conn.received,
-                    "sent": conn.sent,
-                }
-            )
-            text = (
-                f"1 connection\n #{conn.id:<4} {conn.peer:<28} {format_duration(age):>8}  "
-                f"in {format_size(conn.received):>9}  out {format_size(conn.sent):>9}"
-            )
+            row, line = list_entry(conn, time.monotonic())
+            rows.append(row)
+            text = f"1 connection\n{line}"
         else:
             text = "0 connections"
         self.answer(Answer("list", text, {"clients": rows, "paused": False}))
