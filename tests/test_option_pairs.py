@@ -144,6 +144,7 @@ _TLS_LISTEN = {
 }
 _TLS_NEEDS = {"--tls"}
 _WAIT_TLS = ("--ca", "--pin", "--insecure", "--sni", "--min-days")  # wait --tls: the checks of a probe
+_PING_TLS_CHECKS = "test_tls_ca_sni_insecure_and_min_days_decide_each_probe"
 _FORWARD_TLS = {  # forward: TLS on the listening side, the target side or both
     "--tls-listen": ("tls", f"{FWD_TLS}test_tcp_connect_pins_the_ephemeral_certificate_and_every_byte_comes_back"),
     "--tls-target": ("tls", f"{FWD_TLS}test_tls_target_checks_the_ca_and_the_sni_name"),
@@ -326,6 +327,9 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--send": ("probe", f"{PING}test_udp_round_trips_against_echo_and_time_server"),
         "--expect": ("probe", f"{PING}test_udp_round_trips_against_echo_and_time_server"),
         "--json": ("format", f"{PING}test_json_per_probe_and_summary"),
+        "--tls": ("probe", f"{PING}test_tls_times_connect_and_handshake_against_a_pinned_listener"),
+        "--pin": ("tls", f"{PING}test_tls_pin_mismatch_is_100_percent_loss_with_the_reason_and_exit_1"),
+        **{name: ("tls", f"{PING}{_PING_TLS_CHECKS}") for name in ("--ca", "--insecure", "--sni", "--min-days")},
     },
     "ui": {
         "-4": ("family", "test_ui.py::test_family_flags_apply_to_the_sessions"),
@@ -396,6 +400,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--proxy-auth": {"--proxy"},
     },
     "wait": {"--status": {"--http"}, **{option: _TLS_NEEDS for option in _WAIT_TLS}},
+    "ping": {option: _TLS_NEEDS for option in _WAIT_TLS},  # ping --tls: the same checks
 }
 
 # Pairs that interact: "refused", or the test that runs them together.
@@ -671,6 +676,9 @@ PAIRS: dict[str, dict[str, str]] = {
         "--udp --send": f"{PING}test_udp_round_trips_against_echo_and_time_server",
         "--udp --expect": f"{PING}test_udp_round_trips_against_echo_and_time_server",
         "--send --expect": f"{PING}test_udp_round_trips_against_echo_and_time_server",
+        **{f"--tls {name}": REFUSED for name in ("--udp", "--send", "--expect")},  # a TLS probe is its own check
+        "--tls --pin": f"{PING}test_tls_times_connect_and_handshake_against_a_pinned_listener",
+        **{f"--tls {name}": f"{PING}{_PING_TLS_CHECKS}" for name in ("--ca", "--insecure", "--sni", "--min-days")},
     },
     "ui": {"-4 -6": REFUSED},
     "wait": {

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import Proc, command, free_port, one_line_error, run
 from reliability_helpers import PtyProc
+from tls_helpers import SServer, make_pki
 
 PROBE = re.compile(r"^connected to 127\.0\.0\.1:(\d+): seq=(\d+) time=(\d+\.\d{3}) ms$")
 RTT = re.compile(r"^rtt min/avg/max/mdev = (\d+\.\d{3})/(\d+\.\d{3})/(\d+\.\d{3})/(\d+\.\d{3}) ms$")
@@ -174,3 +175,78 @@ def test_timeout_is_how_long_a_probe_waits_for_its_answer():
     out = result.stdout.decode()
     assert out.count("no reply within 150ms") == 2, out
     assert "2 probes, 0 answered, 100% loss" in out
+
+
+# -- ping --tls --------------------------------------------------------------------------
+TLS_PROBE = re.compile(
+    r"^TLS with 127\.0\.0\.1:\d+: seq=(\d+) time=(\d+\.\d{3}) ms \(connect (\d+\.\d{3}) ms, handshake (\d+\.\d{3}) ms\)$"
+)
+
+
+def test_tls_times_connect_and_handshake_against_a_pinned_listener():
+    with Proc("tcp-listen", "-k", "--tls", "127.0.0.1:0") as listener:
+        match = listener.wait_for(r"listening on 127\.0\.0\.1:(\d+) \(tcp, tls (sha256:[0-9a-f]{64})\)")
+        endpoint, fingerprint = f"127.0.0.1:{match[1]}", match[2]
+        lines = run("ping", "--tls", "--pin", fingerprint, "-c", "3", "-i", "50ms", endpoint)
+        records = run("ping", "--tls", "--pin", fingerprint, "-c", "2", "-i", "50ms", "--json", endpoint)
+    assert lines.returncode == 0, lines.stderr.decode()
+    out = lines.stdout.decode().splitlines()
+    assert out[0] == f"PING {endpoint} ({endpoint}): TCP connect and TLS handshake"
+    probes = [TLS_PROBE.match(line) for line in out[1:4]]
+    assert all(probes), out
+    for probe in probes:
+        assert probe is not None
+        total, connect, handshake = map(float, probe.groups()[1:])
+        assert abs(total - (connect + handshake)) <= 0.002  # each rounded to the microsecond
+    assert "3 probes, 3 answered, 0% loss" in out[6]
+    assert records.returncode == 0, records.stderr.decode()
+    probe_records = [json.loads(line) for line in records.stdout.decode().splitlines()][:2]
+    for record in probe_records:
+        assert record["ok"] is True and record["error"] is None
+        assert record["connect_ms"] > 0 and record["handshake_ms"] > 0
+        assert abs(record["time_ms"] - (record["connect_ms"] + record["handshake_ms"])) <= 0.002
+
+
+def test_tls_pin_mismatch_is_100_percent_loss_with_the_reason_and_exit_1():
+    with Proc("tcp-listen", "-k", "--tls", "127.0.0.1:0") as listener:
+        match = listener.wait_for(r"listening on 127\.0\.0\.1:(\d+) \(tcp, tls (sha256:[0-9a-f]{64})\)")
+        endpoint, seen = f"127.0.0.1:{match[1]}", match[2]
+        wrong = "sha256:" + "0" * 64
+        lines = run("ping", "-v", "--tls", "--pin", wrong, "-c", "2", "-i", "50ms", endpoint)
+        records = run("ping", "--tls", "--pin", wrong, "-c", "1", "--json", endpoint)
+    assert lines.returncode == 1
+    out = lines.stdout.decode()
+    reason = f"certificate check failed: pin mismatch (the server's certificate is {seen})"
+    assert out.count(reason) == 2, out
+    assert "2 probes, 0 answered, 100% loss" in out and "rtt" not in out
+    err = lines.stderr.decode()
+    assert "TCP connect and TLS handshake" in err  # -v: the plan names the check
+    assert "0 of 2 probes answered" in err.splitlines()[-1]
+    assert records.returncode == 1
+    record = json.loads(records.stdout.decode().splitlines()[0])
+    assert (record["ok"], record["error"], record["time_ms"], record["handshake_ms"]) == (False, reason, None, None)
+    assert record["connect_ms"] > 0  # it connected; the handshake's check failed
+
+
+def test_tls_ca_sni_insecure_and_min_days_decide_each_probe(tmp_path):
+    pki = make_pki(tmp_path)
+    with SServer(pki.cert, pki.key) as server:
+        endpoint = f"127.0.0.1:{server.port}"
+        verified = run("ping", "--tls", "--ca", str(pki.ca_file), "-c", "1", endpoint)
+        unknown_ca = run("ping", "--tls", "-c", "1", endpoint)
+        insecure = run("ping", "--tls", "--insecure", "-c", "1", endpoint)
+        other_name = run("ping", "--tls", "--ca", str(pki.ca_file), "--sni", "other.test", "-c", "1", endpoint)
+        too_soon = run("ping", "--tls", "--ca", str(pki.ca_file), "--min-days", "999999", "-c", "1", endpoint)
+    assert verified.returncode == 0, verified.stderr.decode()
+    assert unknown_ca.returncode == 1 and "certificate check failed: unknown CA" in unknown_ca.stdout.decode()
+    assert insecure.returncode == 0, insecure.stderr.decode()
+    assert "--insecure" in insecure.stderr.decode()  # the warning
+    assert other_name.returncode == 1 and "name mismatch" in other_name.stdout.decode()
+    assert too_soon.returncode == 1 and "(--min-days 999999)" in too_soon.stdout.decode()
+
+
+@pytest.mark.parametrize("other", [["--udp"], ["--send", "x"], ["--expect", "x"]])
+def test_tls_is_its_own_probe(other):
+    result = run("ping", "--tls", "--insecure", *other, "-c", "1", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 2
+    assert f"--tls and {other[0]} cannot be used together" in one_line_error(result.stderr)

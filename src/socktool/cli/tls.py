@@ -17,8 +17,10 @@ from socktool.cli import options as opt
 if TYPE_CHECKING:  # pragma: no cover
     from socktool.net import tlsconfig
     from socktool.net.address import Endpoint
+    from socktool.net.probe import Check
     from socktool.net.proxy import ProxyConfig
     from socktool.net.tls import TlsCheck
+    from socktool.view.terminal import Terminal
 
 TLS = opt.TLS
 PROXY = opt.PROXY
@@ -291,6 +293,23 @@ def probe_tls(
         handshake_timeout=timeout,
     )  # fmt: skip
     return tls_engine.TlsCheck(tls_engine.client_context(settings._replace(server_name="")), settings)
+
+
+def with_probe_tls(check: Check, tls_check: TlsCheck | None, **other_checks: object) -> Check:
+    """`check` with the TLS handshake in it (wait --tls, ping --tls): a TLS probe is its own
+    check, so any of `other_checks` given with it is a usage error."""
+    if tls_check is None:
+        return check
+    opt.exclusive(tls=True, **other_checks)
+    return check._replace(tls=tls_check)
+
+
+def warn_if_insecure(terminal: Terminal, check: Check) -> None:
+    """--insecure with --tls on a probe: the warning tcp-connect --insecure gives too."""
+    if check.tls is not None and check.tls.settings.insecure:
+        from socktool.net.tls import INSECURE_WARNING
+
+        terminal.warn(INSECURE_WARNING)
 
 
 # -- proxies ------------------------------------------------------------------

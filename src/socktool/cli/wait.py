@@ -125,19 +125,14 @@ def wait(
     family = opt.family(ipv4, ipv6)
     check = checks.build_check(udp=udp, send=send, expect=expect, http=http, statuses=statuses)
     tls_check = tlsopt.probe_tls(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days, timeout=timeout)
-    if tls_check is not None:
-        opt.exclusive(tls=True, udp=udp, send=send, expect=expect, http=http)
-        check = check._replace(tls=tls_check)
+    check = tlsopt.with_probe_tls(check, tls_check, udp=udp, send=send, expect=expect, http=http)
     watches = [_watch(text, check, statuses) for text in endpoints]
     if tls_check is not None and any(watch.check.tls is None for watch in watches):
         raise typer.BadParameter("--tls applies to HOST:PORT endpoints, not to http:// or tcp:// ones")
     checks.no_status_without_http(statuses, any(watch.check.http is not None for watch in watches))
     command = _command(ctx.meta.get(CommandAfterDashes.AFTER_DASHES))
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
-    if insecure and tls_check is not None:
-        from socktool.net.tls import INSECURE_WARNING
-
-        terminal.warn(INSECURE_WARNING)
+    tlsopt.warn_if_insecure(terminal, check)
     budget, _cut = descriptor_budget(len(watches), reserve=DESCRIPTOR_RESERVE)
     with WaitView(terminal, [watch.name for watch in watches], invert=invert, json=json_out) as view:
         waiter = Waiter(

@@ -192,6 +192,7 @@ class Probed(NamedTuple):
     elapsed: float
     detail: str = ""  # why not ok
     size: int = 0  # bytes of the reply (UDP, --expect)
+    connect: float | None = None  # --tls: the connect's share of `elapsed` (the rest is the handshake)
 
 
 class PingSummary(NamedTuple):

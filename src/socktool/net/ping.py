@@ -1,7 +1,8 @@
 """ping HOST:PORT: probe one endpoint N times, one probe every interval, like ping(8).
 
 A probe is one net/probe check: a TCP connect (its time is the connect
-time), or with --udp a datagram and its answer (the round-trip time), or
+time), with --tls a connect and a TLS handshake (the time of both, and the
+connect's share), or with --udp a datagram and its answer (the round-trip time), or
 with --send/--expect the time until the answer matched. The name is
 resolved once, before the first probe, and the first address is probed
 each time (ping(8) does the same), so every probe measures the same path.
@@ -88,4 +89,5 @@ class Pinger:
         if outcome.ok:
             self.times.append(outcome.elapsed)
         detail = "" if outcome.ok else outcome.detail
-        self.sink(Probed(seq, self.name, self.peer, outcome.ok, outcome.elapsed, detail, len(outcome.reply)))
+        size = len(outcome.reply)
+        self.sink(Probed(seq, self.name, self.peer, outcome.ok, outcome.elapsed, detail, size, outcome.connect))

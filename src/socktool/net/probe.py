@@ -84,6 +84,7 @@ class Outcome(NamedTuple):
     peer: str = ""  # the address answered / tried last
     status: int | None = None  # the HTTP status
     silent: bool = False  # nothing decided before the deadline (no reply, no answer)
+    connect: float | None = None  # with TLS: seconds from the start to the connect (elapsed - connect: the handshake)
 
 
 def http_request(request: HttpRequest, endpoint: Endpoint) -> bytes:
@@ -154,6 +155,7 @@ class _Probe:
     __slots__ = (
         "addresses",
         "check",
+        "connect_time",
         "created",
         "deadline",
         "fallback_at",
@@ -184,6 +186,7 @@ class _Probe:
         self.fallback_at: float | None = None
         self.target = target
         self.tls: ProbeHandshake | None = None
+        self.connect_time: float | None = None
         request = http_request(check.http, target.endpoint) if check.http is not None else b""
         self.outbox = check.send + request
 
@@ -237,6 +240,7 @@ class _Probe:
         if self.check.tls is not None:
             from socktool.net.tls import ProbeHandshake
 
+            self.connect_time = self.prober.clock() - self.started
             self.tls = ProbeHandshake(sock, self.check.tls, self.target.endpoint.host, self.peer)
             self.stage = "handshake"
             self.handshake()
@@ -410,7 +414,7 @@ class _Probe:
         self.drop_socket()
         self.prober.forget(self)
         kept = bytes(self.received) if reply is None else reply
-        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status, silent))
+        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status, silent, self.connect_time))
 
 
 OnDone = Callable[[Outcome], None]

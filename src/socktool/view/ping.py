@@ -19,9 +19,15 @@ def loss_percent(summary: PingSummary) -> float:
     return 0.0 if not summary.sent else round(100 * (summary.sent - summary.received) / summary.sent, 1)
 
 
-def probe_line(probe: Probed, udp: bool) -> str:
+def probe_line(probe: Probed, udp: bool, tls: bool = False) -> str:
     if not probe.ok:
         return f"{probe.peer}: seq={probe.seq} {probe.detail}"
+    if tls and probe.connect is not None:
+        connect, handshake = ms(probe.connect), ms(probe.elapsed - probe.connect)
+        return (
+            f"TLS with {probe.peer}: seq={probe.seq} time={ms(probe.elapsed):.3f} ms "
+            f"(connect {connect:.3f} ms, handshake {handshake:.3f} ms)"
+        )
     what = f"{probe.size} bytes from" if udp or probe.size else "connected to"
     return f"{what} {probe.peer}: seq={probe.seq} time={ms(probe.elapsed):.3f} ms"
 
@@ -38,8 +44,8 @@ def summary_lines(summary: PingSummary) -> list[str]:
     return lines
 
 
-def probe_record(probe: Probed) -> dict[str, object]:
-    return {
+def probe_record(probe: Probed, tls: bool = False) -> dict[str, object]:
+    record: dict[str, object] = {
         "event": "probe",
         "ts": round(time.time(), 6),
         "seq": probe.seq,
@@ -50,6 +56,10 @@ def probe_record(probe: Probed) -> dict[str, object]:
         "size": probe.size,
         "error": probe.detail or None,
     }
+    if tls:  # time_ms = connect_ms + handshake_ms; a probe lost in its handshake has connect_ms only
+        record["connect_ms"] = None if probe.connect is None else ms(probe.connect)
+        record["handshake_ms"] = ms(probe.elapsed - probe.connect) if probe.ok and probe.connect is not None else None
+    return record
 
 
 def summary_record(summary: PingSummary) -> dict[str, object]:
@@ -74,9 +84,10 @@ def summary_record(summary: PingSummary) -> dict[str, object]:
 class PingView:
     """A sink for ping's events: lines or JSON on stdout, written as each probe ends."""
 
-    def __init__(self, terminal: Terminal, mode: Mode, *, udp: bool = False):
+    def __init__(self, terminal: Terminal, mode: Mode, *, udp: bool = False, tls: bool = False):
         self.terminal = terminal
         self.udp = udp
+        self.tls = tls
         self.json = JsonLines(terminal.write_out) if mode is Mode.JSON else None
 
     def header(self, target: str, peer: str, what: str) -> None:
@@ -86,9 +97,9 @@ class PingView:
     def __call__(self, event: PingEvent) -> None:
         if isinstance(event, Probed):
             if self.json is not None:
-                self.json.write(probe_record(event))
+                self.json.write(probe_record(event, self.tls))
             else:
-                self._line(probe_line(event, self.udp))
+                self._line(probe_line(event, self.udp, self.tls))
         elif self.json is not None:
             self.json.write(summary_record(event))
         else:
