@@ -76,7 +76,7 @@ def ping(
     no_color: opt.NoColor = False,
     debug: opt.Debug = False,
 ) -> int:
-    """Probe HOST:PORT like ping(8): TCP connect time, TLS handshake time, or UDP round-trip time.
+    """Probe HOST:PORT like ping(8): TCP connect, TLS handshake or UDP round-trip time.
 
     A line per probe as it ends, then ping's statistics: probes, answered,
     loss, rtt min/avg/max/mdev. --udp sends a datagram (--send TEXT, else
@@ -86,7 +86,6 @@ def ping(
     Exit 0 if at least --require probes (default 1) were answered, else 1.
 
     Examples:
-      socktool ping -c 5 db.internal:5432
       socktool ping --udp --send '' -c 3 127.0.0.1:9000
       socktool ping -c 10 -i 200ms --json 127.0.0.1:8080 > ping.jsonl
       socktool ping --tls --ca ca.pem -c 3 api.internal:443
