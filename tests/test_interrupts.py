@@ -234,7 +234,10 @@ def test_udp_send_waiting_for_replies(gdb_script):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
             peer.bind(("127.0.0.1", 0))
             peer.settimeout(10)
-            proc = Proc("udp-send", f"127.0.0.1:{peer.getsockname()[1]}", "ping", "--timeout", "60s")
+            # --replies 2: the one pong does not end it (one datagram to one peer ends at the first
+            # reply by default), so after the pong it is back in the wait, where the signal must land.
+            address = f"127.0.0.1:{peer.getsockname()[1]}"
+            proc = Proc("udp-send", address, "ping", "--timeout", "60s", "--replies", "2")
             _, sender = peer.recvfrom(100)
             yield proc, lambda: peer.sendto(b"pong", sender)
 
