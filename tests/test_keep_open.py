@@ -3,12 +3,15 @@ option applies to every client, stdin streams, --exec commands stop together."""
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -262,21 +265,52 @@ def test_a_second_interrupt_kills_the_remaining_commands_at_once(tmp_path):
         client.close()
 
 
+class JsonEvents:
+    """The events a `--json` socktool writes on stdout, read as they come, each wait with a deadline."""
+
+    def __init__(self, proc: Proc):
+        assert proc.popen.stdout is not None
+        self.fd = proc.popen.stdout.fileno()
+        self.events: list[dict] = []
+        self._partial = b""
+
+    def wait_for(self, done: Callable[[], bool], what: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            left = max(deadline - time.monotonic(), 0)  # timeout 0: only what is written already
+            assert select.select([self.fd], [], [], left)[0], f"no {what} within {timeout}s: {self.events[-5:]}"
+            chunk = os.read(self.fd, 65536)
+            assert chunk, f"stdout ended before {what}; events so far: {self.events[-5:]}"
+            *lines, self._partial = (self._partial + chunk).split(b"\n")
+            self.events += [json.loads(line) for line in lines]
+
+    def count(self, name: str) -> int:
+        return sum(e["event"] == name for e in self.events)
+
+
 @pytest.mark.slow
 def test_exec_serves_at_most_100_clients_by_default():
     with Proc("tcp-listen", "-k", "--json", "--exec", "cat", "127.0.0.1:0") as listener:
         port = listener.wait_listening()
-        clients = [connect(port) for _ in range(101)]
-        extra = clients[-1]
+        events = JsonEvents(listener)
+        clients = [connect(port) for _ in range(100)]
+        events.wait_for(lambda: events.count("connected") == 100, "100 connected events")
+        extra = connect(port)  # while all 100 commands run: the 101st is over the cap
         extra.settimeout(10)
-        assert extra.recv(10) == b""  # the 101st is turned away
-        for client in clients:
+        assert extra.recv(10) == b""  # turned away, and the event was written before that
+        events.wait_for(lambda: events.count("rejected") == 1, "the rejected event", timeout=0)
+        assert events.count("closed") == 0  # the 100 were all still being served
+        rejected = next(e for e in events.events if e["event"] == "rejected")
+        assert rejected["reason"] == "--max-clients 100 reached"
+        assert rejected["peer"] == f"127.0.0.1:{extra.getsockname()[1]}"
+        for client in [*clients, extra]:
             client.close()
+        events.wait_for(lambda: events.count("closed") == 100, "100 closed events")
         listener.popen.send_signal(signal.SIGINT)
         listener.wait()
-        out = listener.popen.stdout.read().decode()
-    assert out.count('"rejected"') == 1
-    assert "--max-clients 100 reached" in out
+        events.wait_for(lambda: events.count("stats") == 1, "the stats event")
+    assert events.count("rejected") == 1
+    assert events.events[-1]["connections"] == 100
 
 
 def test_first_client_deadline_is_not_restarted_by_refused_clients():

@@ -88,8 +88,8 @@ class EchoServer(Service):
         peer = sockaddr_text(addr)
         limit = self.options.max_clients
         if limit is not None and len(self.loop.connections) >= limit:
+            self.sink(ev.Rejected(peer, f"--max-clients {limit} reached"))  # first: a refused peer finds it written
             close_quietly(sock)
-            self.sink(ev.Rejected(peer, f"--max-clients {limit} reached"))
             return
         if self.tcp.path is None:
             # Echoes are small replies; Nagle would hold one back waiting for an ACK.

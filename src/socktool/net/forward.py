@@ -326,8 +326,8 @@ class Forwarder:
         if reason is None and limit is not None and len(self.pairs) >= limit:
             reason = f"--max-clients {limit} reached"
         if reason is not None:
+            self.sink(ev.Rejected(peer, reason))  # first: a refused peer finds it written
             close_quietly(sock)
-            self.sink(ev.Rejected(peer, reason))
             return
         self.options.socket_options.apply(sock)
         self.connections += 1

@@ -241,8 +241,8 @@ class Hub:
         if reason is None and limit is not None and len(self.clients) >= limit:
             reason = f"--max-clients {limit} reached"
         if reason is not None:
+            self.sink(ev.Rejected(peer, reason))  # first: a refused peer finds it written
             close_quietly(sock)
-            self.sink(ev.Rejected(peer, reason))
             return
         if self._deadline is not None:
             self._deadline.cancel()

@@ -183,8 +183,8 @@ class AcceptOne(Session):
             peer = sockaddr_text(addr)
             reason = o.access.refusal(peer_host(addr))
             if reason is not None:
+                sink(ev.Rejected(peer, reason))  # first: a refused peer finds it written
                 close_quietly(sock)
-                sink(ev.Rejected(peer, reason))
                 return
             o.socket_options.apply(sock)
             chosen.append(Connection(sock, 1, peer, sockaddr_text(sock.getsockname()), inbound=True))
