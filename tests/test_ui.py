@@ -70,6 +70,11 @@ def log_text(app: SocktoolApp) -> str:
     return "\n".join("".join(segment.text for segment in strip) for strip in log.lines)
 
 
+def status_text(app: SocktoolApp) -> str:
+    """The status bar as drawn: the app redraws it on its clock, after the engine's answer is in."""
+    return str(app.query_one("#status").render())
+
+
 async def choose_client(app: SocktoolApp, pilot, number: int | None) -> None:
     """Pick a row of the client list, as the cursor keys do."""
     table = app.query_one("#clients", DataTable)
@@ -157,7 +162,7 @@ def test_two_clients_listed_one_gets_what_is_sent_to_it_and_kick_closes_exactly_
         await until(pilot, lambda: peers[0].received == b"to-first\n", "the first client to get its line")
         await choose_client(app, pilot, second)
         await type_and_send(pilot, "to-second")
-        await until(pilot, lambda: peers[1].received, "the second client to get a line")
+        await until(pilot, lambda: len(peers[1].received) >= len(b"to-second\n"), "the second client to get a line")
         assert peers[1].received == b"to-second\n"  # nothing of the first client's line came before it
         await choose_client(app, pilot, first)
         await pilot.press("ctrl+k")
@@ -167,7 +172,7 @@ def test_two_clients_listed_one_gets_what_is_sent_to_it_and_kick_closes_exactly_
         await choose_client(app, pilot, None)
         await type_and_send(pilot, "to-all")
         await until(pilot, lambda: peers[1].received.endswith(b"to-all\n"), "the client left to get the line")
-        assert "kicked" in log_text(app)
+        await until(pilot, lambda: "kicked" in log_text(app), "the kick's answer in the log")
 
     try:
         drive(["tcp-listen", "127.0.0.1:0"], scenario)
@@ -282,11 +287,12 @@ def test_udp_session_answers_only_the_selected_peer():
         await choose_client(app, pilot, second)
         await pilot.press("ctrl+l", "ctrl+l")  # LF -> CRLF -> none: a datagram without a line end
         await type_and_send(pilot, "pong")
-        assert socks[1].recv(100) == b"pong"
+        # Received in a worker thread: a blocking recv here would stop the app's loop that sends.
+        assert await asyncio.to_thread(socks[1].recv, 100) == b"pong"
         await choose_client(app, pilot, None)
         await type_and_send(pilot, "all")
-        assert socks[0].recv(100) == b"all"  # the first datagram the other peer gets
-        assert socks[1].recv(100) == b"all"
+        assert await asyncio.to_thread(socks[0].recv, 100) == b"all"  # the first datagram the other peer gets
+        assert await asyncio.to_thread(socks[1].recv, 100) == b"all"
 
     try:
         drive(["udp-listen", "127.0.0.1:0"], scenario)
@@ -311,18 +317,19 @@ def test_client_session_sends_receives_and_records_the_jsonl_of_record(tmp_path)
         await until(pilot, lambda: session.recording is not None, "the recording to start")
         while True:  # another test's port scan may knock too: take the session's connection
             conn, who = server.accept()
+            conn.settimeout(10)
             accepted.append(conn)
             if f"{who[0]}:{who[1]}" == session.local:
                 break
         conn.sendall(b"hi\x00")
         await until(pilot, lambda: "hi\\0" in log_text(app), "what the server sent, escaped")
         await type_and_send(pilot, "yo")
-        assert conn.recv(100) == b"yo\n"
+        assert await asyncio.to_thread(conn.recv, 100) == b"yo\n"
         await pilot.press("ctrl+r")  # stop recording
         await until(pilot, lambda: session.recording is None, "the recording to stop")
         await pilot.press("ctrl+k")  # close the connection
         await until(pilot, lambda: session.state == "stopped", "the session to end with its connection")
-        assert conn.recv(100) == b""
+        assert await asyncio.to_thread(conn.recv, 100) == b""
 
     try:
         drive(["tcp-connect", f"127.0.0.1:{port}"], scenario)
@@ -387,7 +394,7 @@ def test_tls_server_session_made_with_ctrl_n_is_reached_by_tcp_connect_tls_pin()
         assert session.fingerprint.startswith("sha256:")  # an ephemeral certificate, as tcp-listen --tls makes
         flat = lambda: "".join(log_text(app).split())  # noqa: E731  (a long line is wrapped)
         await until(pilot, lambda: session.fingerprint in flat(), "the fingerprint in the log")
-        assert session.fingerprint in str(app.query_one("#status").render())
+        await until(pilot, lambda: session.fingerprint in status_text(app), "the fingerprint in the status bar")
         peers.append(ToolPeer("tcp-connect", "--tls", "--pin", session.fingerprint, f"127.0.0.1:{port}"))
         await until(pilot, lambda: len(session.clients) == 1, "the TLS client in the list")
         peers[0].write(b"over tls\n")
@@ -423,7 +430,7 @@ def test_tls_client_session_with_pin_talks_to_a_tls_server_and_a_wrong_pin_fails
         await until(pilot, lambda: client.state == "connected" and len(server.clients) == 1, "the TLS connection")
         await type_and_send(pilot, "secret")
         await until(pilot, lambda: server.bytes_in == 7, "the server session to get the line")
-        assert client.bytes_out == 7
+        await until(pilot, lambda: client.bytes_out == 7, "the client session to count what it sent")
 
     drive(["tcp-listen", "127.0.0.1:0", "--tls"], scenario)
 
@@ -437,8 +444,8 @@ def test_framed_session_logs_one_record_per_message_and_sends_the_box_as_one():
         peers.append(Peer(port))
         await until(pilot, lambda: len(session.clients) == 1, "the client in the list")
         peers[0].sock.sendall(b"\x00\x05hello\x00\x05world\x00")  # two messages and a part of a third
-        await until(pilot, lambda: session.messages_in == 2, "two messages")
-        assert session.bytes_in == 10
+        # The counters are two assignments in the session's thread: wait for both.
+        await until(pilot, lambda: session.messages_in == 2 and session.bytes_in == 10, "two messages, 10 bytes")
         await until(pilot, lambda: "hello" in log_text(app) and "world" in log_text(app), "both messages in the log")
         await type_and_send(pilot, "hi")
         await until(pilot, lambda: peers[0].received == b"\x00\x02hi", "one framed message, no line end")
@@ -485,7 +492,7 @@ def test_pause_refuses_new_clients_while_the_connected_one_keeps_talking():
         await until(pilot, lambda: len(session.clients) == 1, "the client in the list")
         await pilot.press("ctrl+g")
         await until(pilot, lambda: session.paused, "the session to be paused")
-        assert "paused" in str(app.query_one("#status").render())
+        await until(pilot, lambda: "paused" in status_text(app), "the status bar to say paused")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=10).close()
         peers[0].sock.sendall(b"still here\n")
@@ -494,6 +501,7 @@ def test_pause_refuses_new_clients_while_the_connected_one_keeps_talking():
         await until(pilot, lambda: peers[0].received == b"answer\n", "the connected client to get the answer")
         await pilot.press("ctrl+g")
         await until(pilot, lambda: not session.paused, "the session to accept again")
+        await until(pilot, lambda: "paused" not in status_text(app), "the status bar to drop paused")
         peers.append(Peer(port))
         await until(pilot, lambda: len(session.clients) == 2, "the new client accepted after resume")
 

@@ -283,14 +283,15 @@ class Session:
             else:
                 self.messages_in += 1
                 self.bytes_in += len(event.data)
+        # The state last: the app's thread may look at it at any moment, and then reads the address.
         elif isinstance(event, ev.Listening):
-            self.state = "listening"
             self.address = event.address
             self.fingerprint = event.tls_fingerprint
+            self.state = "listening"
         elif isinstance(event, ev.Connected) and not event.inbound:
-            self.state = "connected"
             self.address = event.peer
             self.local = event.local
+            self.state = "connected"
         if isinstance(event, ev.Connected | ev.Closed) or (
             isinstance(event, ev.Datagram) and event.direction == ev.RECEIVED and event.peer not in self._known
         ):
