@@ -118,6 +118,15 @@ class Peer:
         self.sock.close()
 
 
+def drive_closing(peers: list[Peer], specs: list[str], scenario, size=(100, 30)) -> SocktoolApp:
+    """drive(), then close the peers the scenario opened, also when it fails."""
+    try:
+        return drive(specs, scenario, size)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
 class NcPeer(Peer):
     """nc as the client: what it receives is its stdout; it exits when the server closes
     (its stdin is at EOF from the start, and without -N it does not half-close for it)."""
@@ -174,11 +183,7 @@ def test_two_clients_listed_one_gets_what_is_sent_to_it_and_kick_closes_exactly_
         await until(pilot, lambda: peers[1].received.endswith(b"to-all\n"), "the client left to get the line")
         await until(pilot, lambda: "kicked" in log_text(app), "the kick's answer in the log")
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
 
 
 def test_mouse_picks_the_client_and_the_session():
@@ -195,11 +200,7 @@ def test_mouse_picks_the_client_and_the_session():
         await pilot.click("#sessions", offset=(3, 4))  # the second session's first line
         await until(pilot, lambda: app.current is app.sessions[1], "the second session chosen by a click")
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario)
 
 
 def test_hex_toggle_shows_the_dump_of_what_came():
@@ -216,11 +217,7 @@ def test_hex_toggle_shows_the_dump_of_what_came():
         await pilot.press("ctrl+x")
         await until(pilot, lambda: "\\0\\x01AB\\xff" in log_text(app), "the text again")
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
 
 
 def test_hex_send_box_is_validated_as_typed_and_sends_exactly_those_bytes():
@@ -240,11 +237,7 @@ def test_hex_send_box_is_validated_as_typed_and_sends_exactly_those_bytes():
         await pilot.press("enter")
         await until(pilot, lambda: peers[0].received == b"\xde\xad\r\n", "the exact bytes")
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
 
 
 def test_auto_send_every_100ms_five_times_sends_five_messages():
@@ -265,11 +258,7 @@ def test_auto_send_every_100ms_five_times_sends_five_messages():
         await until(pilot, lambda: peers[0].received.endswith(b"end\n"), "the last line")
         assert peers[0].received == b"tick\n" * 5 + b"end\n"
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
 
 
 def test_udp_session_answers_only_the_selected_peer():
@@ -402,11 +391,7 @@ def test_tls_server_session_made_with_ctrl_n_is_reached_by_tcp_connect_tls_pin()
         await type_and_send(pilot, "back")
         await until(pilot, lambda: peers[0].received == b"back\n", "the client to get the answer")
 
-    try:
-        drive([], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, [], scenario)
 
 
 def test_tls_client_session_with_pin_talks_to_a_tls_server_and_a_wrong_pin_fails():
@@ -450,11 +435,7 @@ def test_framed_session_logs_one_record_per_message_and_sends_the_box_as_one():
         await type_and_send(pilot, "hi")
         await until(pilot, lambda: peers[0].received == b"\x00\x02hi", "one framed message, no line end")
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0", "--frame", "len16"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0", "--frame", "len16"], scenario)
 
 
 def test_session_options_are_read_by_the_commands_parser_and_the_others_refused():
@@ -505,11 +486,7 @@ def test_pause_refuses_new_clients_while_the_connected_one_keeps_talking():
         peers.append(Peer(port))
         await until(pilot, lambda: len(session.clients) == 2, "the new client accepted after resume")
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
 
 
 def test_pause_is_for_a_server_session_only():
@@ -554,11 +531,7 @@ def test_search_shows_only_matching_records_and_file_is_sent(tmp_path):
         await until(pilot, lambda: len(peers[0].received) == len(payload), "the whole file")
         assert bytes(peers[0].received) == payload
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0"], scenario)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
 
 
 def draw_main_screen(path, size: tuple[int, int]) -> str:
@@ -578,11 +551,7 @@ def draw_main_screen(path, size: tuple[int, int]) -> str:
         await until(pilot, lambda: "2&#160;clients" in app.export_screenshot(), "the sessions drawn")
         app.save_screenshot(filename=path.name, path=str(path.parent))
 
-    try:
-        drive(["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario, size=size)
-    finally:
-        for peer in peers:
-            peer.close()
+    drive_closing(peers, ["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario, size=size)
     return path.read_text()
 
 
