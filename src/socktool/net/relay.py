@@ -79,10 +79,14 @@ class Payload(NamedTuple):
     def chunks(self) -> Iterator[bytes]:
         if self.messages or self.repeat > 1:
             body = self.messages or (b"".join(self._stdin_chunks()),)
+            templated = self.render is not None and bool(self.messages)
             seq = 0
             for round_ in range(self.repeat):
                 if round_ and self.interval:
                     time.sleep(self.interval)
+                if not templated:  # no placeholders: the parts go out as they are
+                    yield from body
+                    continue
                 for part in body:
                     seq += 1
                     yield self.message(part, seq)
@@ -340,6 +344,9 @@ class Relay:
         waiter = interrupts.Waiter(sock.fileno())
         # In the main thread, an empty socket is waited for in the Waiter (see interrupts).
         flags = socket.MSG_DONTWAIT if interrupts.wakeup_fd() is not None and not timed else 0
+        # Raw path (no view, no --expect, one writer): bytes go straight to the output.
+        raw_fd = opts.output_fd if not opts.emit_data and opts.expect is None and self.output_lock is None else None
+        conn = self.conn
         while True:
             if timed and not waiter.wait(wait_seconds(self.conn, opts, expect_deadline)):
                 reason = self._timed_out(expect_deadline)
@@ -353,6 +360,10 @@ class Relay:
                 continue
             if not n:
                 return self._end_of_stream()
+            if raw_fd is not None:
+                conn.count_received(n)
+                write_all(raw_fd, view[:n])
+                continue
             if self._deliver(view[:n]):
                 return "expected data received"
 
