@@ -41,6 +41,13 @@ class AccessPolicy(NamedTuple):
             return "not in --allow"
         return None
 
+    def admission(self, addr: object, clients: int, limit: int | None) -> str | None:
+        """Why a client from socket address `addr` is turned away with `clients` already in, or None."""
+        reason = self.refusal(addr[0] if isinstance(addr, tuple) else None)
+        if reason is None and limit is not None and clients >= limit:
+            reason = f"--max-clients {limit} reached"
+        return reason
+
 
 def _unmapped(network: Network) -> Network:
     """::ffff:10.0.0.0/104 → 10.0.0.0/8: an IPv4-mapped block means those IPv4 clients."""

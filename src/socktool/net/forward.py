@@ -321,10 +321,7 @@ class Forwarder:
     # -- clients and targets ------------------------------------------------
     def _accepted(self, sock: socket.socket, addr: object) -> None:
         peer = sockaddr_text(addr)
-        reason = self.options.access.refusal(addr[0] if isinstance(addr, tuple) else None)
-        limit = self.options.max_clients
-        if reason is None and limit is not None and len(self.pairs) >= limit:
-            reason = f"--max-clients {limit} reached"
+        reason = self.options.access.admission(addr, len(self.pairs), self.options.max_clients)
         if reason is not None:
             self.sink(ev.Rejected(peer, reason))  # first: a refused peer finds it written
             close_quietly(sock)

@@ -179,10 +179,7 @@ class DatagramForwarder:
 
     def _open(self, addr: Any) -> _Session | None:
         peer = sockaddr_text(addr)
-        reason = self.options.access.refusal(addr[0] if isinstance(addr, tuple) else None)
-        limit = self.options.max_clients
-        if reason is None and limit is not None and len(self.sessions) >= limit:
-            reason = f"--max-clients {limit} reached"
+        reason = self.options.access.admission(addr, len(self.sessions), self.options.max_clients)
         if reason is not None:
             if addr not in self._rejected and len(self._rejected) < 4096:  # say it once per client
                 self._rejected.add(addr)

@@ -236,10 +236,7 @@ class Hub:
     # -- clients ------------------------------------------------------------------
     def _on_client(self, sock: socket.socket, addr: object) -> None:
         peer = sockaddr_text(addr)
-        reason = self.options.access.refusal(peer_host(addr))
-        limit = self.options.max_clients
-        if reason is None and limit is not None and len(self.clients) >= limit:
-            reason = f"--max-clients {limit} reached"
+        reason = self.options.access.admission(addr, len(self.clients), self.options.max_clients)
         if reason is not None:
             self.sink(ev.Rejected(peer, reason))  # first: a refused peer finds it written
             close_quietly(sock)
