@@ -305,15 +305,10 @@ def forward(
         )
         raise typer.BadParameter(what, param_hint="'--proxy'")
     proxy_config = tls_options.proxy_config(proxy, proxy_auth, {"-s": source, "-4": ipv4, "-6": ipv6})
-    server_tls = tls_options.server_tls(
-        tls_listen, cert=cert, key=key, client_ca=None, alpn=None, tls_min=None, ciphers=None, strict_close=False,
-        flag="--tls-listen",
-    )  # fmt: skip
-    client_tls = tls_options.client_tls(
-        tls_target, target, sni=sni, no_sni=False, ca=ca, pin=pin, insecure=insecure, cert=None, key=None,
-        alpn=None, tls_min=None, ciphers=None, min_days=None, strict_close=False,
-        handshake_timeout=10.0 if timeout is None else timeout, flag="--tls-target",
-    )  # fmt: skip
+    server_tls = tls_options.TlsOptions(tls_listen, "--tls-listen", cert=cert, key=key).server()
+    client_tls = tls_options.TlsOptions(tls_target, "--tls-target", sni=sni, ca=ca, pin=pin, insecure=insecure).client(
+        target, handshake_timeout=10.0 if timeout is None else timeout
+    )
     plan = _fault_plan(
         bridge,
         Faults(

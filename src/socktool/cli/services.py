@@ -109,9 +109,9 @@ def echo(
     sink, kinds = _service_setup(
         json, verbose, quiet, no_color, debug, ipv4=ipv4, ipv6=ipv6, tcp_only=tcp_only, udp_only=udp_only
     )
-    server_tls = tlsopt.server_tls(
-        tls, cert=cert, key=key, client_ca=client_ca, alpn=alpn, tls_min=tls_min, ciphers=ciphers, strict_close=False
-    )
+    server_tls = tlsopt.TlsOptions(
+        tls, cert=cert, key=key, client_ca=client_ca, alpn=alpn, tls_min=tls_min, ciphers=ciphers
+    ).server()
     if server_tls is not None and udp_only:
         raise typer.BadParameter("--tls is for the TCP side (there is no TLS over UDP here)", param_hint="'--tls'")
     options = EchoOptions(max_clients=max_clients, idle_timeout=idle_timeout, tls=server_tls)

@@ -340,9 +340,8 @@ def tcp_connect(
         quit_after=quit_after,
     )
     sink = framing.sink(build_sink(terminal, mode, hex=hex, record=record, full=full))
-    client_tls = tlsopt.client_tls(
+    tls_options = tlsopt.TlsOptions(
         tls,
-        address,
         sni=sni,
         no_sni=no_sni,
         ca=ca,
@@ -355,8 +354,8 @@ def tcp_connect(
         ciphers=ciphers,
         min_days=min_days,
         strict_close=strict_close,
-        handshake_timeout=timeout,
     )
+    client_tls = tls_options.client(address, handshake_timeout=timeout)
     _no_quit_after_with_tls(quit_after, tls)
     proxy_config = tlsopt.proxy_config(
         proxy, proxy_auth, {"--source": source, "--source-port": source_port, "-4": ipv4, "-6": ipv6}
@@ -530,7 +529,7 @@ def tcp_listen(
     opt.exclusive(exec=exec_, broker=broker)
     many = keep_open or broker
     _no_quit_after_with_tls(quit_after, tls)
-    server_tls = tlsopt.server_tls(
+    server_tls = tlsopt.TlsOptions(
         tls,
         cert=cert,
         key=key,
@@ -539,7 +538,7 @@ def tcp_listen(
         tls_min=tls_min,
         ciphers=ciphers,
         strict_close=strict_close,
-    )
+    ).server()
     _check_listen_options(
         many=many,
         exec_=exec_,

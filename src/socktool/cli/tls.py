@@ -8,7 +8,9 @@ imported when a TLS option is given or TLS settings are built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -126,12 +128,111 @@ ClientCa = Annotated[
 ]
 
 
-def _need_tls(tls: bool, flag: str = "--tls", **given: object) -> None:
-    if tls:
-        return
-    for name, value in given.items():
-        if value not in (None, False, (), []):
-            raise typer.BadParameter(f"--{name.replace('_', '-')} needs {flag}")
+@dataclass(frozen=True)
+class TlsOptions:
+    """The TLS options of one command line, as given: built once by the command and turned
+    into the engine's settings by `client` or `server` (which check them: exit 2).
+
+    A command sets the fields it has options for; the others keep their defaults, which
+    mean "not given". `flag` is the option that turns TLS on (--tls, --tls-listen, ...).
+    """
+
+    tls: bool = False
+    flag: str = "--tls"
+    sni: str | None = None
+    no_sni: bool = False
+    ca: str | None = None
+    pin: Sequence[str] | None = None
+    insecure: bool = False
+    cert: str | None = None
+    key: str | None = None
+    client_ca: str | None = None
+    alpn: str | None = None
+    tls_min: str | None = None
+    ciphers: str | None = None
+    min_days: int | None = None
+    strict_close: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], flag: str = "--tls") -> TlsOptions:
+        """The options a parsed command line holds (a click context's params), by name."""
+        names = [field.name for field in fields(cls) if field.name not in ("tls", "flag")]
+        return cls(params.get("tls", False), flag, **{name: params[name] for name in names if name in params})
+
+    def _given(self) -> None:
+        """Without TLS, any TLS option is a usage error (the first given is named)."""
+        if self.tls:
+            return
+        for field in fields(self):
+            if field.name in ("tls", "flag"):
+                continue
+            if getattr(self, field.name) not in (None, False, (), []):
+                raise typer.BadParameter(f"--{field.name.replace('_', '-')} needs {self.flag}")
+
+    def _pair(self) -> None:
+        if self.key is not None and self.cert is None:
+            raise typer.BadParameter("--key needs --cert")
+
+    def _ciphers_apply(self) -> None:
+        if self.ciphers is not None and self.tls_min == "1.3":
+            raise typer.BadParameter(
+                "--ciphers picks TLS 1.2 and older ciphers, which --tls-min 1.3 rules out (TLS 1.3's suites are fixed)",
+                param_hint="'--ciphers'",
+            )
+
+    def client(self, address: Endpoint, handshake_timeout: float) -> tlsconfig.ClientTls | None:
+        """The client's TLS settings, or None without TLS."""
+        self._given()
+        if not self.tls:
+            return None
+        self._ciphers_apply()
+        opt.exclusive(sni=self.sni, no_sni=self.no_sni)
+        opt.exclusive(insecure=self.insecure, pin=self.pin)
+        opt.exclusive(insecure=self.insecure, ca=self.ca)
+        opt.exclusive(pin=self.pin, ca=self.ca)
+        self._pair()
+        host = address.host
+        if host is None and not (self.sni or self.pin or self.insecure):
+            raise typer.BadParameter(
+                f"{self.flag} to a unix socket has no host name to check: give --sni NAME, --pin or --insecure"
+            )
+        name = self.sni or host
+        from socktool.net import tlsconfig
+
+        return tlsconfig.ClientTls(
+            server_name=None if self.no_sni else name,
+            check_name=name,
+            ca=self.ca,
+            pins=tuple(self.pin or ()),
+            insecure=self.insecure,
+            cert=self.cert,
+            key=self.key,
+            alpn=_alpn(self.alpn),
+            tls_min=self.tls_min,
+            ciphers=self.ciphers,
+            min_days=self.min_days,
+            strict_close=self.strict_close,
+            handshake_timeout=handshake_timeout,
+        )
+
+    def server(self) -> tlsconfig.ServerTls | None:
+        """The server's TLS settings, or None without TLS."""
+        self._given()
+        if not self.tls:
+            return None
+        self._pair()
+        self._ciphers_apply()
+        from socktool.net import tlsconfig
+
+        return tlsconfig.ServerTls(
+            cert=self.cert,
+            key=self.key,
+            client_ca=self.client_ca,
+            alpn=_alpn(self.alpn),
+            tls_min=self.tls_min,
+            ciphers=self.ciphers,
+            strict_close=self.strict_close,
+        )
 
 
 def _alpn(text: str | None) -> tuple[str, ...]:
@@ -145,129 +246,6 @@ def _alpn(text: str | None) -> tuple[str, ...]:
         raise typer.BadParameter(str(exc), param_hint="'--alpn'") from None
 
 
-def _pair(cert: str | None, key: str | None) -> None:
-    if key is not None and cert is None:
-        raise typer.BadParameter("--key needs --cert")
-
-
-def _ciphers_apply(tls_min: str | None, ciphers: str | None) -> None:
-    if ciphers is not None and tls_min == "1.3":
-        raise typer.BadParameter(
-            "--ciphers picks TLS 1.2 and older ciphers, which --tls-min 1.3 rules out (TLS 1.3's suites are fixed)",
-            param_hint="'--ciphers'",
-        )
-
-
-def client_tls(
-    tls: bool,
-    address: Endpoint,
-    *,
-    sni: str | None,
-    no_sni: bool,
-    ca: str | None,
-    pin: list[str] | None,
-    insecure: bool,
-    cert: str | None,
-    key: str | None,
-    alpn: str | None,
-    tls_min: str | None,
-    ciphers: str | None,
-    min_days: int | None,
-    strict_close: bool,
-    handshake_timeout: float,
-    flag: str = "--tls",
-) -> tlsconfig.ClientTls | None:
-    """The client's TLS settings, or None without --tls (any TLS option without it: exit 2)."""
-    _need_tls(
-        tls,
-        flag,
-        sni=sni,
-        no_sni=no_sni,
-        ca=ca,
-        pin=pin,
-        insecure=insecure,
-        cert=cert,
-        key=key,
-        alpn=alpn,
-        tls_min=tls_min,
-        ciphers=ciphers,
-        min_days=min_days,
-        strict_close=strict_close,
-    )
-    if not tls:
-        return None
-    _ciphers_apply(tls_min, ciphers)
-    opt.exclusive(sni=sni, no_sni=no_sni)
-    opt.exclusive(insecure=insecure, pin=pin)
-    opt.exclusive(insecure=insecure, ca=ca)
-    opt.exclusive(pin=pin, ca=ca)
-    _pair(cert, key)
-    host = address.host
-    if host is None and not (sni or pin or insecure):
-        raise typer.BadParameter(
-            f"{flag} to a unix socket has no host name to check: give --sni NAME, --pin or --insecure"
-        )
-    name = sni or host
-    from socktool.net import tlsconfig
-
-    return tlsconfig.ClientTls(
-        server_name=None if no_sni else name,
-        check_name=name,
-        ca=ca,
-        pins=tuple(pin or ()),
-        insecure=insecure,
-        cert=cert,
-        key=key,
-        alpn=_alpn(alpn),
-        tls_min=tls_min,
-        ciphers=ciphers,
-        min_days=min_days,
-        strict_close=strict_close,
-        handshake_timeout=handshake_timeout,
-    )
-
-
-def server_tls(
-    tls: bool,
-    *,
-    cert: str | None,
-    key: str | None,
-    client_ca: str | None,
-    alpn: str | None,
-    tls_min: str | None,
-    ciphers: str | None,
-    strict_close: bool,
-    flag: str = "--tls",
-) -> tlsconfig.ServerTls | None:
-    """The server's TLS settings, or None without --tls (any TLS option without it: exit 2)."""
-    _need_tls(
-        tls,
-        flag,
-        cert=cert,
-        key=key,
-        client_ca=client_ca,
-        alpn=alpn,
-        tls_min=tls_min,
-        ciphers=ciphers,
-        strict_close=strict_close,
-    )
-    if not tls:
-        return None
-    _pair(cert, key)
-    _ciphers_apply(tls_min, ciphers)
-    from socktool.net import tlsconfig
-
-    return tlsconfig.ServerTls(
-        cert=cert,
-        key=key,
-        client_ca=client_ca,
-        alpn=_alpn(alpn),
-        tls_min=tls_min,
-        ciphers=ciphers,
-        strict_close=strict_close,
-    )
-
-
 def probe_tls(
     tls: bool,
     *,
@@ -279,7 +257,7 @@ def probe_tls(
     timeout: float,
 ) -> TlsCheck | None:
     """`wait --tls`: the check every endpoint gets (its host is the name to check, unless --sni)."""
-    _need_tls(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days)
+    TlsOptions(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days)._given()
     if not tls:
         return None
     opt.exclusive(insecure=insecure, pin=pin)

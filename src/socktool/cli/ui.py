@@ -90,35 +90,12 @@ def session_options(spec: Spec, words: Sequence[str]) -> Spec:
                 raise ValueError(f"{spec.kind} {spec.address}: {param.opts[0]} is not for a ui session")
         framing = frame_options(params.get("frame"), params.get("max_frame"), params.get("checksum"), crlf=False)
         tls: tlsconfig.ServerTls | tlsconfig.ClientTls | None = None
+        # Options a session does not take were refused above: theirs are the defaults here.
+        tls_options = tlsopt.TlsOptions.from_params(params)
         if spec.kind == "tcp-connect":
-            tls = tlsopt.client_tls(
-                params["tls"],
-                spec.endpoint,
-                sni=params["sni"],
-                no_sni=params["no_sni"],
-                ca=params["ca"],
-                pin=params["pin"],
-                insecure=params["insecure"],
-                cert=None,
-                key=None,
-                alpn=None,
-                tls_min=None,
-                ciphers=None,
-                min_days=None,
-                strict_close=False,
-                handshake_timeout=10.0,
-            )
+            tls = tls_options.client(spec.endpoint, handshake_timeout=10.0)
         elif spec.kind == "tcp-listen":
-            tls = tlsopt.server_tls(
-                params["tls"],
-                cert=params["cert"],
-                key=params["key"],
-                client_ca=None,
-                alpn=None,
-                tls_min=None,
-                ciphers=None,
-                strict_close=False,
-            )
+            tls = tls_options.server()
     except ClickException as exc:
         raise ValueError(f"{spec.kind} {spec.address}: {exc.format_message()}") from None
     return spec._replace(options=tuple(words), tls=tls, framing=framing if framing.active else None)
