@@ -463,6 +463,84 @@ def test_session_options_are_read_by_the_commands_parser_and_the_others_refused(
     assert "--exec is not for a ui session" in result.stderr
 
 
+def test_client_session_tls_cert_key_and_alpn_reach_a_server_that_requires_a_client_certificate(tmp_path):
+    from tls_helpers import SServer, make_pki
+
+    pki = make_pki(tmp_path)
+    tls = ["--tls", "--ca", str(pki.ca_file), "--alpn", "h2"]
+    mine = ["--cert", str(pki.client_cert), "--key", str(pki.client_key)]
+    # s_server serves one connection at a time: the session without a certificate first, then the one with it.
+    with SServer(pki.cert, pki.key, "-Verify", "1", "-CAfile", str(pki.ca_file), "-alpn", "h2") as server:
+        address = f"127.0.0.1:{server.port}"
+
+        async def scenario(app: SocktoolApp, pilot) -> None:
+            without = app.sessions[0]
+            await until(pilot, lambda: not without.running, "the session without a certificate to end")
+            await until(pilot, lambda: "certificate_required" in log_text(app), "the server's alert in the log")
+            await pilot.press("ctrl+n")
+            app.query_one("#prompt", Input).value = shlex.join(["tcp-connect", address, *tls, *mine])
+            await pilot.press("enter")
+            await until(pilot, lambda: len(app.sessions) == 2, "the session with a certificate")
+            with_cert = app.sessions[1]
+            await until(pilot, lambda: "alpn h2" in log_text(app), "the agreed ALPN in the session's log")
+            await pilot.press("ctrl+l")  # CRLF: an HTTP request line, then the blank line
+            await type_and_send(pilot, "GET / HTTP/1.0")
+            await type_and_send(pilot, "")
+            await until(pilot, lambda: "Client certificate" in log_text(app), "s_server's page naming our certificate")
+            assert with_cert.state != "failed"
+
+        drive(["tcp-connect", address, *tls], scenario)
+
+
+def test_server_session_max_clients_allow_and_deny_turn_clients_away():
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        session = app.sessions[0]
+
+        def from_(source: str) -> socket.socket:
+            return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+
+        async def refused(sock: socket.socket) -> None:
+            with sock:  # turned away: closed before a byte is read
+                assert await asyncio.to_thread(sock.recv, 10) == b""
+
+        await refused(from_("127.0.0.3"))
+        await until(pilot, lambda: "denied by --deny" in log_text(app), "the --deny refusal in the log")
+        with from_("127.0.0.1") as first:
+            await until(pilot, lambda: len(session.clients) == 1, "the allowed client in the list")
+            await refused(from_("127.0.0.2"))
+            await until(pilot, lambda: "--max-clients 1 reached" in log_text(app), "the --max-clients refusal")
+            assert [row.peer.split(":")[0] for row in session.clients] == ["127.0.0.1"]
+            first.sendall(b"still in\n")
+            await until(pilot, lambda: "still in" in log_text(app), "the first client's line")
+        second = ["tcp-listen", "127.0.0.1:0", "--allow", "127.0.0.2"]
+        app.add_session(parse_specs(second, parse_options=session_options)[0])
+        port = await listening_port(app, pilot, 1)
+        await refused(from_("127.0.0.1"))
+        await until(pilot, lambda: "not in --allow" in log_text(app), "the --allow refusal")
+        with from_("127.0.0.2"):
+            await until(pilot, lambda: len(app.sessions[1].clients) == 1, "the allowed client in the second session")
+
+    drive(["tcp-listen", "127.0.0.1:0", "--max-clients", "1", "--deny", "127.0.0.3"], scenario)
+
+
+def test_server_session_access_options_are_checked_as_tcp_listen_checks_them():
+    for words, error in (
+        (["tcp-listen", "unix:/tmp/socktool-ui-never", "--allow", "127.0.0.1"], "a unix: socket's clients have none"),
+        (["tcp-listen", "0", "--max-clients", "0"], "--max-clients"),
+        (["tcp-listen", "0", "--deny", "nonsense"], "is not an IP address or CIDR block"),
+        (["tcp-connect", "127.0.0.1:9", "--max-clients", "2"], "No such option: --max-clients"),
+        (["tcp-listen", "0", "--alpn", "h2"], "--alpn is not for a ui session"),
+        (["tcp-connect", "127.0.0.1:9", "--cert", "c.pem"], "--cert needs --tls"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(error)):
+            parse_specs(words, parse_options=session_options)
+    (spec,) = parse_specs(
+        ["tcp-listen", "0", "--max-clients", "3", "--allow", "10.0.0.0/8"], parse_options=session_options
+    )
+    assert spec.max_clients == 3 and [str(net) for net in spec.access.allow] == ["10.0.0.0/8"]
+
+
 def test_pause_refuses_new_clients_while_the_connected_one_keeps_talking():
     peers: list[Peer] = []
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from socktool.console import Answer
     from socktool.net import events as ev
+    from socktool.net.address import Endpoint
     from socktool.net.relay import Payload, RelayOptions
     from socktool.view.progress import Counters
 
@@ -558,12 +559,7 @@ def tcp_listen(
                 param_hint=f"'{name}'",
             )
     opt.tcp_only(tcp=not address.is_unix, why="a unix: socket has no TCP layer", keepalive=keepalive, nodelay=nodelay)
-    if address.is_unix and (allow or deny):
-        raise typer.BadParameter(
-            "they judge a client's IP address, and a unix: socket's clients have none "
-            "(the socket file's permissions say who may connect)",
-            param_hint="'--allow' / '--deny'",
-        )
+    access = access_policy(address, allow, deny)
     exec_argv = _exec_argv(exec_)
     if exec_argv is not None and max_clients is None:
         from socktool.net.execute import DEFAULT_MAX_CLIENTS
@@ -604,7 +600,7 @@ def tcp_listen(
         family=family,
         reuse_addr=reuse_addr,
         max_clients=max_clients,
-        access=AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ()))),
+        access=access,
         broker=broker,
         exec_argv=exec_argv,
         socket_options=SocketOptions(keepalive=keepalive, nodelay=nodelay),
@@ -671,6 +667,17 @@ def console_control(
             "--recv-only": recv_only,
         },
     )
+
+
+def access_policy(address: "Endpoint", allow: list[str] | None, deny: list[str] | None) -> AccessPolicy:
+    """--allow / --deny as the listener applies them (exit 2 on a unix: socket, whose clients have no address)."""
+    if address.is_unix and (allow or deny):
+        raise typer.BadParameter(
+            "they judge a client's IP address, and a unix: socket's clients have none "
+            "(the socket file's permissions say who may connect)",
+            param_hint="'--allow' / '--deny'",
+        )
+    return AccessPolicy(tuple(cast("list[Network]", allow or ())), tuple(cast("list[Network]", deny or ())))
 
 
 def _check_listen_options(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,12 +14,16 @@ from socktool.ui.keys import keys_help
 
 if TYPE_CHECKING:  # pragma: no cover
     from socktool.net import tlsconfig
+    from socktool.net.access import AccessPolicy
     from socktool.ui.sessions import Spec
 
 # The options a session takes, by kind (the rest of the command's options are refused, never ignored).
 SESSION_OPTIONS = {
-    "tcp-listen": ("tls", "cert", "key", "frame", "max_frame", "checksum"),
-    "tcp-connect": ("tls", "ca", "pin", "insecure", "sni", "no_sni", "frame", "max_frame", "checksum"),
+    "tcp-listen": ("tls", "cert", "key", "frame", "max_frame", "checksum", "max_clients", "allow", "deny"),
+    "tcp-connect": (
+        *("tls", "ca", "pin", "insecure", "sni", "no_sni", "cert", "key", "alpn"),
+        *("frame", "max_frame", "checksum"),
+    ),
     "udp-listen": (),
 }
 
@@ -96,9 +100,17 @@ def session_options(spec: Spec, words: Sequence[str]) -> Spec:
             tls = tls_options.client(spec.endpoint, handshake_timeout=10.0)
         elif spec.kind == "tcp-listen":
             tls = tls_options.server()
+            spec = spec._replace(max_clients=params["max_clients"], access=_access(spec, params))
     except ClickException as exc:
         raise ValueError(f"{spec.kind} {spec.address}: {exc.format_message()}") from None
     return spec._replace(options=tuple(words), tls=tls, framing=framing if framing.active else None)
+
+
+def _access(spec: Spec, params: dict[str, Any]) -> AccessPolicy:
+    """A server session's --allow / --deny, checked as tcp-listen checks them."""
+    from socktool.cli.tcp import access_policy
+
+    return access_policy(spec.endpoint, params["allow"], params["deny"])
 
 
 def _terminal() -> bool:
@@ -116,9 +128,10 @@ or all, from a file, or every N ms COUNT times; a session can be recorded
 to the JSON Lines of --record. Sessions given on the command line are
 opened at start: KIND ADDRESS [OPTION...], with the addresses of the
 commands and some of their options: tcp-listen --tls (--cert/--key, or an
-ephemeral certificate whose fingerprint the session shows), tcp-connect
---tls (--pin, --ca, --insecure, --sni, --no-sni) and --frame,
---max-frame, --checksum on tcp-listen and tcp-connect.
+ephemeral certificate whose fingerprint the session shows), --max-clients,
+--allow, --deny; tcp-connect --tls (--pin, --ca, --insecure, --sni,
+--no-sni, --cert/--key, --alpn); and --frame, --max-frame, --checksum on
+tcp-listen and tcp-connect.
 
 Keys (also in the footer):
 {keys_help()}

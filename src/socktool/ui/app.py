@@ -39,7 +39,7 @@ from socktool.ui.keys import KEYS, SHORT
 from socktool.ui.sessions import LINE_ENDS, OptionParser, Session, Spec, encode_input, parse_specs
 from socktool.values import format_duration, format_size
 from socktool.view.render import escaped_lines, hexdump_lines, printable
-from socktool.view.status import stats_line
+from socktool.view.status import stats_line, tls_line
 from socktool.view.traffic import ARROWS, clock
 
 TICK = 0.1  # seconds between looks at the sessions' queues
@@ -93,6 +93,8 @@ def _note(event: ev.Event) -> tuple[str, bool]:
         return event.message, event.warning
     if isinstance(event, ev.Stats):
         return stats_line(event), False
+    if isinstance(event, ev.Tls):
+        return tls_line(event, f"#{event.conn} {event.peer}"), event.verified == "insecure"
     return type(event).__name__.lower(), False
 
 

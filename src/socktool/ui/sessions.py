@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 from socktool import console as cmd
 from socktool.console import Answer
 from socktool.net import events as ev
+from socktool.net.access import AccessPolicy
 from socktool.net.address import Endpoint, parse_connect_endpoint, parse_listen_endpoint
 from socktool.net.errors import SocktoolError
 from socktool.values import decode_hex
@@ -60,6 +61,8 @@ class Spec(NamedTuple):
     options: tuple[str, ...] = ()  # the command's options, as typed after the address
     tls: ServerTls | ClientTls | None = None  # --tls: a server's certificate, or a client's verification
     framing: Framing | None = None  # --frame / --checksum
+    max_clients: int | None = None  # a server's --max-clients
+    access: AccessPolicy = AccessPolicy()  # a server's --allow / --deny
 
     def __str__(self) -> str:
         return " ".join([self.kind, self.address, *self.options])
@@ -236,7 +239,13 @@ class Session:
             self.spec.endpoint,
             Payload(stdin_fd=None),
             RelayOptions(output_fd=None, emit_data=True, half_close=False),
-            ListenOptions(keep_open=True, family=self.spec.family, tls=cast("ServerTls | None", self.spec.tls)),
+            ListenOptions(
+                keep_open=True,
+                family=self.spec.family,
+                max_clients=self.spec.max_clients,
+                access=self.spec.access,
+                tls=cast("ServerTls | None", self.spec.tls),
+            ),
             self._framed(lambda conn: hub.loop.kick(conn, "a message larger than --max-frame")),
             answer=self.answer,
         )
