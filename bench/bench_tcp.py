@@ -7,17 +7,20 @@ ROUNDS times. Reports MiB/s (median), the ratio to nc, that every byte
 arrived, and the listener's peak RSS (GNU time's %M).
 
 Start-up: hyperfine medians of `socktool tcp-connect -z` to a listening port
-vs `python -c "import typer"` in the same environment.
+vs `python -c "import typer"` in the same environment (and the bare
+interpreter and `nc -z` for scale); `--startup-only` runs just that.
 
     python bench/bench_tcp.py                 # 2 GiB, 5 rounds
     python bench/bench_tcp.py --size 256M --rounds 3
     python bench/bench_tcp.py --tools socktool,nc,nc-to-socktool,socktool-to-nc --skip-startup
+    python bench/bench_tcp.py --startup-only  # about 20 s
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -48,6 +51,15 @@ MIXED = {
 
 
 PAIRS = {**TOOLS, **MIXED}
+
+# Start-up: socktool's connect check against the anchor (the import socktool cannot do without)
+# and against nc's, all to the same listening port.
+STARTUP = {
+    "socktool tcp-connect -z": f"{SOCKTOOL} tcp-connect -z 127.0.0.1:{{port}}",
+    "import typer": f"{sys.executable} -c 'import typer'",
+    "python -c pass": f"{sys.executable} -c pass",
+    "nc -z": "nc -z 127.0.0.1 {port}",
+}
 
 
 def parse_size(text: str) -> int:
@@ -96,28 +108,59 @@ def transfer(tool: str, size: int) -> dict:
     return {"mib_s": size / elapsed / (1 << 20), "complete": received == size, "rss_mb": rss_kib / 1024}
 
 
-def startup(port: int) -> dict:
+def startup(port: int, runs: int = 60) -> list[dict]:
+    """hyperfine -N over the start-up commands, in one run; [] without hyperfine.
+
+    Bytecode is compiled first and PYTHONDONTWRITEBYTECODE dropped: otherwise
+    every run would compile socktool's sources again and measure that.
+    """
     if shutil.which("hyperfine") is None:
-        return {}
+        return []
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True, env=env)
+    commands = {
+        name: command.format(port=port) for name, command in STARTUP.items() if shutil.which(command.split()[0])
+    }
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
-            [
-                "hyperfine",
-                "-N",
-                "--warmup",
-                "5",
-                "--runs",
-                "60",
-                "--export-json",
-                out.name,
-                f"{SOCKTOOL} tcp-connect -z 127.0.0.1:{port}",
-                f"{sys.executable} -c 'import typer'",
-            ],
+            ["hyperfine", "-N", "--warmup", "5", "--runs", str(runs), "--export-json", out.name, *commands.values()],
             check=True,
             capture_output=True,
+            env=env,
         )
         results = json.load(open(out.name))["results"]
-    return {"socktool_ms": results[0]["median"] * 1000, "typer_ms": results[1]["median"] * 1000}
+    return [
+        {"name": name, "median_ms": r["median"] * 1000, "cpu_ms": (r["user"] + r["system"]) * 1000}
+        for name, r in zip(commands, results, strict=True)
+    ]
+
+
+def startup_table(port: int, runs: int) -> None:
+    times = startup(port, runs)
+    if not times:
+        print("start-up: hyperfine is not installed")
+        return
+    base = next(t for t in times if t["name"] == "import typer")
+    print(f"\nstart-up, hyperfine -N, {runs} runs each, same run (anchor: python -c 'import typer'):")
+    print("| command | median | vs import typer | user+sys | vs import typer |")
+    print("|---|---:|---:|---:|---:|")
+    for t in times:
+        print(
+            f"| {t['name']} | {t['median_ms']:.1f} ms | {t['median_ms'] / base['median_ms']:.2f}× "
+            f"| {t['cpu_ms']:.1f} ms | {t['cpu_ms'] / base['cpu_ms']:.2f}× |"
+        )
+
+
+def listening_server() -> tuple[int, subprocess.Popen]:
+    port = free_port()
+    server = subprocess.Popen(
+        [SOCKTOOL, "tcp-listen", "-k", "-q", f"127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    wait_listening(port)
+    return port, server
 
 
 def main() -> None:
@@ -125,8 +168,18 @@ def main() -> None:
     parser.add_argument("--size", default="2G")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--startup-only", action="store_true", help="only the start-up table (about 20 s)")
+    parser.add_argument("--startup-runs", type=int, default=60)
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     args = parser.parse_args()
+    if args.startup_only:
+        port, server = listening_server()
+        try:
+            startup_table(port, args.startup_runs)
+        finally:
+            server.terminate()
+            server.wait()
+        return
     size = parse_size(args.size)
     tools = [t for t in args.tools.split(",") if t in MIXED or t == "socktool" or shutil.which(t)]
     runs: dict[str, list[dict]] = {t: [] for t in tools}
@@ -151,24 +204,12 @@ def main() -> None:
         rss = max(r["rss_mb"] for r in runs[tool])
         print(f"| {tool} | {rate:.0f} | {ratio} | {'yes' if complete else 'NO'} | {rss:.1f} MB |")
     if not args.skip_startup:
-        port = free_port()
-        server = subprocess.Popen(
-            [SOCKTOOL, "tcp-listen", "-k", "-q", f"127.0.0.1:{port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
+        port, server = listening_server()
         try:
-            wait_listening(port)
-            times = startup(port)
+            startup_table(port, args.startup_runs)
         finally:
             server.terminate()
             server.wait()
-        if times:
-            ratio = times["socktool_ms"] / times["typer_ms"]
-            print(
-                f"\nstart-up (hyperfine medians): socktool tcp-connect -z {times['socktool_ms']:.1f} ms, "
-                f"python -c 'import typer' {times['typer_ms']:.1f} ms, ratio {ratio:.2f}×"
-            )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,6 @@ import it when they are about to draw.
 """
 
 from socktool.cli.app import build_app
-from socktool.cli.boundary import main
+from socktool.cli.boundary import main, run
 
-__all__ = ["build_app", "main"]
+__all__ = ["build_app", "main", "run"]

@@ -6,11 +6,14 @@ a traceback only with --debug (or SOCKTOOL_DEBUG=1).
 
 from __future__ import annotations
 
+import atexit
 import enum
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from socktool.net import interrupts
 from socktool.net.errors import OutputClosed, SocktoolError, Terminated
@@ -123,3 +126,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return ExitStatus.FAILURE
+
+
+def run() -> NoReturn:
+    """The process's entry (the `socktool` script, `python -m socktool`): main(), then leave.
+
+    Leaving by os._exit skips the interpreter's teardown, which frees every
+    module and object one by one: about 8 ms of a 60 ms `tcp-connect -z`, and
+    start-up time is a feature. Nothing is lost by it: payload and records go
+    out by os.write, the standard streams are flushed here and the atexit
+    handlers run. A non-daemon thread still running (socktool starts none)
+    gets the ordinary exit, which waits for it.
+    """
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if others:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass  # the reader left, or the stream was closed: nothing more can be said there
+    os._exit(code)
