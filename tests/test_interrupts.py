@@ -7,11 +7,18 @@ explains the cure). A plain `kill` hits that window only now and then; these
 tests put the signal there on purpose.
 
 gdb attaches to a socktool that waits for traffic, with a breakpoint at the
-entry of every libc call that can block; traffic arrives; at the main
-thread's k-th such call gdb delivers SIGTERM and lets the process go on. For
-k = 1, 2, ... until the process goes idle before its k-th call (gdb then
-stops it inside the blocking call, which is the other place a signal lands),
-it must exit with 143 at once.
+entry of every libc call that can block; traffic arrives while gdb holds the
+process; at the main thread's k-th such call gdb delivers SIGTERM and lets
+the process go on. For k = 1, 2, ... until the process goes idle before its
+k-th call (gdb then stops it inside the blocking call, which is the other
+place a signal lands), it must exit with 143 at once.
+
+gdb lets the process go only once the traffic is in: the attach stops it,
+and a stopped epoll_wait (and poll, select...) returns EINTR when it goes on
+(signal(7)), so Python calls it again - a first blocking call that comes
+with or without traffic. Were the process let go at once, a slow test would
+SIGTERM it at that call before its client connected, and find the port
+closed (ECONNREFUSED).
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ class Entry(gdb.Breakpoint):
 for name in BLOCKING:
     Entry(name, internal=True)
 print("armed", flush=True)
+os.read(0, 1)  # the process stays stopped until the test's traffic is in (see the module's docstring)
 """
 
 GDB_OPTIONS = [
@@ -91,13 +99,13 @@ def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], ob
     """SIGTERM at the main thread's `call`-th blocking call after `traffic`; False if it went idle first."""
     gdb = subprocess.Popen(
         ["gdb", "-p", str(proc.popen.pid), *GDB_OPTIONS, "-ex", f"source {script}", *GDB_COMMANDS],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "SOCKTOOL_TEST_CALL": str(call)},
         text=True,
     )
-    assert gdb.stdout is not None
+    assert gdb.stdin is not None and gdb.stdout is not None
     try:
         said = []
         for line in gdb.stdout:
@@ -108,6 +116,8 @@ def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], ob
             pytest.skip("gdb cannot attach to a process here: " + "".join(said).strip())
         assert said and said[-1].startswith("armed"), "gdb did not start:\n" + "".join(said)
         traffic()
+        gdb.stdin.write("go\n")  # the process goes on, and meets the traffic at its first call
+        gdb.stdin.flush()
         with selectors.DefaultSelector() as selector:
             selector.register(gdb.stdout, selectors.EVENT_READ)
             interrupted = False
@@ -130,6 +140,7 @@ def signal_at_call(script: Path, proc: Proc, call: int, traffic: Callable[[], ob
         if gdb.poll() is None:
             gdb.kill()
             gdb.wait()
+        gdb.stdin.close()
         gdb.stdout.close()
 
 
