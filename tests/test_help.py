@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import itertools
 import os
 import re
 
@@ -13,7 +14,7 @@ import pytest
 import typer
 
 from conftest import run
-from socktool.cli.app import COMMANDS, build_app
+from socktool.cli.app import COMMANDS, EXAMPLES, build_app
 
 PANELS = ["Connection", "TLS", "Proxy", "Faults", "Input and output", "Output"]
 
@@ -123,3 +124,58 @@ def test_help_is_readable_at_60_columns(name):
     widths = description_widths(result.stdout.decode())
     assert "Connection" in widths and "Input and output" in widths, widths
     assert min(widths.values()) >= 20, widths
+
+
+def description(text: str) -> list[list[str]]:
+    """The paragraphs above the option panels, each a list of lines without the one-column margin."""
+    paragraphs: list[list[str]] = [[]]
+    for line in text.split("╭", 1)[0].splitlines():
+        if line.strip():
+            paragraphs[-1].append(line[1:].rstrip())
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return [lines for lines in paragraphs if lines]
+
+
+def joined_examples(lines: list[str]) -> list[str]:
+    """Examples as a shell reads them: a line ending in ` \\` goes on in the next one."""
+    commands: list[str] = []
+    going_on = False
+    for line in lines[1:]:
+        text = line.strip()
+        if going_on:
+            commands[-1] += " " + text.removesuffix(" \\")
+        else:
+            commands.append(text.removesuffix(" \\"))
+        going_on = text.endswith(" \\")
+    return commands
+
+
+@pytest.mark.parametrize("name", ["", *COMMANDS])
+def test_descriptions_are_laid_out_for_60_columns(name):
+    """Typer kept the docstrings' 80-column line breaks and wrapped them again at 60, so every
+    other line was a stub ("thread (their data"), and a long example's tail fell to the margin,
+    where it read as a command of its own."""
+    width = 60
+    result = run(*([name] if name else []), "--help", env={**os.environ, "COLUMNS": str(width), "NO_COLOR": "1"})
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "…" not in text, "a cell was cut short"
+    paragraphs = description(text)
+    assert paragraphs[0][0].startswith("Usage:"), paragraphs[0]
+    doc = docstring(name) if name else EXAMPLES.partition("\n\n")[0]  # (the root's last paragraph is prose)
+    for lines in paragraphs[1:]:
+        if lines[0] == "Examples:":
+            assert joined_examples(lines) == examples(doc), lines
+            for line in lines[1:]:
+                assert line.startswith("  ") and len(line) <= width - 2, line
+        elif not any(line[:1].isspace() for line in lines):  # prose: each line as full as the next word allows
+            for line, after in itertools.pairwise(lines):
+                assert len(line) + 1 + len(after.split()[0]) > width - 2, (line, after)
+        else:  # a hand-made list: an entry's continuation sits under its description
+            for line in lines[1:]:
+                assert line.startswith("  "), line
+    if name:
+        widths = description_widths(text)
+        assert min(widths.values()) >= 20, widths

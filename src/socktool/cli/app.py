@@ -63,6 +63,7 @@ def build_app(args: Sequence[str] = ()) -> typer.Typer:
     """The app for this command line: only the named command, or all of them."""
     app = typer.Typer(
         name="socktool",
+        cls=opt.Group,
         help=f"{SUMMARY}\n\n{EXAMPLES}",
         no_args_is_help=True,
         pretty_exceptions_enable=False,

@@ -51,7 +51,7 @@ Frame = Annotated[
         "--frame",
         metavar="FRAMING",
         parser=opt.value_parser(_checked(_parse_frame)),
-        help=f"Messages on the stream: {values.FRAME_KINDS}. The view and JSON show one record per message; "
+        help=f"Messages on the stream: {values.FRAME_KINDS.replace('|', ', ')}. The view and JSON show one record per message; "
         "--send and console messages get the framing added.",
         rich_help_panel=opt.IO,
     ),

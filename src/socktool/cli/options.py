@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from typer.core import TyperCommand, TyperOption
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from socktool import values
 from socktool.net import address
@@ -162,6 +162,17 @@ class Command(TyperCommand):
         from socktool.cli.helptext import tidy
 
         tidy(self)
+        super().format_help(ctx, formatter)
+
+
+class Group(TyperGroup):
+    """`socktool` itself: its description is laid out for the terminal's width as the commands' are."""
+
+    def format_help(self, ctx: "Context", formatter: "HelpFormatter") -> None:
+        from socktool.cli.helptext import help_width, reflow
+
+        if self.help:
+            self.help = reflow(self.help, help_width())
         super().format_help(ctx, formatter)
 
 
