@@ -397,6 +397,21 @@ HEAVY_AT_START_UP = (
     "socktool.net.tlsconfig",
     "socktool.frames",
     "socktool.framing",
+    # build_app registers only the command being run: no other command's module,
+    "socktool.cli.udp",
+    "socktool.cli.services",
+    "socktool.cli.forward",
+    "socktool.cli.scan",
+    "socktool.cli.wait",
+    "socktool.cli.ping",
+    "socktool.cli.ui",
+    # nor the loop (servers), help's layout or a view that draws.
+    "socktool.net.loop",
+    "socktool.net.hub",
+    "socktool.net.proxy",
+    "socktool.cli.helptext",
+    "socktool.view.traffic",
+    "socktool.view.jsonl",
 )
 
 
