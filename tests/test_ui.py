@@ -28,9 +28,10 @@ from socktool.ui.sessions import encode_input, parse_specs
 
 textual = pytest.importorskip("textual")
 
-from textual.widgets import DataTable, Input, RichLog  # noqa: E402
+from textual.widgets import DataTable, Input  # noqa: E402
 
 from socktool.ui.app import SocktoolApp  # noqa: E402
+from socktool.ui.trafficlog import TrafficLog  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,8 +67,7 @@ async def listening_port(app: SocktoolApp, pilot, index: int = 0) -> int:
 
 
 def log_text(app: SocktoolApp) -> str:
-    log = app.query_one("#log", RichLog)
-    return "\n".join("".join(segment.text for segment in strip) for strip in log.lines)
+    return app.query_one("#log", TrafficLog).text()
 
 
 def status_text(app: SocktoolApp) -> str:
@@ -610,6 +610,31 @@ def test_search_shows_only_matching_records_and_file_is_sent(tmp_path):
         assert bytes(peers[0].received) == payload
 
     drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
+
+
+def test_a_flood_is_one_log_write_a_tick_and_only_the_records_in_sight_are_drawn():
+    """10,000 datagrams reported at once: one batch for the log, a screenful drawn, memory bounded."""
+    from socktool.net import events as ev
+    from socktool.ui.sessions import PENDING
+    from socktool.ui.trafficlog import LOG_RECORDS
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        await listening_port(app, pilot)
+        session = app.sessions[0]
+        log = app.query_one("#log", TrafficLog)
+        await until(pilot, lambda: not session.events, "the listening notice taken")
+        writes, drawn = log.writes, log.drawn
+        for number in range(10_000):  # in the app's thread: no tick runs until they are all queued
+            session.sink(ev.Datagram("127.0.0.1:9", ev.RECEIVED, b"message %05d" % number))
+        assert session.messages_in == 10_000 and len(session.events) == PENDING
+        await until(pilot, lambda: log.writes > writes, "the tick to take the batch")
+        assert log.writes == writes + 1
+        assert len(log.records) == LOG_RECORDS and log.records[-1].data == b"message 09999"
+        on_screen = lambda: "message&#160;09999" in app.export_screenshot()  # noqa: E731
+        await until(pilot, on_screen, "the newest record on the screen")
+        assert log.drawn - drawn <= log.size.height  # a record is a line at least: what is in sight, no more
+
+    drive(["udp-listen", "127.0.0.1:0"], scenario, size=(80, 24))
 
 
 def draw_main_screen(path, size: tuple[int, int]) -> str:

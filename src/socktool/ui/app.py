@@ -3,9 +3,10 @@
 Rules:
 - the app is a sink and a controller, nothing more: every socket is an
   engine's, in the engine's thread; the app sends commands (`Session.submit`)
-  and reads what the sessions queued, on its own clock (TICK), so a flood
-  of traffic costs the screen at most DRAWN records per tick and the keys
-  stay answered;
+  and reads what the sessions queued, on its own clock (TICK): a flood of
+  traffic is one batch of records per tick, of which the log draws only
+  the lines in sight (ui/trafficlog.py), and a widget is redrawn only when
+  what it shows changed, so the keys stay answered;
 - each session keeps its last LOG_RECORDS records for the screen (older
   ones leave the screen; a recording keeps everything);
 - every action has a key (shown in the footer, listed by `socktool ui
@@ -19,7 +20,8 @@ import collections
 import shlex
 import signal
 import time
-from typing import ClassVar, NamedTuple
+from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -28,24 +30,19 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.validation import ValidationResult, Validator
-from textual.widgets import DataTable, Footer, Input, Label, OptionList, RichLog, Static
+from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
 
 from socktool import console as cmd
 from socktool.console import Answer
 from socktool.framing import MAX_DATAGRAM
-from socktool.net import events as ev
 from socktool.net.errors import SocktoolError
 from socktool.ui.keys import KEYS, SHORT
-from socktool.ui.sessions import LINE_ENDS, OptionParser, Session, Spec, encode_input, parse_specs
+from socktool.ui.sessions import LINE_ENDS, ClientRow, OptionParser, Session, Spec, encode_input, parse_specs
+from socktool.ui.trafficlog import LOG_RECORDS, Record, TrafficLog, record_of, record_text
 from socktool.values import format_duration, format_size
-from socktool.view.render import escaped_lines, hexdump_lines, printable
-from socktool.view.status import stats_line, tls_line
-from socktool.view.traffic import ARROWS, clock
 
 TICK = 0.1  # seconds between looks at the sessions' queues
 REFRESH_EVERY = 5  # ticks between client-table requests
-LOG_RECORDS = 1000  # records a session keeps for the screen
-DRAWN = 40  # records drawn per tick at most: the newest, a screenful (a flood scrolls past anyway)
 
 PROMPTS = {
     "new": "new session (KIND ADDRESS)",
@@ -54,65 +51,6 @@ PROMPTS = {
     "record": "record to (PATH)",
     "search": "search (empty: show all)",
 }
-
-
-class Record(NamedTuple):
-    """One line (or block) of a session's traffic log."""
-
-    ts: float
-    conn: int | None
-    peer: str
-    direction: str  # ev.SENT / ev.RECEIVED, or "" for a notice
-    data: bytes
-    note: str = ""
-    warning: bool = False
-
-
-def record_of(ts: float, item: ev.Event | Answer) -> Record | None:
-    """What the log shows for an event or an answer (None: nothing)."""
-    if isinstance(item, ev.Data):
-        return Record(ts, item.conn, item.peer, item.direction, item.data)
-    if isinstance(item, ev.Datagram):
-        return Record(ts, None, item.peer, item.direction, item.data)
-    if isinstance(item, Answer):
-        return Record(ts, None, "", "", b"", item.text, item.kind == "error")
-    return Record(ts, None, "", "", b"", *_note(item))
-
-
-def _note(event: ev.Event) -> tuple[str, bool]:
-    if isinstance(event, ev.Listening):
-        tls = f", TLS certificate {event.tls_fingerprint}" if event.tls_fingerprint else ""
-        return f"listening on {event.address} ({event.kind}{tls})", False
-    if isinstance(event, ev.Connected):
-        return f"#{event.conn} {event.peer} connected", False
-    if isinstance(event, ev.Closed):
-        return f"#{event.conn} {event.peer} closed: {event.reason}", False
-    if isinstance(event, ev.Rejected):
-        return f"{event.peer} refused: {event.reason}", True
-    if isinstance(event, ev.Notice):
-        return event.message, event.warning
-    if isinstance(event, ev.Stats):
-        return stats_line(event), False
-    if isinstance(event, ev.Tls):
-        return tls_line(event, f"#{event.conn} {event.peer}"), event.verified == "insecure"
-    return type(event).__name__.lower(), False
-
-
-def render(record: Record, hex_view: bool) -> Text:
-    line = Text(clock(record.ts), style="dim")
-    line.append("  ")
-    if not record.direction:
-        line.append(printable(record.note), style="yellow" if record.warning else "italic")
-        return line
-    if record.conn is not None:
-        line.append(f"#{record.conn} ", style="bold")
-    arrow, colour = ARROWS.get(record.direction, ("?", ""))
-    line.append(printable(record.peer), style="blue")
-    line.append(f" {arrow} {len(record.data)} B", style=colour)
-    body = hexdump_lines(record.data) if hex_view else escaped_lines(record.data)
-    for part in body:
-        line.append("\n  " + part)
-    return line
 
 
 class SessionView:
@@ -125,11 +63,8 @@ class SessionView:
         self.auto: Timer | None = None
         self.auto_left = 0
 
-    def shows(self, record: Record, hex_view: bool | None = None) -> bool:
-        if not self.search:
-            return True
-        text = render(record, self.hex_view if hex_view is None else hex_view).plain
-        return self.search.lower() in text.lower()
+    def shows(self, record: Record) -> bool:
+        return not self.search or self.search.lower() in record_text(record, self.hex_view).lower()
 
 
 class SendValidator(Validator):
@@ -209,6 +144,9 @@ class SocktoolApp(App[int]):
         self._ticks = 0
         self._initial = specs or []
         self._client_keys: tuple[str, ...] = ()
+        self._rows_drawn: list[ClientRow] | None = None  # the client rows the table shows
+        self._labels: dict[int, str] = {}  # each session's label as last drawn
+        self._bars: dict[str | None, str] = {}  # the status and send bars as last drawn
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -220,7 +158,7 @@ class SocktoolApp(App[int]):
                 yield DataTable(id="clients", cursor_type="row", zebra_stripes=False)
             with Vertical(id="main"):
                 yield Static("", id="status")
-                yield RichLog(id="log", max_lines=LOG_RECORDS * 4, wrap=True, min_width=20)
+                yield TrafficLog(id="log")
                 yield Static("", id="sendbar")
                 yield SendBox(
                     placeholder="text to send (Enter)",
@@ -315,37 +253,35 @@ class SocktoolApp(App[int]):
                 self._draw(fresh)
             if refresh:
                 session.refresh()
-            options.replace_option_prompt_at_index(index, self._session_label(session))
+            label = self._session_label(session)
+            if label.plain != self._labels.get(session.number):  # a prompt replaced is the whole list redrawn
+                self._labels[session.number] = label.plain
+                options.replace_option_prompt_at_index(index, label)
         self._show_clients()
         self._show_status()
 
     def _take(self, session: Session) -> list[Record]:
-        view = self.views[session.number]
+        """What the session queued since the last look, as records (only the newest LOG_RECORDS: the
+        older ones would leave the screen at once; the counters and a recording have them all)."""
         queue = session.events
-        fresh = []
-        for _ in range(len(queue)):
-            ts, item = queue.popleft()
-            record = record_of(ts, item)
-            if record is not None:
-                view.records.append(record)
-                fresh.append(record)
-        return fresh[-DRAWN:]
+        taken = [queue.popleft() for _ in range(len(queue))]
+        fresh = [record for ts, item in taken[-LOG_RECORDS:] if (record := record_of(ts, item)) is not None]
+        self.views[session.number].records.extend(fresh)
+        return fresh
 
-    def _draw(self, records: list[Record]) -> None:
+    def _draw(self, records: Sequence[Record]) -> None:
+        """The newest records into the log (drawn when they come into sight: a flood costs a screenful)."""
         view = self.view
-        if view is None or not records:
-            return
-        log = self.query_one("#log", RichLog)
-        for record in records:
-            if view.shows(record):
-                log.write(render(record, view.hex_view))
+        if view is not None and records:
+            self.query_one("#log", TrafficLog).add([record for record in records if view.shows(record)])
 
     def _redraw_log(self) -> None:
-        log = self.query_one("#log", RichLog)
-        log.clear()
         view = self.view
-        if view is not None:
-            self._draw(list(view.records)[-DRAWN:] if not view.search else list(view.records))
+        log = self.query_one("#log", TrafficLog)
+        if view is None:
+            log.clear()
+        else:
+            log.show((record for record in view.records if view.shows(record)), view.hex_view)
 
     def _show_clients(self) -> None:
         table = self.query_one("#clients", DataTable)
@@ -361,6 +297,9 @@ class SocktoolApp(App[int]):
             for row in rows:
                 table.add_row(str(row.number), row.peer, "", "", "", key=str(row.number))
             table.move_cursor(row=keys.index(chosen) if chosen in keys else 0)
+        elif rows is self._rows_drawn:
+            return  # no `list` answer since the last look: nothing to redraw
+        self._rows_drawn = rows
         for row in rows:
             key = str(row.number)
             table.update_cell(key, "age", format_duration(row.age))
@@ -389,8 +328,8 @@ class SocktoolApp(App[int]):
         status = self.query_one("#status", Static)
         bar = self.query_one("#sendbar", Static)
         if session is None or view is None:
-            status.update("no session: ctrl+n creates one")
-            bar.update("")
+            self._set(status, Text("no session: ctrl+n creates one"))
+            self._set(bar, Text(""))
             return
         parts = [session.title(), session.state, "hex" if view.hex_view else "text"]
         if session.paused:
@@ -401,14 +340,20 @@ class SocktoolApp(App[int]):
             parts.append(f"REC {session.recording.path}")
         if view.search:
             parts.append(f"search {view.search!r}")
-        status.update(Text(" | ".join(parts)))
+        self._set(status, Text(" | ".join(parts)))
         chosen = self.target()
         target = "every client" if chosen is None else f"#{chosen}"
         if session.spec.kind == "tcp-connect":
             target = "the connection"
         mode = "hex" if self.hex_input else f"text+{self.line_end}"
         auto = f" | auto: {view.auto_left} left" if view.auto is not None else ""
-        bar.update(Text(f"send {mode} to {target}{auto}"))
+        self._set(bar, Text(f"send {mode} to {target}{auto}"))
+
+    def _set(self, line: Static, text: Text) -> None:
+        """A one-line bar, redrawn only when its text changed (and never laid out again: its size is fixed)."""
+        if self._bars.get(line.id) != text.plain:
+            self._bars[line.id] = text.plain
+            line.update(text, layout=False)
 
     # -- sending -------------------------------------------------------------------------------
     def on_input_submitted(self, message: Input.Submitted) -> None:
@@ -491,7 +436,7 @@ class SocktoolApp(App[int]):
         if self.sessions:
             self.select(self.sessions[min(index, len(self.sessions) - 1)])
         else:
-            self.query_one("#log", RichLog).clear()
+            self.query_one("#log", TrafficLog).clear()
             self.query_one("#clients", DataTable).clear()
             self._client_keys = ()
             self._show_status()
@@ -682,4 +627,4 @@ class SocktoolApp(App[int]):
         self._show_status()
 
 
-__all__ = ["Record", "SocktoolApp", "record_of", "render"]
+__all__ = ["SocktoolApp"]
