@@ -1,33 +1,43 @@
 #!/usr/bin/env python3
-"""wait and ping against the shell loops over `nc -z` people write instead.
+"""wait and ping against the shell loops over `nc -z` people write instead. One command,
+about a minute and a half on 2 cores:
 
-  wait   N endpoints on 127.0.0.1 that start listening at random moments
-         (seeded) within SPREAD seconds; each one's detection delay is the
-         time from its listen() to the line saying it is up:
-           socktool wait -v --interval 250ms -w 60s EP...    ("EP is up" lines on stderr)
-           bash: for each EP, (until nc -z H P; do sleep 0.25; done; echo P) &
-         The goal (issue 17): every endpoint detected within one interval.
-         The nc loops are run for the first --nc-endpoints endpoints only (a
-         shell and an nc per endpoint per try: 500 of them would swamp a
-         shared 2-core machine), and socktool on that same subset too.
-  ping   one listener on 127.0.0.1 that accepts and closes; per-probe wall time:
-           socktool ping -q -c N -i 0.0001 H:P          (one process, N probes)
-           bash: for i in 1..N; do nc -z H P; done      (a process per probe)
-           bash: for i in 1..M; do socktool ping -c 1 -i 0.0001 H:P; done
-                                                        (socktool in a shell loop)
+  python bench/bench_checks.py --output bench/results/checks.md
 
-All traffic goes to 127.0.0.1. Rounds alternate between the tools; medians.
+wait   N sockets on 127.0.0.1, bound (they refuse), start listening at seeded
+       random moments within SPREAD seconds. An endpoint's detection time is
+       the moment the tool itself knew it was up minus the moment just before
+       its listen() — both wall-clock times on this machine, so how late this
+       script reads the tool's output does not count:
+         socktool wait --json -q --interval 250ms -w 60s EP...   (the "ts" of each "up" record)
+         bash: per EP (until nc -z H P; do sleep 0.25; done; echo P $EPOCHREALTIME) &
+       Goal (issue 17): each endpoint detected within one interval (250 ms).
+       The nc loops get the first --nc-endpoints endpoints only (a shell and
+       an nc per endpoint per try: 500 would swamp a shared 2-core machine);
+       socktool runs on that subset too, for a like-for-like row.
 
-  python bench/bench_checks.py
-  python bench/bench_checks.py --endpoints 500 --rounds 3 --output bench/results/checks.md
+ping   one listener on 127.0.0.1 that accepts and closes. Three figures, each
+       the median of --repeats runs, the tools alternating:
+         per probe, in one process: `socktool ping --json -c N -i 0.001ms`; the
+           summary's elapsed_ms / N (its probing loop: start-up excluded; -i is
+           below a probe's cost, so no pause is included either). Also the
+           probes' own connect times (time_ms), the first one apart.
+         per probe, nc -z: `for i in 1..N; do nc -z H P; done` in bash, wall / N
+           (a process per probe: that is what the shell loop costs).
+         whole command: `socktool ping -c K` against K `nc -z` calls in a bash
+           loop, wall time, for K = 1, 10, 100, N (where socktool's start-up is paid
+           back), and `socktool ping -c 1` in a bash loop, wall per call.
+
+All traffic goes to 127.0.0.1. Run it with the bytecode compiled
+(`python -m compileall -q src`, PYTHONDONTWRITEBYTECODE unset).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
-import re
 import shutil
 import socket
 import statistics
@@ -37,6 +47,40 @@ import threading
 import time
 from pathlib import Path
 
+METHOD = """# wait and ping vs shell loops over `nc -z`
+
+One command (repository root, the project's virtualenv active, bytecode
+compiled with `python -m compileall -q src`, PYTHONDONTWRITEBYTECODE unset),
+about 80 s:
+
+    python bench/bench_checks.py --output bench/results/checks.md
+
+What is measured (the script's docstring has the details):
+
+- `wait`: 500 sockets bound on 127.0.0.1 (refusing) start listening at seeded
+  random moments over 5 s. An endpoint's detection time is the tool's own
+  time of "up" (the `ts` of `wait --json`'s `up` record; for the nc loops
+  bash's `$EPOCHREALTIME` right after `nc -z` succeeded) minus the wall time
+  taken just before its `listen()`. How late the benchmark reads the
+  tool's output does not count (before 2026-11-27 11:00 it did: the time
+  was taken when the script read the "is up" line). The nc loops are one
+  bash subshell per endpoint running `until nc -z …; do sleep 0.25; done`
+  (50 endpoints; socktool on the same 50 for a like-for-like row).
+- `ping`, against a listener that accepts and closes:
+  - *per probe*: inside one `socktool ping --json -c 1000 -i 0.001ms`, the
+    summary's `elapsed_ms` / 1000: the probing loop only (no start-up), and
+    `-i` below a probe's cost so no pause is counted. The earlier figure
+    (0.559 ms for 200, 3.8 ms for 50) was the whole command's wall time / N
+    at `-i 0.1ms`: Python's start-up (≈ 70-150 ms) spread over N, plus the
+    0.1 ms pause per probe (and time.sleep's overshoot) — why it moved with N.
+  - *nc -z*: a bash loop of N `nc -z` calls, wall / N (a process per probe:
+    what the shell loop costs).
+  - *whole command*: `socktool ping -c K` against K `nc -z` calls in a bash
+    loop, K = 1, 10, 100, 1000; and `socktool ping -c 1` called from a bash
+    loop, per call.
+  Each figure is the median of 5 runs, the tools alternating.
+"""
+
 HOST = "127.0.0.1"  # never anything else
 INTERVAL = 0.25
 
@@ -44,6 +88,9 @@ INTERVAL = 0.25
 def socktool_command() -> list[str]:
     exe = Path(sys.executable).with_name("socktool")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "socktool"]
+
+
+# -- wait --------------------------------------------------------------------------------
 
 
 class LateListeners:
@@ -58,71 +105,100 @@ class LateListeners:
             self.socks.append(sock)
         self.ports = [sock.getsockname()[1] for sock in self.socks]
         self.delays = [rng.uniform(0.2, spread) for _ in self.socks]
-        self.listened_at: dict[int, float] = {}
+        self.listened_at: dict[int, float] = {}  # port -> wall time just before its listen()
+        self.listen_call: dict[int, float] = {}  # port -> how long its listen() took, timestamps included
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
-        began = time.monotonic()
+        self._began = time.monotonic()
+        self._thread.start()
 
-        def run() -> None:
-            for delay, sock, port in sorted(zip(self.delays, self.socks, self.ports, strict=True)):
-                pause = began + delay - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                sock.listen(64)
-                self.listened_at[port] = time.monotonic()
-
-        threading.Thread(target=run, daemon=True).start()
+    def _run(self) -> None:
+        for delay, sock, port in sorted(zip(self.delays, self.socks, self.ports, strict=True)):
+            pause = self._began + delay - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            before = time.time()
+            sock.listen(64)
+            self.listen_call[port] = time.time() - before
+            self.listened_at[port] = before
 
     def close(self) -> None:
+        self._thread.join(timeout=120)
         for sock in self.socks:
             sock.close()
 
 
-def timed_lines(proc: subprocess.Popen, stream, pattern: re.Pattern[str]) -> dict[int, float]:
-    """port → the moment its line was read."""
-    seen: dict[int, float] = {}
-    for raw in stream:
-        match = pattern.search(raw.decode(errors="replace"))
-        if match:
-            seen[int(match.group(1))] = time.monotonic()
-    proc.wait()
-    return seen
-
-
-def run_wait(tool: str, count: int, spread: float, seed: int) -> list[float]:
+def run_wait(tool: str, count: int, spread: float, seed: int) -> list[tuple[float, float]]:
+    """(detection time, how long the listen() call took) for each endpoint."""
     listeners = LateListeners(count, spread, seed)
     try:
-        endpoints = [f"{HOST}:{port}" for port in listeners.ports]
         if tool == "socktool":
-            argv = [*socktool_command(), "wait", "-v", "--interval", "250ms", "-w", "60s", *endpoints]
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            stream, pattern = proc.stderr, re.compile(r":(\d+) is up")
+            endpoints = [f"{HOST}:{port}" for port in listeners.ports]
+            argv = [*socktool_command(), "wait", "--json", "-q", "--interval", "250ms", "-w", "60s", *endpoints]
         else:
             loops = " ".join(str(port) for port in listeners.ports)
-            script = f"for p in {loops}; do (until nc -z {HOST} $p 2>/dev/null; do sleep {INTERVAL}; done; echo $p) & done; wait"
-            proc = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            stream, pattern = proc.stdout, re.compile(r"^(\d+)$")
-        time.sleep(0.05)  # both tools are running before the first listen (at 0.2 s or later)
+            script = (
+                f"for p in {loops}; do (until nc -z {HOST} $p 2>/dev/null; do sleep {INTERVAL}; done; "
+                'echo "$p $EPOCHREALTIME") & done; wait'
+            )
+            argv = ["bash", "-c", script]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        time.sleep(0.05)  # the tool is running before the first listen (at 0.2 s or later)
         listeners.start()
-        seen = timed_lines(proc, stream, pattern)
-        assert len(seen) == count, f"{tool}: {len(seen)} of {count} seen"
-        return [seen[port] - listeners.listened_at[port] for port in listeners.ports]
+        out, _ = proc.communicate(timeout=120)
     finally:
         listeners.close()
+    seen: dict[int, float] = {}
+    for line in out.decode().splitlines():
+        if tool == "socktool":
+            record = json.loads(line)
+            if record.get("event") == "up":
+                seen[int(record["endpoint"].rsplit(":", 1)[1])] = record["ts"]
+        else:
+            port, stamp = line.split()
+            seen[int(port)] = float(stamp)
+    assert len(seen) == count, f"{tool}: {len(seen)} of {count} seen"
+    return [(seen[port] - listeners.listened_at[port], listeners.listen_call[port]) for port in listeners.ports]
 
 
-def describe(delays: list[float]) -> str:
-    ordered = sorted(delays)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+def describe(results: list[tuple[float, float]]) -> str:
+    delays = sorted(delay for delay, _call in results)
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
     within = sum(delay <= INTERVAL for delay in delays)
+    worst_call = max(results)[1]
     return (
-        f"median {statistics.median(delays) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-        f"max {max(delays) * 1000:.0f} ms, within one interval: {within}/{len(delays)}"
+        f"{statistics.median(delays) * 1000:.0f} | {p99 * 1000:.1f} | {delays[-1] * 1000:.1f} | "
+        f"{within}/{len(delays)} | {worst_call * 1e6:.0f}"
     )
 
 
+def wait_section(args: argparse.Namespace) -> list[str]:
+    out = [
+        f"## wait: endpoints coming up at random moments within {args.spread:g} s, --interval 250ms",
+        "",
+        "detection = the tool's own time of 'up' minus the time just before listen(); the last column is",
+        "how long the worst endpoint's listen() call took, timestamps included (the measurement's slack)",
+        "",
+        "| round | load | tool | endpoints | median ms | p99 ms | max ms | within 250 ms | worst's listen() µs |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for index in range(args.rounds):
+        seed = 17 + index
+        for tool, count in (("socktool", args.endpoints), ("socktool", args.nc_endpoints), ("nc", args.nc_endpoints)):
+            load = os.getloadavg()[0]
+            results = run_wait(tool, count, args.spread, seed)
+            name = "socktool wait" if tool == "socktool" else "nc -z loops"
+            out.append(f"| {index + 1} | {load:.1f} | {name} | {count} | {describe(results)} |")
+            print(out[-1], flush=True)
+    return out
+
+
+# -- ping --------------------------------------------------------------------------------
+
+
 class Acceptor:
-    def __init__(self):
+    def __init__(self) -> None:
         self.sock = socket.create_server((HOST, 0), backlog=512)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._run, daemon=True).start()
@@ -136,42 +212,81 @@ class Acceptor:
             conn.close()
 
 
-def wall(argv: list[str]) -> float:
+def wall(argv: list[str]) -> tuple[float, bytes]:
     started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    done = subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started, done.stdout
 
 
-def ping_rounds(probes: int, loops: int, rounds: int) -> dict[str, list[float]]:
+def nc_loop(count: int, port: int) -> list[str]:
+    return ["bash", "-c", f"for i in $(seq {count}); do nc -z {HOST} {port}; done"]
+
+
+def ping_section(args: argparse.Namespace) -> list[str]:
     acceptor = Acceptor()
     target = f"{HOST}:{acceptor.port}"
-    socktool = " ".join(socktool_command())
-    commands = {
-        "socktool ping -c N (one process)": [
-            *socktool_command(),
-            "ping",
-            "-q",
-            "-c",
-            str(probes),
-            "-i",
-            "0.0001",
-            target,
-        ],
-        "nc -z in a bash loop": ["bash", "-c", f"for i in $(seq {probes}); do nc -z {HOST} {acceptor.port}; done"],
-        "socktool ping -c 1 in a bash loop": [
-            "bash",
-            "-c",
-            f"for i in $(seq {loops}); do {socktool} ping -c 1 -i 0.0001 {target} >/dev/null; done",
-        ],
-    }
-    per_probe: dict[str, list[float]] = {name: [] for name in commands}
-    names = list(commands)
-    for index in range(rounds):
-        for name in names[index % len(names) :] + names[: index % len(names)]:
-            count = loops if "bash loop" in name and name.startswith("socktool") else probes
-            per_probe[name].append(wall(commands[name]) / count)
+    socktool = socktool_command()
+    quoted = " ".join(socktool)
+    probes, loops = args.probes, args.loops
+    sizes = sorted({1, 10, 100, probes})
+    in_process: list[float] = []  # seconds per probe inside one ping -c N
+    first: list[float] = []  # the first probe's connect time
+    rest: list[float] = []  # the median connect time of the others
+    whole: dict[tuple[str, int], list[float]] = {}
+    jobs: list[tuple[str, int]] = [(tool, size) for size in sizes for tool in ("socktool", "nc")]
+    jobs.append(("socktool-loop", loops))
+    for repeat in range(args.repeats):
+        shift = repeat % len(jobs)
+        for tool, size in jobs[shift:] + jobs[:shift]:
+            if tool == "socktool":
+                argv = [*socktool, "ping", "--json", "-c", str(size), "-i", "0.001ms", target]
+            elif tool == "nc":
+                argv = nc_loop(size, acceptor.port)
+            else:
+                argv = ["bash", "-c", f"for i in $(seq {size}); do {quoted} ping -c 1 {target} >/dev/null; done"]
+            seconds, stdout = wall(argv)
+            whole.setdefault((tool, size), []).append(seconds)
+            if tool == "socktool" and size == probes:
+                records = [json.loads(line) for line in stdout.decode().splitlines()]
+                summary = records[-1]
+                assert summary["event"] == "summary" and summary["received"] == probes, summary
+                in_process.append(summary["elapsed_ms"] / 1000 / probes)
+                times = [record["time_ms"] / 1000 for record in records[:-1]]
+                first.append(times[0])
+                rest.append(statistics.median(times[1:]))
     acceptor.sock.close()
-    return per_probe
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    nc_per_call = med(whole[("nc", probes)]) / probes
+    own = med(in_process)
+    loop_per_call = med(whole[("socktool-loop", loops)]) / loops
+    out = [
+        f"## ping: per probe and per command (medians of {args.repeats} runs)",
+        "",
+        "| what | socktool | nc -z | socktool ÷ nc |",
+        "|---|---:|---:|---:|",
+        f"| per probe: inside one `ping -c {probes} -i 0.001ms` vs one `nc -z` in a bash loop "
+        f"| {own * 1000:.3f} ms | {nc_per_call * 1000:.3f} ms | {own / nc_per_call:.2f}x |",
+    ]
+    for size in sizes:
+        ours, theirs = med(whole[("socktool", size)]), med(whole[("nc", size)])
+        out.append(
+            f"| whole command: `ping -c {size}` vs {size} x `nc -z` in bash "
+            f"| {ours * 1000:.1f} ms | {theirs * 1000:.1f} ms | {ours / theirs:.2f}x |"
+        )
+    out.append(
+        f"| per call: `ping -c 1` in a bash loop ({loops} calls) vs `nc -z` in a bash loop "
+        f"| {loop_per_call * 1000:.1f} ms | {nc_per_call * 1000:.3f} ms | {loop_per_call / nc_per_call:.1f}x |"
+    )
+    out += [
+        "",
+        f"connect time (ping's time=) inside `ping -c {probes}`: first probe {med(first) * 1000:.3f} ms, "
+        f"the others {med(rest) * 1000:.3f} ms (medians over the runs); the spread of the per-probe "
+        f"figure over the runs: {min(in_process) * 1000:.3f}-{max(in_process) * 1000:.3f} ms",
+    ]
+    return out
 
 
 def main() -> None:
@@ -179,45 +294,27 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=500)
     parser.add_argument("--nc-endpoints", type=int, default=50)
     parser.add_argument("--spread", type=float, default=5.0, help="seconds over which endpoints come up")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--probes", type=int, default=200)
-    parser.add_argument("--loops", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="wait rounds")
+    parser.add_argument("--probes", type=int, default=1000, help="N of ping -c N")
+    parser.add_argument("--loops", type=int, default=20, help="ping -c 1 calls in the shell loop")
+    parser.add_argument("--repeats", type=int, default=5, help="ping runs of each kind (medians)")
+    parser.add_argument("--only", choices=("wait", "ping"))
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     if not shutil.which("nc"):
         sys.exit("nc (netcat-openbsd) is needed")
 
-    out: list[str] = [f"load average at start: {os.getloadavg()[0]:.2f}", ""]
-    out.append(f"## wait: endpoints coming up at random moments within {args.spread:g} s, --interval 250ms")
-    out.append("")
-    out.append("| run | tool | endpoints | detection delay (listen → 'up' line) |")
-    out.append("|---|---|---:|---|")
-    for index in range(args.rounds):
-        seed = 17 + index
-        results = [
-            ("socktool", args.endpoints, run_wait("socktool", args.endpoints, args.spread, seed)),
-            ("socktool", args.nc_endpoints, run_wait("socktool", args.nc_endpoints, args.spread, seed)),
-            ("nc -z loops", args.nc_endpoints, run_wait("nc", args.nc_endpoints, args.spread, seed)),
-        ]
-        for tool, count, delays in results:
-            out.append(f"| {index + 1} | {tool} | {count} | {describe(delays)} |")
-        print("\n".join(out[-3:]), flush=True)
-    out.append("")
-    out.append(f"## ping: wall time per probe ({args.probes} probes; {args.loops} socktool runs in the loop)")
-    out.append("")
-    per_probe = ping_rounds(args.probes, args.loops, args.rounds)
-    nc_median = statistics.median(per_probe["nc -z in a bash loop"])
-    out.append("| how | per probe (median of rounds) | vs nc -z loop |")
-    out.append("|---|---:|---:|")
-    for name, values in per_probe.items():
-        median = statistics.median(values)
-        out.append(f"| {name} | {median * 1000:.3f} ms | {median / nc_median:.2f}x |")
-    out.append("")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out: list[str] = [f"{stamp}, load average at start: {os.getloadavg()[0]:.2f}", ""]
+    if args.only != "ping":
+        out += [*wait_section(args), ""]
+    if args.only != "wait":
+        out += [*ping_section(args), ""]
     out.append(f"load average at end: {os.getloadavg()[0]:.2f}")
     text = "\n".join(out) + "\n"
     print(text)
     if args.output:
-        args.output.write_text(text)
+        args.output.write_text(f"{METHOD}\n## Run: {text}")
 
 
 if __name__ == "__main__":

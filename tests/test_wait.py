@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -231,3 +232,36 @@ def test_terminal_shows_a_spinner_and_the_up_line():
     assert status == 0, screen
     assert f"waiting for 127.0.0.1:{late.port}" in screen, screen
     assert f"127.0.0.1:{late.port} is up" in screen, screen
+
+
+# -- the schedule of tries: an endpoint that comes up is seen within one interval ----------
+
+
+def test_a_try_started_late_does_not_push_back_the_next_one():
+    from socktool.net.wait import next_due
+
+    # Due at 10.0, started (and refused) only at 10.05: the next is still due at 10.24.
+    assert next_due(10.0, 0.24, now=10.05) == pytest.approx(10.24)
+    # A try that outlasted its step (a connect that timed out) is followed at once.
+    assert next_due(10.0, 0.24, now=11.5) == 11.5
+
+
+@pytest.mark.parametrize("interval", [0.01, 0.1, 0.25, 1.0, 30.0])
+def test_tries_of_an_endpoint_are_due_a_little_under_one_interval_apart(interval):
+    from socktool.net.wait import HEADROOM_MAX, try_period
+
+    period = try_period(interval)
+    assert interval - HEADROOM_MAX <= period < interval
+    assert period >= interval * 0.9
+
+
+def test_many_endpoints_are_retried_spread_over_one_step_not_all_at_once():
+    from socktool.net.wait import first_due, next_due, try_period
+
+    began, period, count = 100.0, try_period(0.25), 500
+    retries = sorted(next_due(first_due(began, period, index, count), period, now=began) for index in range(count))
+    # Each endpoint is tried at `began`, and again within one step of it ...
+    assert began < retries[0] and retries[-1] == pytest.approx(began + period)
+    # ... the second tries evenly spread over that step.
+    gaps = [later - sooner for sooner, later in itertools.pairwise(retries)]
+    assert min(gaps) == pytest.approx(period / count) == pytest.approx(max(gaps))

@@ -52,7 +52,7 @@ def wait(
             "--interval",
             metavar="DUR",
             parser=opt.PositiveDuration,
-            help="Time between tries.",
+            help="Most time between two tries of an endpoint: one that comes up is seen within DUR.",
             rich_help_panel=opt.CONNECTION,
         ),
     ] = "250ms",  # type: ignore[assignment]

@@ -7,6 +7,17 @@ within the attempt timeout, the wrong answer, a name that does not resolve
 yet — is "not up", and it is tried again every interval until the deadline.
 The reason for the last failure is kept for each endpoint.
 
+Rule: an endpoint that comes up is seen up within one interval of it, as
+long as the machine runs this loop within the headroom below of when it
+should. Tries of an endpoint are due on a fixed grid on the monotonic clock
+(next_due), not an interval after the last try happened to start (that
+carried each try's lateness into the next), and the grid's step is a
+little under the interval (try_period): the headroom takes up the loop's
+lateness (epoll rounds its timeout up to a millisecond; a busy machine runs
+the loop late) and the time from a connect to its report. The endpoints'
+grids are spread over one step (first_due), so that 500 endpoints are not
+all probed in one burst at every step, the last of them a burst late.
+
 Probes run on one selector (net/probe.Prober), at most `budget` at once:
 the descriptors they may hold, as portscan's budget is found. An endpoint
 whose probe cannot start for lack of a descriptor is "not up yet" and
@@ -37,8 +48,30 @@ MIN_ATTEMPT_TIMEOUT = 1.0  # a probe gets at least this long to complete, whatev
 WAIT_SLICE = 0.1  # the loop looks at the clock at least this often
 RESOLVING_SLICE = 0.02  # ... and this often while a name is being resolved
 RESOLVER_THREADS = 4
+HEADROOM_SHARE = 0.04  # of the interval, at most HEADROOM_MAX: how much sooner than one interval
+HEADROOM_MAX = 0.010  # after a try the next one is due (room for the loop's own lateness)
 NOT_TRIED = "not tried yet"
 OUT_OF_DESCRIPTORS = "out of file descriptors; retrying"
+
+
+def try_period(interval: float) -> float:
+    """How far apart the tries of one endpoint are due: the interval less the headroom."""
+    return interval - min(interval * HEADROOM_SHARE, HEADROOM_MAX)
+
+
+def first_due(began: float, period: float, index: int, count: int) -> float:
+    """Where the first try of endpoint `index` of `count` sits on its grid. Every endpoint
+    is tried at `began`; the grids are spread evenly over the step before it, so each
+    endpoint's second try comes within one step of the first and the loop then starts a
+    few probes at a time rather than all of them at every step."""
+    return began - period * (count - 1 - index) / count
+
+
+def next_due(due: float, period: float, now: float) -> float:
+    """When the next try is due, the last having been due at `due`: one step on along the
+    grid, whenever the last one actually started; at once (and the grid starts again from
+    there) when the last try ran past that, as a probe that timed out does."""
+    return max(due + period, now)
 
 
 class Watch(NamedTuple):
@@ -54,10 +87,11 @@ class Watch(NamedTuple):
 
 
 class _State:
-    __slots__ = ("resolving", "target", "watch")
+    __slots__ = ("due", "resolving", "target", "watch")
 
     def __init__(self, watch: Watch):
         self.watch = watch
+        self.due = 0.0  # where the try being made (or the next) sits on the endpoint's grid
         self.target: Target | None = None
         self.resolving: Future[Target] | None = None
 
@@ -85,6 +119,7 @@ class Waiter:
     ):
         self.watches = list(dict.fromkeys(watches))
         self.interval = interval
+        self.period = try_period(interval)
         self.timeout = timeout
         self.invert = invert
         self.family = family
@@ -104,17 +139,25 @@ class Waiter:
         deadline = began + self.timeout
         attempt_timeout = max(self.interval, MIN_ATTEMPT_TIMEOUT)
         states = [_State(watch) for watch in self.watches]
-        queue = [(0.0, index) for index in range(len(states))]  # (due, index): who probes next
+        queue: list[tuple[float, int]] = []  # (when, index): who probes next
+        for index, state in enumerate(states):
+            state.due = first_due(began, self.period, index, len(states))
+            queue.append((began, index))
         prober = Prober(self.clock)
         resolving: list[int] = []
+
+        def later(index: int, when: float) -> None:
+            states[index].due = when
+            heapq.heappush(queue, (when, index))
+
         try:
             while self.last and (now := self.clock()) < deadline:
                 for index in list(resolving):
                     if self._resolved(states[index]):
                         resolving.remove(index)
-                        heapq.heappush(queue, (now if states[index].target else now + self.interval, index))
+                        later(index, now if states[index].target else now + self.period)
                 while queue and queue[0][0] <= now and prober.in_flight < self.budget:
-                    _due, index = heapq.heappop(queue)
+                    _when, index = heapq.heappop(queue)
                     state = states[index]
                     if state.target is None:
                         self._resolve(state)
@@ -122,14 +165,14 @@ class Waiter:
                             resolving.append(index)
                             continue
                         if state.target is None:  # the name does not resolve: try again later
-                            heapq.heappush(queue, (now + self.interval, index))
+                            later(index, now + self.period)
                             continue
                     probe_deadline = min(self.clock() + attempt_timeout, deadline)
                     cut = probe_deadline == deadline
-                    done = self._done_callback(state, began, queue, index, cut_at=deadline if cut else None)
+                    done = self._done_callback(state, began, later, index, cut_at=deadline if cut else None)
                     if not prober.start(state.target, state.watch.check, probe_deadline, done):
                         self.last[state.watch.name] = OUT_OF_DESCRIPTORS
-                        heapq.heappush(queue, (now + self.interval, index))
+                        later(index, now + self.period)
                         # Fewer at once from now on; at least one, when the others have let go.
                         self.budget = max(1, prober.in_flight)
                         break
@@ -146,11 +189,15 @@ class Waiter:
         return not self.last
 
     def _done_callback(
-        self, state: _State, began: float, queue: list[tuple[float, int]], index: int, cut_at: float | None
+        self,
+        state: _State,
+        began: float,
+        later: Callable[[int, float], None],
+        index: int,
+        cut_at: float | None,
     ) -> Callable[[Outcome], None]:
         """What to do with a probe's outcome. `cut_at`: the probe's time ends with the wait's
         own deadline; a time-out then says less than the reason already known, so that stays."""
-        started = self.clock()
 
         def done(outcome: Outcome) -> None:
             name = state.watch.name
@@ -165,7 +212,7 @@ class Waiter:
                 self.last[name] = outcome.detail or ("accepting connections" if self.invert else "not up")
                 self.on_miss(name, self.last[name])
             state.target = None  # resolve again next time: the name may move
-            heapq.heappush(queue, (max(started + self.interval, self.clock()), index))
+            later(index, next_due(state.due, self.period, self.clock()))
 
         return done
 
