@@ -316,6 +316,8 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--json": ("format", f"{SCAN}test_json_report_of_many_ports_is_one_whole_object_per_line"),
         "--view": ("format", f"{SCAN}test_terminal_gets_a_table_and_a_summary"),
         "--raw": ("format", f"{SCAN}test_without_all_only_open_ports_are_listed_as_plain_lines"),
+        "--proxy": ("proxy", f"{PROXY}test_portscan_through_a_proxy_finds_what_a_direct_scan_finds"),
+        "--proxy-auth": ("proxy", f"{PROXY}test_portscan_with_proxy_auth_scans_and_wrong_credentials_stop_it"),
     },
     "ping": {
         **_common("ping"),
@@ -353,6 +355,11 @@ OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "--insecure": ("tls", f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"),
         "--sni": ("tls", f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"),
         "--min-days": ("tls", f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"),
+        "--proxy": (
+            "proxy",
+            f"{PROXY}test_wait_through_a_proxy_is_up_when_the_target_listens_and_says_the_proxys_words_when_not",
+        ),
+        "--proxy-auth": ("proxy", f"{PROXY}test_wait_with_proxy_auth_through_ncats_http_proxy"),
     },
 }
 
@@ -399,7 +406,8 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         **{option: {"--tls-target"} for option in ("--ca", "--sni", "--pin", "--insecure")},
         "--proxy-auth": {"--proxy"},
     },
-    "wait": {"--status": {"--http"}, **{option: _TLS_NEEDS for option in _WAIT_TLS}},
+    "portscan": {"--proxy-auth": {"--proxy"}},
+    "wait": {"--status": {"--http"}, "--proxy-auth": {"--proxy"}, **{option: _TLS_NEEDS for option in _WAIT_TLS}},
     "ping": {option: _TLS_NEEDS for option in _WAIT_TLS},  # ping --tls: the same checks
 }
 
@@ -666,6 +674,9 @@ PAIRS: dict[str, dict[str, str]] = {
         "--json --raw": REFUSED,
         "-w --retries": f"{SCAN}test_filtered_port_is_retried_then_reported_filtered",
         "--banner --banner-size": f"{PROBES}test_banner_size_cuts_the_banner",
+        **{f"--proxy {name}": REFUSED for name in ("--udp", "-4", "-6")},  # the proxy connects, over TCP
+        "--proxy --proxy-auth": f"{PROXY}test_portscan_with_proxy_auth_scans_and_wrong_credentials_stop_it",
+        "--proxy --banner": f"{PROXY}test_portscan_banner_through_a_proxy_is_what_the_service_says",
     },
     "ping": {
         "-v -q": REFUSED,
@@ -700,6 +711,12 @@ PAIRS: dict[str, dict[str, str]] = {
         **{
             f"--tls {name}": f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"
             for name in ("--insecure", "--sni", "--min-days")
+        },
+        **{f"--proxy {name}": REFUSED for name in ("--udp", "-4", "-6")},  # the proxy connects, over TCP
+        "--proxy --proxy-auth": f"{PROXY}test_wait_with_proxy_auth_through_ncats_http_proxy",
+        **{
+            f"--proxy {name}": f"{PROXY}test_wait_http_and_tls_checks_run_over_the_proxys_connection"
+            for name in ("--tls", "--http", "--ca", "--sni")
         },
     },
 }

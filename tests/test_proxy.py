@@ -217,3 +217,156 @@ def test_bad_proxy_options_are_usage_errors(args, message):
     result = run("tcp-connect", *args, "127.0.0.1:9")
     assert result.returncode == 2
     assert message in one_line_error(result.stderr)
+
+
+# -- wait and portscan through a proxy ---------------------------------------------------------------
+PROXIES = {  # fixture → URL scheme
+    "microsocks": "socks5",
+    "dante": "socks4",
+    "ncat_proxy": "http",
+}
+
+
+def proxy_url(request: pytest.FixtureRequest, fixture: str) -> str:
+    return f"{PROXIES[fixture]}://127.0.0.1:{request.getfixturevalue(fixture)}"
+
+
+def listening(count: int) -> list[socket.socket]:
+    """Loopback listeners that accept and keep quiet (closed by the test)."""
+    return [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("fixture", list(PROXIES))
+def test_wait_through_a_proxy_is_up_when_the_target_listens_and_says_the_proxys_words_when_not(
+    request: pytest.FixtureRequest, fixture: str
+):
+    url = proxy_url(request, fixture)
+    (server,) = listening(1)
+    with server:
+        up = run("wait", "-w", "10s", "--proxy", url, f"127.0.0.1:{server.getsockname()[1]}")
+        assert up.returncode == 0, up.stderr
+    down = run("wait", "-w", "500ms", "--proxy", url, f"127.0.0.1:{free_port()}")
+    assert down.returncode == 1
+    line = one_line_error(down.stderr)
+    assert "timed out after 500ms" in line
+    assert "the proxy says" in line  # why it is down: the proxy's reply, not a local connect's
+
+
+def test_wait_http_and_tls_checks_run_over_the_proxys_connection(microsocks: int, tmp_path):
+    url = f"socks5h://127.0.0.1:{microsocks}"
+    pki: Pki = make_pki(tmp_path)
+    port = python_tls_server(pki, GREETING, close_notify=True)
+    tls = run(
+        "wait", "-w", "10s", "--proxy", url, "--tls", "--ca", pki.ca_file, "--sni", "localhost", f"127.0.0.1:{port}"
+    )
+    assert tls.returncode == 0, tls.stderr
+    server = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+
+    def answer() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                requests.append(request)
+                conn.sendall(b"HTTP/1.0 204 No Content\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    http = run("wait", "-w", "10s", "--proxy", url, f"http://127.0.0.1:{server.getsockname()[1]}/health")
+    assert http.returncode == 0, http.stderr
+    assert requests and requests[0].startswith(b"GET /health HTTP/1.1\r\n")
+
+
+def test_wait_with_a_proxy_that_is_not_there_names_it():
+    result = run("wait", "-w", "300ms", "--proxy", f"socks5://127.0.0.1:{free_port()}", "127.0.0.1:9")
+    assert result.returncode == 1
+    assert "cannot reach the proxy" in one_line_error(result.stderr)
+
+
+def scan_states(*args: str) -> dict[int, str]:
+    result = run("portscan", "--all", *args)
+    assert result.returncode == 0, result.stderr
+    states = {}
+    for line in result.stdout.decode().splitlines():
+        port, state = line.split()[:2]
+        states[int(port.split("/")[0])] = state
+    return states
+
+
+@pytest.mark.parametrize("fixture", list(PROXIES))
+def test_portscan_through_a_proxy_finds_what_a_direct_scan_finds(request: pytest.FixtureRequest, fixture: str):
+    url = proxy_url(request, fixture)
+    servers = listening(3)
+    try:
+        ports = [server.getsockname()[1] for server in servers] + [free_port(), free_port()]
+        wanted = ",".join(map(str, ports))
+        direct = scan_states("127.0.0.1", wanted)
+        proxied = scan_states("--proxy", url, "127.0.0.1", wanted)
+    finally:
+        for server in servers:
+            server.close()
+    assert proxied == direct
+    assert sorted(state for state in proxied.values()) == ["closed", "closed", "open", "open", "open"]
+
+
+def test_portscan_banner_through_a_proxy_is_what_the_service_says(microsocks: int):
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def greet_each() -> None:  # the scan connects, then the banner grab connects again
+        with server:
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(GREETING)
+
+    threading.Thread(target=greet_each, daemon=True).start()
+    port = server.getsockname()[1]
+    result = run("portscan", "--banner", "--proxy", f"socks5://127.0.0.1:{microsocks}", "127.0.0.1", str(port))
+    assert result.returncode == 0, result.stderr
+    assert GREETING.strip().decode() in result.stdout.decode()
+
+
+def test_portscan_with_proxy_auth_scans_and_wrong_credentials_stop_it(microsocks_auth: int):
+    url = f"socks5://127.0.0.1:{microsocks_auth}"
+    (server,) = listening(1)
+    with server:
+        port = server.getsockname()[1]
+        states = scan_states("--proxy", url, "--proxy-auth", "ann:s3cret", "127.0.0.1", str(port))
+    assert states == {port: "open"}
+    result = run("portscan", "--proxy", url, "--proxy-auth", "ann:wrong", "127.0.0.1", "1-50")
+    assert result.returncode == 1
+    line = one_line_error(result.stderr)
+    assert f"cannot scan 127.0.0.1 through {url}" in line
+    assert "the proxy says" in line
+    assert result.stdout == b""
+
+
+def test_wait_with_proxy_auth_through_ncats_http_proxy(ncat_proxy_auth: int):
+    url = f"http://127.0.0.1:{ncat_proxy_auth}"
+    (server,) = listening(1)
+    with server:
+        target = f"127.0.0.1:{server.getsockname()[1]}"
+        up = run("wait", "-w", "10s", "--proxy", url, "--proxy-auth", "ann:s3cret", target)
+        assert up.returncode == 0, up.stderr
+        refused = run("wait", "-w", "500ms", "--proxy", url, target)
+    assert refused.returncode == 1
+    assert "the proxy says: 407" in one_line_error(refused.stderr)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("portscan", "--proxy", "socks5://127.0.0.1:1080", "--udp", "127.0.0.1", "53"), "--proxy and --udp"),
+        (("portscan", "--proxy", "socks5://127.0.0.1:1080", "-6", "::1", "53"), "--proxy and -6"),
+        (("portscan", "--proxy-auth", "a:b", "127.0.0.1", "53"), "--proxy-auth needs --proxy"),
+        (("wait", "--proxy", "socks5://127.0.0.1:1080", "--udp", "127.0.0.1:53"), "--proxy and --udp"),
+        (("wait", "--proxy", "socks5://127.0.0.1:1080", "unix:/tmp/socktool-none"), "not a unix: socket"),
+        (("wait", "--proxy-auth", "a:b", "127.0.0.1:9"), "--proxy-auth needs --proxy"),
+    ],
+)
+def test_proxy_options_on_wait_and_portscan_that_cannot_apply_are_usage_errors(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in one_line_error(result.stderr)

@@ -5,12 +5,14 @@ from typing import Annotated
 import typer
 
 from socktool.cli import options as opt
+from socktool.cli import tls as tlsopt
 from socktool.net.errors import ExpectNotMet
 from socktool.net.ports import ALL_PORTS, PortList, parse_port_argument, parse_scan_host
 from socktool.view.terminal import Terminal
 
 BANNER_SIZE = 256
 UDP_CONCURRENCY = 128  # datagrams waiting for an answer at once: ICMP errors are rate-limited
+PROXY_CONCURRENCY = 32  # connect requests in flight through a proxy: each is a thread here and a connection there
 
 
 def portscan(
@@ -39,7 +41,7 @@ def portscan(
             "--concurrency",
             metavar="N",
             parser=opt.PositiveInt,
-            help="Probes in flight at once (default 1000, 128 with --udp; capped by the open-file limit).",
+            help="Probes in flight at once (default 1000, 128 with --udp, 32 with --proxy; capped by the open-file limit).",
             rich_help_panel=opt.CONNECTION,
             show_default=False,
         ),
@@ -93,6 +95,8 @@ def portscan(
     ] = BANNER_SIZE,
     ipv4: opt.IPv4 = False,
     ipv6: opt.IPv6 = False,
+    proxy: tlsopt.ProxyUrl = None,
+    proxy_auth: tlsopt.ProxyAuth = None,
     all_: Annotated[
         bool, typer.Option("--all", help="List every port, not only the open ones.", rich_help_panel=opt.OUTPUT)
     ] = False,
@@ -124,35 +128,40 @@ def portscan(
     after a progress bar, in a pipe as PORT/tcp STATE SERVICE lines, with
     --json as one object per port and a summary. --udp sends each port a
     datagram (a DNS, NTP, SNMP or echo probe on those ports): a reply is
-    open, ICMP port unreachable closed, silence open|filtered.
+    open, ICMP port unreachable closed, silence open|filtered. --proxy asks
+    the proxy to connect to each port: its reply says open, closed (refused)
+    or filtered (unreachable, or no answer in time).
 
     Examples:
       socktool portscan 127.0.0.1 --banner
-      socktool portscan ::1 22,80,443,8000-8100 --all
       socktool portscan db.internal 5432 --require-open -q || exit 1
+      socktool portscan --proxy socks5h://127.0.0.1:1080 intranet.test 22,80,443
     """
     from socktool.net.events import OPEN
     from socktool.net.ports import BUILTIN_UDP_SERVICES, ServiceNames
-    from socktool.net.probescan import UdpScanner, grab_banners
-    from socktool.net.scan import DEFAULT_CONCURRENCY, Scanner, descriptor_budget, resolve_target
+    from socktool.net.probescan import ProxyScanner, UdpScanner, grab_banners
+    from socktool.net.scan import DEFAULT_CONCURRENCY, Scanner, descriptor_budget, named_target, resolve_target
     from socktool.view.scan import ScanProgress, ScanReport
 
     family = opt.family(ipv4, ipv6)
+    proxy_config = tlsopt.proxy_config(proxy, proxy_auth, {"--udp": udp, "-4": ipv4, "-6": ipv6})
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
     mode = terminal.mode(view=view, json=json)
-    target = resolve_target(host, family)
+    target = resolve_target(host, family) if proxy_config is None else named_target(host)
     if target.others:
         terminal.status(
             f"{host} has {len(target.others) + 1} addresses; scanning {target.address} "
             f"(also {', '.join(target.others)}; -4/-6 choose the family)"
         )
-    wanted = concurrency or (UDP_CONCURRENCY if udp else DEFAULT_CONCURRENCY)
+    wanted = concurrency or (UDP_CONCURRENCY if udp else PROXY_CONCURRENCY if proxy else DEFAULT_CONCURRENCY)
     limit, cut = descriptor_budget(wanted)
     if cut:
         terminal.warn(f"--concurrency {wanted} is more than the open-file limit allows; using {limit}")
-    scanner: Scanner | UdpScanner
+    scanner: Scanner | UdpScanner | ProxyScanner
     if udp:
         scanner = UdpScanner(target, ports.ports, timeout=timeout, retries=retries, concurrency=limit)
+    elif proxy_config is not None:
+        scanner = ProxyScanner(target, ports.ports, proxy_config, timeout=timeout, retries=retries, concurrency=limit)
     else:
         scanner = Scanner(target, ports.ports, timeout=timeout, retries=retries, concurrency=limit)
     with ScanProgress(terminal, target.address, len(ports.ports), lambda: scanner.done):
@@ -162,7 +171,7 @@ def portscan(
         banners = {port: reply[:banner_size] for port, reply in scanner.replies.items()}
     elif banner:
         opened = [r.port for r in results if r.state == OPEN]
-        banners = grab_banners(target, opened, size=banner_size, timeout=timeout, concurrency=limit)
+        banners = grab_banners(target, opened, size=banner_size, timeout=timeout, concurrency=limit, proxy=proxy_config)
     protocol = "udp" if udp else "tcp"
     services = ServiceNames(builtin=BUILTIN_UDP_SERVICES, proto="udp") if udp else ServiceNames()
     report = ScanReport(terminal, mode, target, services, show_all=all_, protocol=protocol, banners=banners)

@@ -97,6 +97,8 @@ def wait(
     pin: tlsopt.Pin = None,
     insecure: tlsopt.Insecure = False,
     min_days: tlsopt.MinDays = None,
+    proxy: tlsopt.ProxyUrl = None,
+    proxy_auth: tlsopt.ProxyAuth = None,
     json_out: opt.Json = False,
     verbose: opt.Verbose = False,
     quiet: opt.Quiet = False,
@@ -111,7 +113,9 @@ def wait(
     the check of HOST:PORT endpoints; an http:// or tcp:// endpoint carries
     its own. Tries every --interval until all are up (exit 0, or CMD's exit
     status) or --timeout passes (exit 1, with each late endpoint's last
-    failure). --invert waits for them to fail instead.
+    failure). --invert waits for them to fail instead. With --proxy every
+    endpoint is reached through the proxy (up: it connected us, and the
+    check passed over that connection).
 
     Examples:
       socktool wait db:5432 cache:6379 -- ./migrate --all
@@ -127,6 +131,11 @@ def wait(
     tls_check = tlsopt.probe_tls(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days, timeout=timeout)
     check = tlsopt.with_probe_tls(check, tls_check, udp=udp, send=send, expect=expect, http=http)
     watches = [_watch(text, check, statuses) for text in endpoints]
+    proxy_config = tlsopt.proxy_config(proxy, proxy_auth, {"--udp": udp, "-4": ipv4, "-6": ipv6})
+    if proxy_config is not None:
+        if any(watch.endpoint.path is not None for watch in watches):
+            raise typer.BadParameter("a proxy reaches TCP HOST:PORT, not a unix: socket", param_hint="'--proxy'")
+        watches = [watch._replace(check=watch.check._replace(proxy=proxy_config)) for watch in watches]
     if tls_check is not None and any(watch.check.tls is None for watch in watches):
         raise typer.BadParameter("--tls applies to HOST:PORT endpoints, not to http:// or tcp:// ones")
     checks.no_status_without_http(statuses, any(watch.check.http is not None for watch in watches))

@@ -26,6 +26,7 @@ import re
 import selectors
 import socket
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -37,6 +38,7 @@ from socktool.net.errors import NetworkError, describe
 from socktool.values import format_duration, printable
 
 if TYPE_CHECKING:  # pragma: no cover - ssl is imported only when --tls is used
+    from socktool.net.proxy import ProxyConfig
     from socktool.net.tls import ProbeHandshake, TlsCheck
 
 PORT_UNREACHABLE = "port unreachable"  # a UDP probe's ICMP answer
@@ -63,6 +65,7 @@ class Check(NamedTuple):
     banner: int = 0  # read up to this many bytes, whatever they are (portscan --banner)
     fallback: bytes = b""  # sent when nothing came within half the time (a banner probe)
     tls: TlsCheck | None = None  # up = the TLS handshake succeeds and the certificate passes (net/tls.py)
+    proxy: ProxyConfig | None = None  # connect through it (net/proxy.py, in a thread); the rest as without
 
     @property
     def reads(self) -> bool:
@@ -85,6 +88,7 @@ class Outcome(NamedTuple):
     status: int | None = None  # the HTTP status
     silent: bool = False  # nothing decided before the deadline (no reply, no answer)
     connect: float | None = None  # with TLS: seconds from the start to the connect (elapsed - connect: the handshake)
+    error: NetworkError | None = None  # through a proxy: its failure as net/proxy.py raised it (what it said)
 
 
 def http_request(request: HttpRequest, endpoint: Endpoint) -> bytes:
@@ -192,6 +196,11 @@ class _Probe:
 
     # -- connecting -------------------------------------------------------------------
     def next_address(self, last: str = "") -> None:
+        if self.check.proxy is not None:
+            self.peer = str(self.check.proxy)
+            self.stage = "proxy"
+            self.prober.dial_through_proxy(self, self.check.proxy)
+            return
         if not self.addresses:
             self.finish(False, last or "no address")
             return
@@ -225,6 +234,15 @@ class _Probe:
             detail = describe(OSError(code, os.strerror(code)))
         self.drop_socket()
         self.next_address(detail)
+
+    def through_proxy(self, result: socket.socket | NetworkError) -> None:
+        """The proxy's answer (Prober.dial_through_proxy): a socket connected to the target, or why not."""
+        if isinstance(result, NetworkError):
+            self.finish(False, result.detail or result.what, error=result)
+            return
+        result.setblocking(False)
+        self.sock = result
+        self.connected()
 
     def connected(self) -> None:
         sock = self.sock
@@ -387,7 +405,7 @@ class _Probe:
         after = format_duration(
             round(self.deadline - self.created, 2)
         )  # the time it was given, not the microseconds lost before it started
-        if self.stage == "connect":
+        if self.stage in ("connect", "proxy"):
             self.finish(False, f"timed out after {after}", silent=True)
         elif self.stage == "handshake":
             self.finish(False, f"TLS handshake timed out after {after}")
@@ -408,15 +426,22 @@ class _Probe:
             self.sock = None
 
     def finish(
-        self, ok: bool, detail: str, reply: bytes | None = None, status: int | None = None, silent: bool = False
+        self,
+        ok: bool,
+        detail: str,
+        reply: bytes | None = None,
+        status: int | None = None,
+        silent: bool = False,
+        error: NetworkError | None = None,
     ) -> None:
         elapsed = self.prober.clock() - self.started
         self.drop_socket()
         self.prober.forget(self)
         kept = bytes(self.received) if reply is None else reply
-        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status, silent, self.connect_time))
+        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status, silent, self.connect_time, error))
 
 
+_HANDOFF = object()  # the selector key's data for the proxy threads' wake-up socket
 OnDone = Callable[[Outcome], None]
 K = TypeVar("K")
 Job = tuple[K, Target, Check]  # (the caller's key, where, what)
@@ -446,6 +471,11 @@ class Prober:
             self._selector.register(wakeup, selectors.EVENT_READ, None)
         self._probes: set[_Probe] = set()
         self._watched: set[_Probe] = set()
+        # Proxied probes dial in threads (net/proxy.py blocks) and hand their result back here.
+        self._handoffs: deque[tuple[_Probe, socket.socket | NetworkError]] = deque()
+        self._handoff_lock = threading.Lock()
+        self._handoff_pair: tuple[socket.socket, socket.socket] | None = None
+        self._closed = False
 
     @property
     def in_flight(self) -> int:
@@ -475,6 +505,8 @@ class Prober:
                 probe = key.data
                 if probe is None:
                     interrupts.drain()
+                elif probe is _HANDOFF:
+                    self._take_handoffs()
                 elif probe in self._probes:
                     probe.on_ready()
         now = self.clock()
@@ -499,10 +531,67 @@ class Prober:
     def forget(self, probe: _Probe) -> None:
         self._probes.discard(probe)
 
+    def dial_through_proxy(self, probe: _Probe, proxy: ProxyConfig) -> None:
+        """Connect `probe` to its target through `proxy` in a thread; its result comes back
+        through poll(). A probe that timed out meanwhile has its late socket closed."""
+        from socktool.net.proxy import connect as proxy_connect  # only with --proxy: start-up time
+
+        if self._handoff_pair is None:
+            self._handoff_pair = socket.socketpair()
+            for end in self._handoff_pair:
+                end.setblocking(False)
+            self._selector.register(self._handoff_pair[0], selectors.EVENT_READ, _HANDOFF)
+        wake = self._handoff_pair[1]
+        endpoint = probe.target.endpoint
+        timeout = max(0.001, probe.deadline - self.clock())
+
+        def dial() -> None:
+            result: socket.socket | NetworkError
+            try:
+                result = proxy_connect(proxy, endpoint, timeout=timeout)
+            except NetworkError as exc:
+                result = exc
+            with self._handoff_lock:
+                if self._closed:
+                    if isinstance(result, socket.socket):
+                        result.close()
+                    return
+                self._handoffs.append((probe, result))
+                try:
+                    wake.send(b"\0")
+                except OSError:  # the pipe is full of wake-ups already: the loop will look
+                    pass
+
+        threading.Thread(target=dial, name="probe proxy", daemon=True).start()
+
+    def _take_handoffs(self) -> None:
+        assert self._handoff_pair is not None
+        try:
+            while self._handoff_pair[0].recv(4096):
+                pass
+        except OSError:
+            pass
+        with self._handoff_lock:
+            handed, self._handoffs = list(self._handoffs), deque()
+        for probe, result in handed:
+            if probe in self._probes and probe.stage == "proxy":
+                probe.through_proxy(result)
+            elif isinstance(result, socket.socket):
+                result.close()
+
     def close(self) -> None:
         for probe in list(self._probes):
             probe.drop_socket()
         self._probes.clear()
+        with self._handoff_lock:
+            self._closed = True
+            for _probe, result in self._handoffs:
+                if isinstance(result, socket.socket):
+                    result.close()
+            self._handoffs.clear()
+        if self._handoff_pair is not None:
+            for end in self._handoff_pair:
+                end.close()
         self._selector.close()
 
     def run_all(self, jobs: Iterable[Job[K]], timeout: float, concurrency: int, on_done: JobDone[K]) -> None:

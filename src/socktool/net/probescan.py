@@ -24,11 +24,15 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from socktool.net.address import Endpoint
-from socktool.net.events import CLOSED, ERROR, OPEN, OPEN_FILTERED, ScanResult
+from socktool.net.events import CLOSED, ERROR, FILTERED, OPEN, OPEN_FILTERED, ScanResult
 from socktool.net.events import Target as ScanTarget
 from socktool.net.probe import PORT_UNREACHABLE, Check, Outcome, Prober, Target
+
+if TYPE_CHECKING:  # pragma: no cover - imported only with --proxy
+    from socktool.net.proxy import ProxyConfig
 
 HTTP_HEAD = b"HEAD / HTTP/1.0\r\n\r\n"
 
@@ -132,8 +136,86 @@ class UdpScanner:
         return False
 
 
+class ProxyScanner:
+    """Scan `ports` of `target` through a proxy (portscan --proxy): each port is a connect
+    request to the proxy, and its state is what the proxy replied (net/proxy.py) —
+      open      the proxy made the connection;
+      closed    the proxy says the target refused (SOCKS4 says only "rejected or failed");
+      filtered  the proxy says the target is unreachable, or nothing was settled in time;
+      error     any other refusal, in the proxy's words.
+    A proxy that fails us (cannot be reached, refuses our credentials) ends the scan with
+    that error: no port would say anything else."""
+
+    def __init__(
+        self,
+        target: ScanTarget,
+        ports: list[int],
+        proxy: ProxyConfig,
+        *,
+        timeout: float = 1.0,
+        retries: int = 0,
+        concurrency: int = 32,
+    ):
+        self.target = target
+        self.ports = ports
+        self.check = Check(proxy=proxy)
+        self.timeout = timeout
+        self.retries = retries
+        self.concurrency = concurrency
+        self.results: list[ScanResult] = []
+        self.elapsed = 0.0
+        self._tries: dict[int, int] = {}
+
+    @property
+    def done(self) -> int:
+        return len(self.results)
+
+    def run(self) -> list[ScanResult]:
+        from socktool.net.proxy import ProxyFailed
+
+        jobs = [(port, Target(Endpoint(self.target.host, port), ()), self.check) for port in self.ports]
+        prober = Prober()
+        began = time.perf_counter()
+
+        def settled(port: int, outcome: Outcome) -> bool:
+            if isinstance(outcome.error, ProxyFailed):  # out of run_all: the scan ends with the proxy's words
+                raise ProxyFailed(f"cannot scan {self.target.host} through {self.check.proxy}", outcome.error.detail)
+            return self._settled(port, outcome)
+
+        try:
+            prober.run_all(jobs, self.timeout, self.concurrency, settled)
+        finally:
+            prober.close()
+            self.elapsed = time.perf_counter() - began
+        self.results.sort()
+        return self.results
+
+    def _settled(self, port: int, outcome: Outcome) -> bool:
+        from socktool.net.proxy import TargetRefused, TargetUnreachable
+
+        if outcome.ok:
+            self.results.append(ScanResult(port, OPEN, outcome.elapsed))
+        elif isinstance(outcome.error, TargetRefused):
+            self.results.append(ScanResult(port, CLOSED, outcome.elapsed, outcome.detail))
+        elif outcome.silent or isinstance(outcome.error, TargetUnreachable):
+            tries = self._tries.get(port, 0)
+            if tries < self.retries:
+                self._tries[port] = tries + 1
+                return True
+            self.results.append(ScanResult(port, FILTERED, None, outcome.detail))
+        else:
+            self.results.append(ScanResult(port, ERROR, None, outcome.detail))
+        return False
+
+
 def grab_banners(
-    target: ScanTarget, ports: list[int], *, size: int = 256, timeout: float = 1.0, concurrency: int = 256
+    target: ScanTarget,
+    ports: list[int],
+    *,
+    size: int = 256,
+    timeout: float = 1.0,
+    concurrency: int = 256,
+    proxy: ProxyConfig | None = None,
 ) -> dict[int, bytes]:
     """port → what the service sent (b"" when it said nothing, even to HEAD)."""
     banners: dict[int, bytes] = {}
@@ -142,7 +224,7 @@ def grab_banners(
         banners[port] = outcome.reply[:size]
         return False
 
-    check = Check(banner=size, fallback=HTTP_HEAD)
+    check = Check(banner=size, fallback=HTTP_HEAD, proxy=proxy)
     prober = Prober()
     try:
         prober.run_all([(port, _target(target, port), check) for port in ports], timeout, concurrency, settled)

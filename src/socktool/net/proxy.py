@@ -19,6 +19,26 @@ from urllib.parse import unquote, urlsplit
 from socktool.net.address import Endpoint
 from socktool.net.errors import ConnectError, UsageError, describe
 
+
+class ProxyFailed(ConnectError):
+    """The proxy itself failed us: it cannot be reached, refused our credentials, or is not
+    speaking its protocol. Nothing was learnt about the target (portscan --proxy stops)."""
+
+
+class TargetRefused(ConnectError):
+    """The proxy's reply: the target refused the connection (SOCKS5 reply 5; SOCKS4's "rejected
+    or failed", which is all it says; an HTTP proxy's 5xx, e.g. ncat's 504 for a refused port)."""
+
+
+class TargetUnreachable(ConnectError):
+    """The proxy's reply: the target cannot be reached (SOCKS5 replies 2, 3, 4, 6; HTTP 403),
+    or no reply in time (the proxy may still be trying a target that does not answer)."""
+
+
+_SOCKS5_REFUSED = {5}
+_SOCKS5_UNREACHABLE = {2, 3, 4, 6}  # not allowed by the ruleset, network / host unreachable, TTL expired
+_SOCKS4_REJECTED = 0x5B
+
 SCHEMES = ("socks5", "socks5h", "socks4", "socks4a", "http")
 _END = b"\r\n\r\n"
 MAX_REPLY_HEAD = 16 * 1024
@@ -79,7 +99,7 @@ def _http_connect(proxy: ProxyConfig, host: str, port: int, timeout: float | Non
     try:
         sock = socket.create_connection((proxy.host, proxy.port), timeout=timeout)
     except OSError as exc:
-        raise ConnectError(what, f"cannot reach the proxy: {describe(exc)}") from None
+        raise ProxyFailed(what, f"cannot reach the proxy: {describe(exc)}") from None
     try:
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
@@ -90,12 +110,22 @@ def _http_connect(proxy: ProxyConfig, host: str, port: int, timeout: float | Non
         status = _reply_head(sock).split(b"\r\n", 1)[0].decode("latin-1")
         parts = status.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ConnectError(what, f"the proxy's reply is not HTTP: {status[:80]!r}")
-        if not 200 <= int(parts[1]) < 300:
-            raise ConnectError(what, f"the proxy says: {' '.join(parts[1:])}")
+            raise ProxyFailed(what, f"the proxy's reply is not HTTP: {status[:80]!r}")
+        code = int(parts[1])
+        if not 200 <= code < 300:
+            kind = (
+                ProxyFailed
+                if code == 407
+                else TargetUnreachable
+                if code == 403
+                else TargetRefused
+                if code >= 500
+                else ConnectError
+            )
+            raise kind(what, f"the proxy says: {' '.join(parts[1:])}")
     except TimeoutError:
         sock.close()
-        raise ConnectError(what, "the proxy did not answer in time") from None
+        raise TargetUnreachable(what, "the proxy did not answer in time") from None
     except OSError as exc:
         sock.close()
         raise ConnectError(what, f"talking to the proxy: {describe(exc)}") from None
@@ -136,13 +166,25 @@ def _socks_connect(proxy: ProxyConfig, host: str, port: int, timeout: float | No
     try:
         sock = client.connect(host, port, timeout=timeout)
     except ProxyTimeoutError:
-        raise ConnectError(what, "the proxy did not answer in time") from None
+        raise TargetUnreachable(what, "the proxy did not answer in time") from None
     except ProxyConnectionError as exc:
         detail = f"cannot reach the proxy: {(exc.strerror or str(exc)).lower()}"
-        raise ConnectError(what, detail) from None
+        raise ProxyFailed(what, detail) from None
     except ProxyError as exc:
-        raise ConnectError(what, f"the proxy says: {exc}") from None
+        raise _socks_reply_error(proxy.scheme, exc.error_code)(what, f"the proxy says: {exc}") from None
     except OSError as exc:  # a name the proxy was not asked to resolve (socks5/socks4), or the link broke
         raise ConnectError(what, (exc.strerror or str(exc)).lower()) from None
     sock.settimeout(None)
     return sock
+
+
+def _socks_reply_error(scheme: str, code: int | None) -> type[ConnectError]:
+    """What a SOCKS proxy's refusal says of the target, by its reply code (None: no reply to a
+    connect request, so the proxy failed us: credentials, a garbled answer)."""
+    if code is None:
+        return ProxyFailed
+    if scheme.startswith("socks4"):
+        return TargetRefused if code == _SOCKS4_REJECTED else ProxyFailed  # 0x5C, 0x5D: identd
+    if code in _SOCKS5_REFUSED:
+        return TargetRefused
+    return TargetUnreachable if code in _SOCKS5_UNREACHABLE else ConnectError

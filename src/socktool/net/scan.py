@@ -71,6 +71,11 @@ def resolve_target(host: str, family: int = socket.AF_UNSPEC) -> Target:
     return Target(host, first_family, first, tuple(sockaddr[0] for _, sockaddr in candidates[1:]))
 
 
+def named_target(host: str) -> Target:
+    """The target as named, not resolved here: a scan through a proxy, which connects to it."""
+    return Target(host, socket.AF_UNSPEC, (host, 0))
+
+
 def descriptor_budget(requested: int, reserve: int = DESCRIPTOR_RESERVE) -> tuple[int, bool]:
     """How many sockets may be in flight: (limit, whether the request was cut).
 

@@ -223,6 +223,9 @@ class Waiter:
         if endpoint.path is not None:
             state.target = Target(endpoint, ((socket.AF_UNIX, endpoint.path),))
             return
+        if state.watch.check.proxy is not None:  # the proxy connects: the name is its business
+            state.target = Target(endpoint, ())
+            return
         try:
             ipaddress.ip_address((endpoint.host or "").split("%", 1)[0])
         except ValueError:
