@@ -316,7 +316,7 @@ def test_portscan_banner_through_a_proxy_is_what_the_service_says(microsocks: in
 
     def greet_each() -> None:  # the scan connects, then the banner grab connects again
         with server:
-            while True:
+            for _client in range(2):
                 conn, _ = server.accept()
                 with conn:
                     conn.sendall(GREETING)
