@@ -87,6 +87,8 @@ def test_banners_of_an_ssh_like_server_an_http_server_and_a_silent_port(http_por
     assert records[ssh.port]["banner_hex"] == b"SSH-2.0-OpenSSH_9.6 socktool-test\r\n".hex()
     assert re.match(r"HTTP/1\.[01] 200 OK\r\n", records[http_port]["banner"])  # the answer to HEAD
     assert records[quiet_port]["banner"] == "" and records[quiet_port]["banner_hex"] == ""
+    # The silent port's banner was waited for its whole -w 1s: the scan's time includes that wait.
+    assert summary["elapsed_ms"] >= 1000
     lines = plain.stdout.decode().splitlines()
     assert f"{ssh.port}/tcp open unknown SSH-2.0-OpenSSH_9.6 socktool-test" in lines
     assert any(re.fullmatch(rf"{http_port}/tcp open \S+ HTTP/1\.[01] 200 OK", line) for line in lines), lines

@@ -21,9 +21,10 @@ class BannerServer:
     """A TCP peer that sends `banner` to every client, but only from `delay` seconds
     after it started (a service that accepts before it can answer), then closes."""
 
-    def __init__(self, banner: bytes, delay: float = 0.0):
+    def __init__(self, banner: bytes, delay: float = 0.0, per_client: float = 0.0):
         self.banner = banner
         self.ready_at = time.monotonic() + delay
+        self.per_client = per_client  # and each client waits this long after it connected (a slow service)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.served = 0
@@ -40,6 +41,7 @@ class BannerServer:
     def _client(self, conn: socket.socket) -> None:
         with conn:
             time.sleep(max(0.0, self.ready_at - time.monotonic()))  # the service's own start-up delay
+            time.sleep(self.per_client)
             try:
                 conn.sendall(self.banner)
                 self.served += 1
@@ -59,6 +61,17 @@ def test_expect_waits_for_a_banner_that_comes_late():
         assert result.returncode == 0, result.stderr.decode()
         assert server.served >= 1
         assert f"127.0.0.1:{server.port} is up" in result.stderr.decode()
+
+
+def test_expect_finds_a_service_that_answers_each_client_slower_than_a_try():
+    # An sshd that looks the client's name up before its banner: 1.5 s after every
+    # connect, more than a try's 1 s. The next try gets twice as long and sees it.
+    with BannerServer(b"SSH-2.0-OpenSSH_9.6\r\n", per_client=1.5) as server:
+        result = run("wait", "-v", "--expect", "^SSH", f"127.0.0.1:{server.port}", "-w", "20s")
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    assert f"127.0.0.1:{server.port}: nothing within 1s; trying again" in stderr
+    assert f"127.0.0.1:{server.port} is up" in stderr
 
 
 def test_expect_times_out_on_garbage_with_the_last_reason():

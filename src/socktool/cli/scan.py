@@ -1,5 +1,6 @@
 """portscan: is anything listening there."""
 
+import time
 from typing import Annotated
 
 import typer
@@ -167,15 +168,18 @@ def portscan(
     with ScanProgress(terminal, target.address, len(ports.ports), lambda: scanner.done):
         results = scanner.run()
     banners: dict[int, bytes] | None = None
+    elapsed = scanner.elapsed
     if banner and isinstance(scanner, UdpScanner):
         banners = {port: reply[:banner_size] for port, reply in scanner.replies.items()}
     elif banner:
         opened = [r.port for r in results if r.state == OPEN]
+        grabbing = time.monotonic()
         banners = grab_banners(target, opened, size=banner_size, timeout=timeout, concurrency=limit, proxy=proxy_config)
+        elapsed += time.monotonic() - grabbing  # the scan's time is until the last banner is in
     protocol = "udp" if udp else "tcp"
     services = ServiceNames(builtin=BUILTIN_UDP_SERVICES, proto="udp") if udp else ServiceNames()
     report = ScanReport(terminal, mode, target, services, show_all=all_, protocol=protocol, banners=banners)
-    report.show(results, scanner.elapsed)
+    report.show(results, elapsed)
     if require_open:
         missing = [r for r in results if r.state != OPEN]
         if missing:

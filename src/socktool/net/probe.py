@@ -89,6 +89,7 @@ class Outcome(NamedTuple):
     silent: bool = False  # nothing decided before the deadline (no reply, no answer)
     connect: float | None = None  # with TLS: seconds from the start to the connect (elapsed - connect: the handshake)
     error: NetworkError | None = None  # through a proxy: its failure as net/proxy.py raised it (what it said)
+    late: bool = False  # connected, but the answer was not all there in time: a longer try may get it
 
 
 def http_request(request: HttpRequest, endpoint: Endpoint) -> bytes:
@@ -408,7 +409,7 @@ class _Probe:
         if self.stage in ("connect", "proxy"):
             self.finish(False, f"timed out after {after}", silent=True)
         elif self.stage == "handshake":
-            self.finish(False, f"TLS handshake timed out after {after}")
+            self.finish(False, f"TLS handshake timed out after {after}", late=True)
         elif self.check.udp:
             self.finish(False, f"no reply within {after}", silent=True)
         elif self.check.banner:
@@ -417,7 +418,7 @@ class _Probe:
             self.judge(closed=False)
             if self.sock is not None:
                 seen = f"only {quote(bytes(self.received))}" if self.received else "nothing"
-                self.finish(False, f"{seen} within {after}")
+                self.finish(False, f"{seen} within {after}", late=True)
 
     def drop_socket(self) -> None:
         if self.sock is not None:
@@ -433,12 +434,13 @@ class _Probe:
         status: int | None = None,
         silent: bool = False,
         error: NetworkError | None = None,
+        late: bool = False,
     ) -> None:
         elapsed = self.prober.clock() - self.started
         self.drop_socket()
         self.prober.forget(self)
         kept = bytes(self.received) if reply is None else reply
-        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status, silent, self.connect_time, error))
+        self.on_done(Outcome(ok, detail, elapsed, kept, self.peer, status, silent, self.connect_time, error, late))
 
 
 _HANDOFF = object()  # the selector key's data for the proxy threads' wake-up socket

@@ -5,7 +5,11 @@ a connect that completes, to any of the addresses its name resolves to,
 and, when asked, the right answer); anything else — refused, no answer
 within the attempt timeout, the wrong answer, a name that does not resolve
 yet — is "not up", and it is tried again every interval until the deadline.
-The reason for the last failure is kept for each endpoint.
+The reason for the last failure is kept for each endpoint. A try gets
+max(interval, 1s); after a try that connected but whose answer was not all
+there in time, the next one gets twice as long, up to 8s (an sshd that looks
+up the client's name before its banner, a health check that takes 2 s),
+so a slow service is found rather than timed out at every try.
 
 Rule: an endpoint that comes up is seen up within one interval of it, as
 long as the machine runs this loop within the headroom below of when it
@@ -45,6 +49,7 @@ from socktool.net.events import Ready
 from socktool.net.probe import Check, Outcome, Prober, Target
 
 MIN_ATTEMPT_TIMEOUT = 1.0  # a probe gets at least this long to complete, whatever the interval
+MAX_ATTEMPT_TIMEOUT = 8.0  # ... and after tries that were answered too slowly, up to this long
 WAIT_SLICE = 0.1  # the loop looks at the clock at least this often
 RESOLVING_SLICE = 0.02  # ... and this often while a name is being resolved
 RESOLVER_THREADS = 4
@@ -87,10 +92,11 @@ class Watch(NamedTuple):
 
 
 class _State:
-    __slots__ = ("due", "resolving", "target", "watch")
+    __slots__ = ("attempt_timeout", "due", "resolving", "target", "watch")
 
-    def __init__(self, watch: Watch):
+    def __init__(self, watch: Watch, attempt_timeout: float):
         self.watch = watch
+        self.attempt_timeout = attempt_timeout  # how long the next try may take
         self.due = 0.0  # where the try being made (or the next) sits on the endpoint's grid
         self.target: Target | None = None
         self.resolving: Future[Target] | None = None
@@ -137,8 +143,7 @@ class Waiter:
     def run(self) -> bool:
         began = self.clock()
         deadline = began + self.timeout
-        attempt_timeout = max(self.interval, MIN_ATTEMPT_TIMEOUT)
-        states = [_State(watch) for watch in self.watches]
+        states = [_State(watch, max(self.interval, MIN_ATTEMPT_TIMEOUT)) for watch in self.watches]
         queue: list[tuple[float, int]] = []  # (when, index): who probes next
         for index, state in enumerate(states):
             state.due = first_due(began, self.period, index, len(states))
@@ -167,7 +172,7 @@ class Waiter:
                         if state.target is None:  # the name does not resolve: try again later
                             later(index, now + self.period)
                             continue
-                    probe_deadline = min(self.clock() + attempt_timeout, deadline)
+                    probe_deadline = min(self.clock() + state.attempt_timeout, deadline)
                     cut = probe_deadline == deadline
                     done = self._done_callback(state, began, later, index, cut_at=deadline if cut else None)
                     if not prober.start(state.target, state.watch.check, probe_deadline, done):
@@ -211,6 +216,8 @@ class Waiter:
             if not cut_short:
                 self.last[name] = outcome.detail or ("accepting connections" if self.invert else "not up")
                 self.on_miss(name, self.last[name])
+            if outcome.late:  # connected, but the answer was slower than the try: give the next one longer
+                state.attempt_timeout = min(state.attempt_timeout * 2, max(state.attempt_timeout, MAX_ATTEMPT_TIMEOUT))
             state.target = None  # resolve again next time: the name may move
             later(index, next_due(state.due, self.period, self.clock()))
 
