@@ -448,3 +448,21 @@ def test_with_stdout_redirected_the_console_still_works_and_stdout_is_payload_on
     out.close()
     assert (tmp_path / "received").read_bytes() == b"\x00payload\xff"
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "after"),
+    [
+        (("echo", "127.0.0.1:0"), r"socktool: total: 0 connections"),  # a status line (stderr)
+        (("forward", "127.0.0.1:0", "127.0.0.1:9"), r"\d\d:\d\d:\d\d\.\d{3}  Σ 0 B sent"),  # the view (stdout)
+    ],
+    ids=["status-line", "view"],
+)
+def test_the_totals_after_ctrl_c_start_below_the_echoed_c(tty_factory, args, after):
+    """The terminal echoes ^C where the cursor is; the totals were written right after it."""
+    tty = tty_factory(*args)
+    tty.listening_port()
+    start = tty.mark()
+    tty.type("\x03")
+    assert tty.popen.wait(15) == 130
+    tty.expect(r"\^C\r\n" + after, start=start)

@@ -298,11 +298,16 @@ def test_colour_follows_no_color_and_term_dumb(monkeypatch, env, color):
     assert Terminal.from_options().color is color
 
 
-def test_an_interrupted_connection_is_closed_interrupted_on_a_line_of_its_own():
+def test_after_an_echoed_ctrl_c_the_closed_line_starts_on_a_line_of_its_own():
+    from socktool.view.terminal import owe_fresh_line
+
     traffic, out = view()
+    owe_fresh_line()  # what a SIGINT does when the terminal echoed ^C
     traffic(ev.Closed(1, "127.0.0.1:9", "interrupted", 1, 2, 0.5))
+    traffic(ev.Closed(2, "127.0.0.1:9", "interrupted", 1, 2, 0.5))
     lines = plain(out.getvalue()).splitlines()
     assert lines[0] == "" and "✕ closed: interrupted" in lines[1], lines
+    assert "✕ closed: interrupted" in lines[3], lines  # once: the next line goes on as usual
 
 
 def test_one_datagram_is_singular():

@@ -85,11 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from typer._click.exceptions import UsageError as ClickUsageError
 
     from socktool.cli.app import build_app
+    from socktool.view.terminal import note_interrupt
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("SOCKTOOL_DEBUG", "") not in ("", "0")
     _open_standard_fds()
     interrupts.install()
+    interrupts.on_sigint(note_interrupt)
     try:
         result = build_app(args)(args=args, prog_name="socktool", standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitStatus.OK

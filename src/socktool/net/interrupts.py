@@ -26,7 +26,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from socktool.net.errors import Terminated
 
@@ -34,6 +34,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _wakeup = -1  # read end of the wakeup pipe, once installed
 _main = threading.main_thread().ident
 _held: list[int] | None = None  # signals that came inside `held()`, while one is open
+_on_sigint: list[Callable[[], None]] = []  # told before KeyboardInterrupt is raised
 
 
 def install() -> None:
@@ -53,6 +54,12 @@ def install() -> None:
     os.set_blocking(write_end, False)  # set_wakeup_fd requires it; a full pipe is already awake
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     _wakeup = read_end
+
+
+def on_sigint(callback: Callable[[], None]) -> None:
+    """Have `callback` called (in the main thread) when SIGINT comes, before it is raised."""
+    if callback not in _on_sigint:
+        _on_sigint.append(callback)
 
 
 @contextlib.contextmanager
@@ -78,6 +85,8 @@ def _raise_for(signum: int, frame: object) -> None:
     elif signum == signal.SIGTERM:
         raise Terminated()
     else:
+        for callback in _on_sigint:
+            callback()
         raise KeyboardInterrupt
 
 

@@ -34,6 +34,39 @@ def _isatty(fd: int) -> bool:
         return False
 
 
+_fresh_line_owed = False  # the terminal echoed ^C where the cursor was: a line written next starts anew
+
+
+def note_interrupt() -> None:
+    """On SIGINT: a terminal that echoes control characters (ECHO and ECHOCTL) has just
+    written ^C at the start of the line the next output would continue. Not when readline
+    or a full-screen app holds it with echo off."""
+    import termios
+
+    echoctl = getattr(termios, "ECHOCTL", 0)
+    for fd in (0, 2, 1):
+        try:
+            lflag = termios.tcgetattr(fd)[3]
+        except (termios.error, OSError):
+            continue
+        if echoctl and lflag & (termios.ECHO | echoctl) == termios.ECHO | echoctl:
+            owe_fresh_line()
+        return
+
+
+def owe_fresh_line() -> None:
+    """The next line written at the terminal starts on a new one (the cursor is mid-line)."""
+    global _fresh_line_owed
+    _fresh_line_owed = True
+
+
+def take_fresh_line() -> bool:
+    """Whether a line about to be written at the terminal must start on a new one (asked once)."""
+    global _fresh_line_owed
+    owed, _fresh_line_owed = _fresh_line_owed, False
+    return owed
+
+
 def color_wanted() -> bool:
     """The environment's say: NO_COLOR set to anything but "" turns colour off (no-color.org),
     and so does TERM=dumb."""
@@ -116,6 +149,8 @@ class Terminal:
 
     # -- stderr ---------------------------------------------------------
     def write_err(self, line: str) -> None:
+        if self.stderr_isatty and take_fresh_line():
+            line = "\n" + line  # off the line where the terminal echoed ^C
         data = (line + "\n").encode(errors="replace")
         with self._lock:
             try:

@@ -21,6 +21,7 @@ from socktool.net import events as ev
 from socktool.values import format_size
 from socktool.view.render import escaped_lines, escaped_preview, hex_row_width, hexdump_lines, printable
 from socktool.view.status import summary
+from socktool.view.terminal import take_fresh_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -73,6 +74,8 @@ class TrafficView:
 
     def _print(self, *lines: Text) -> None:
         width = max(1, self.console.width)
+        if self.console.is_terminal and take_fresh_line():
+            self.console.print()  # off the line where the terminal echoed ^C
         for line in lines:
             self.console.print(line, overflow="fold")
             self._rows += max(1, -(-line.cell_len // width))  # a folded line takes several rows
@@ -102,8 +105,6 @@ class TrafficView:
             line.append("  ⇄ connected" + (" (incoming)" if event.inbound else ""), style="bold green")
             self._print(line)
         elif isinstance(event, ev.Closed):
-            if event.reason == "interrupted" and self.console.is_terminal:
-                self.console.print()  # off the line where the terminal echoed ^C
             line = self._head(now, event.conn, event.peer)
             line.append(f"  ✕ closed: {event.reason}", style="bold yellow")
             totals = self._text(INDENT + summary(event.sent, event.received, event.duration), style="dim")
