@@ -117,11 +117,11 @@ class SocktoolApp(App[int]):
         Binding(key, action, SHORT[action], priority=True, tooltip=help_) for key, action, help_ in KEYS
     ]
     CSS = """
-    #side { width: 34; border-right: solid $primary; }
+    #side { width: 31; border-right: solid $primary; }
     #sessions { height: 1fr; }
     #clients { height: 1fr; }
     .heading { background: $boost; width: 100%; text-style: bold; }
-    #log { height: 1fr; }
+    #log { height: 1fr; scrollbar-size-vertical: 1; }
     #status { height: 1; background: $boost; }
     #sendbar { height: 1; }
     #prompt-row { height: 3; display: none; }
@@ -218,13 +218,13 @@ class SocktoolApp(App[int]):
             self.select(self.sessions[index])
 
     def _session_label(self, session: Session) -> Text:
-        """Three short lines (the panel is narrow at 80 columns): kind and state, address and clients, counters."""
+        """Four short lines (the panel is 31 columns wide): kind and state, address, clients, counters."""
         label = Text(f"#{session.number} {session.spec.kind} ", style="bold")
         label.append(session.state, style="red" if session.state == "failed" else "")
         if session.paused:
             label.append(" paused", style="yellow")
         who = "peers" if session.is_udp else "clients"
-        label.append(f"\n {session.address}, {len(session.clients)} {who}")
+        label.append(f"\n {session.address}\n {len(session.clients)} {who}")
         label.append(
             f"\n in {session.messages_in}/{format_size(session.bytes_in)},"
             f" out {session.messages_out}/{format_size(session.bytes_out)}",
