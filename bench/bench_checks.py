@@ -20,8 +20,9 @@ ping   one listener on 127.0.0.1 that accepts and closes. Three figures, each
        the median of --repeats runs, the tools alternating:
          per probe, in one process: `socktool ping --json -c N -i 0.001ms`; the
            summary's elapsed_ms / N (its probing loop: start-up excluded; -i is
-           below a probe's cost, so no pause is included either). Also the
-           probes' own connect times (time_ms), the first one apart.
+           below a probe's cost, so no pause is included either), and the
+           median gap between two probes' records (the machine's hiccups left
+           out). Also the probes' own connect times (time_ms), the first apart.
          per probe, nc -z: `for i in 1..N; do nc -z H P; done` in bash, wall / N
            (a process per probe: that is what the shell loop costs).
          whole command: `socktool ping -c K` against K `nc -z` calls in a bash
@@ -35,6 +36,7 @@ All traffic goes to 127.0.0.1. Run it with the bytecode compiled
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -69,10 +71,13 @@ What is measured (the script's docstring has the details):
 - `ping`, against a listener that accepts and closes:
   - *per probe*: inside one `socktool ping --json -c 1000 -i 0.001ms`, the
     summary's `elapsed_ms` / 1000: the probing loop only (no start-up), and
-    `-i` below a probe's cost so no pause is counted. The earlier figure
-    (0.559 ms for 200, 3.8 ms for 50) was the whole command's wall time / N
-    at `-i 0.1ms`: Python's start-up (≈ 70-150 ms) spread over N, plus the
-    0.1 ms pause per probe (and time.sleep's overshoot) — why it moved with N.
+    `-i` below a probe's cost so no pause is counted; and the median gap
+    between two probes' `ts`, which leaves out the moments the machine
+    stalled the process (the steadier figure on a shared machine).
+    The earlier figure (0.559 ms for 200, 3.8 ms for 50) was the whole
+    command's wall time / N at `-i 0.1ms`: Python's start-up (≈ 70-150 ms)
+    spread over N, plus the 0.1 ms pause per probe (and time.sleep's
+    overshoot) — why it moved with N.
   - *nc -z*: a bash loop of N `nc -z` calls, wall / N (a process per probe:
     what the shell loop costs).
   - *whole command*: `socktool ping -c K` against K `nc -z` calls in a bash
@@ -229,7 +234,8 @@ def ping_section(args: argparse.Namespace) -> list[str]:
     quoted = " ".join(socktool)
     probes, loops = args.probes, args.loops
     sizes = sorted({1, 10, 100, probes})
-    in_process: list[float] = []  # seconds per probe inside one ping -c N
+    in_process: list[float] = []  # seconds per probe inside one ping -c N: its loop's time / N
+    typical: list[float] = []  # ... the median gap between two probes' records (spikes left out)
     first: list[float] = []  # the first probe's connect time
     rest: list[float] = []  # the median connect time of the others
     whole: dict[tuple[str, int], list[float]] = {}
@@ -251,6 +257,8 @@ def ping_section(args: argparse.Namespace) -> list[str]:
                 summary = records[-1]
                 assert summary["event"] == "summary" and summary["received"] == probes, summary
                 in_process.append(summary["elapsed_ms"] / 1000 / probes)
+                stamps = [record["ts"] for record in records[:-1]]
+                typical.append(statistics.median(b - a for a, b in itertools.pairwise(stamps)))
                 times = [record["time_ms"] / 1000 for record in records[:-1]]
                 first.append(times[0])
                 rest.append(statistics.median(times[1:]))
@@ -267,8 +275,10 @@ def ping_section(args: argparse.Namespace) -> list[str]:
         "",
         "| what | socktool | nc -z | socktool ÷ nc |",
         "|---|---:|---:|---:|",
-        f"| per probe: inside one `ping -c {probes} -i 0.001ms` vs one `nc -z` in a bash loop "
-        f"| {own * 1000:.3f} ms | {nc_per_call * 1000:.3f} ms | {own / nc_per_call:.2f}x |",
+        f"| per probe: inside one `ping -c {probes} -i 0.001ms` (its loop's time / N) vs one `nc -z` "
+        f"in a bash loop | {own * 1000:.3f} ms | {nc_per_call * 1000:.3f} ms | {own / nc_per_call:.2f}x |",
+        f"| per probe: the same, the median gap between two probes | {med(typical) * 1000:.3f} ms "
+        f"| {nc_per_call * 1000:.3f} ms | {med(typical) / nc_per_call:.3f}x |",
     ]
     for size in sizes:
         ours, theirs = med(whole[("socktool", size)]), med(whole[("nc", size)])
@@ -284,7 +294,8 @@ def ping_section(args: argparse.Namespace) -> list[str]:
         "",
         f"connect time (ping's time=) inside `ping -c {probes}`: first probe {med(first) * 1000:.3f} ms, "
         f"the others {med(rest) * 1000:.3f} ms (medians over the runs); the spread of the per-probe "
-        f"figure over the runs: {min(in_process) * 1000:.3f}-{max(in_process) * 1000:.3f} ms",
+        f"figure over the runs: {min(in_process) * 1000:.3f}-{max(in_process) * 1000:.3f} ms "
+        f"(median gap: {min(typical) * 1000:.3f}-{max(typical) * 1000:.3f} ms)",
     ]
     return out
 
