@@ -28,7 +28,7 @@ from socktool.ui.sessions import encode_input, parse_specs
 
 textual = pytest.importorskip("textual")
 
-from textual.widgets import DataTable, Input  # noqa: E402
+from textual.widgets import DataTable, Input, OptionList  # noqa: E402
 
 from socktool.ui.app import SocktoolApp  # noqa: E402
 from socktool.ui.trafficlog import TrafficLog  # noqa: E402
@@ -635,6 +635,32 @@ def test_a_flood_is_one_log_write_a_tick_and_only_the_records_in_sight_are_drawn
         assert log.drawn - drawn <= log.size.height  # a record is a line at least: what is in sight, no more
 
     drive(["udp-listen", "127.0.0.1:0"], scenario, size=(80, 24))
+
+
+def test_labels_count_in_the_singular_and_udp_sends_to_peers_and_client_columns_fit_their_values(monkeypatch):
+    monkeypatch.setattr("socktool.ui.app.format_duration", lambda seconds: "12.5s")  # wider than its heading
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def label(app: SocktoolApp, index: int) -> str:
+        return str(app.query_one("#sessions", OptionList).get_option_at_index(index).prompt)
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot, 0)
+        udp_port = await listening_port(app, pilot, 1)
+        app.add_session(parse_specs(["tcp-connect", f"127.0.0.1:{port}"])[0])
+        peer.sendto(b"hi", ("127.0.0.1", udp_port))
+        await until(pilot, lambda: "1 client\n" in label(app, 0), "the server's one client", 15)
+        await until(pilot, lambda: "1 peer\n" in label(app, 1), "the UDP socket's one peer")
+        await until(pilot, lambda: "1 connection\n" in label(app, 2), "the client session's connection")
+        app.select(app.sessions[0])
+        await until(pilot, lambda: "12.5s" in "".join(app.export_screenshot().split("&#160;")), "the whole age drawn")
+        app.select(app.sessions[1])
+        await until(pilot, lambda: "to every peer" in str(app.query_one("#sendbar").render()), "a UDP target")
+
+    try:
+        drive(["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        peer.close()
 
 
 def test_send_box_bytes():

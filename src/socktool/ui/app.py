@@ -53,6 +53,10 @@ PROMPTS = {
 }
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 class SessionView:
     """What the screen keeps of a session: its records and the choices made for it."""
 
@@ -223,8 +227,7 @@ class SocktoolApp(App[int]):
         label.append(session.state, style="red" if session.state == "failed" else "")
         if session.paused:
             label.append(" paused", style="yellow")
-        who = "peers" if session.is_udp else "clients"
-        label.append(f"\n {session.address}\n {len(session.clients)} {who}")
+        label.append(f"\n {session.address}\n {plural(len(session.clients), session.counted)}")
         label.append(
             f"\n in {session.messages_in}/{format_size(session.bytes_in)},"
             f" out {session.messages_out}/{format_size(session.bytes_out)}",
@@ -302,9 +305,10 @@ class SocktoolApp(App[int]):
         self._rows_drawn = rows
         for row in rows:
             key = str(row.number)
-            table.update_cell(key, "age", format_duration(row.age))
-            table.update_cell(key, "in", format_size(row.received))
-            table.update_cell(key, "out", format_size(row.sent))
+            # update_width: a column grows to its longest value (it was sized for the empty cells of add_row)
+            table.update_cell(key, "age", format_duration(row.age), update_width=True)
+            table.update_cell(key, "in", format_size(row.received), update_width=True)
+            table.update_cell(key, "out", format_size(row.sent), update_width=True)
 
     def _cursor_key(self) -> str | None:
         table = self.query_one("#clients", DataTable)
@@ -342,7 +346,7 @@ class SocktoolApp(App[int]):
             parts.append(f"search {view.search!r}")
         self._set(status, Text(" | ".join(parts)))
         chosen = self.target()
-        target = "every client" if chosen is None else f"#{chosen}"
+        target = ("every peer" if session.is_udp else "every client") if chosen is None else f"#{chosen}"
         if session.spec.kind == "tcp-connect":
             target = "the connection"
         mode = "hex" if self.hex_input else f"text+{self.line_end}"

@@ -161,6 +161,11 @@ class Session:
     def is_udp(self) -> bool:
         return self.spec.kind == "udp-listen"
 
+    @property
+    def counted(self) -> str:
+        """What its client list holds: clients (a server), peers (UDP), a connection (a client)."""
+        return {"tcp-listen": "client", "udp-listen": "peer"}.get(self.spec.kind, "connection")
+
     def title(self) -> str:
         return f"#{self.number} {self.spec}"
 
