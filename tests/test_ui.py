@@ -248,6 +248,7 @@ def test_auto_send_every_100ms_five_times_sends_five_messages():
         await until(pilot, lambda: app.sessions[0].clients, "the client in the list")
         app.query_one("#send", Input).value = "tick"
         await pilot.press("ctrl+t")
+        assert str(app.query_one("#prompt-label").render()) == "auto-send every MS [COUNT]:"  # as written
         prompt = app.query_one("#prompt", Input)
         prompt.value = "100 5"
         await pilot.press("enter")
@@ -661,6 +662,38 @@ def test_labels_count_in_the_singular_and_udp_sends_to_peers_and_client_columns_
         drive(["tcp-listen", "127.0.0.1:0", "udp-listen", "127.0.0.1:0"], scenario)
     finally:
         peer.close()
+
+
+def test_log_scrolls_back_stays_there_while_traffic_comes_and_follows_again_at_the_end():
+    from socktool.net import events as ev
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        await listening_port(app, pilot)
+        session = app.sessions[0]
+        log = app.query_one("#log", TrafficLog)
+
+        def feed(first: int, count: int) -> None:
+            for number in range(first, first + count):
+                session.sink(ev.Datagram("127.0.0.1:9", ev.RECEIVED, b"line %03d" % number))
+
+        def shown() -> str:
+            return "".join(app.export_screenshot().split("&#160;"))
+
+        feed(0, 100)
+        await until(pilot, lambda: "line&#160;099" in app.export_screenshot(), "the newest line on the screen")
+        log.focus()
+        await pilot.press("home")  # the log's own keys, once it has the focus (Tab reaches it too)
+        await until(pilot, lambda: "line000" in shown() and log.scroll_offset.y == 0, "the oldest line")
+        feed(100, 5)
+        await until(pilot, lambda: len(log.records) == 106, "the new records in the log")
+        await pilot.pause(0.3)
+        assert log.scroll_offset.y == 0 and "line104" not in shown()  # the view stays where it was scrolled
+        await pilot.press("end")
+        await until(pilot, lambda: "line104" in shown(), "the newest line again")
+        feed(105, 3)
+        await until(pilot, lambda: "line107" in shown(), "new lines followed at the end")
+
+    drive(["udp-listen", "127.0.0.1:0"], scenario, size=(80, 24))
 
 
 def test_send_box_bytes():

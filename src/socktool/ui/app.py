@@ -121,7 +121,7 @@ class SocktoolApp(App[int]):
         Binding(key, action, SHORT[action], priority=True, tooltip=help_) for key, action, help_ in KEYS
     ]
     CSS = """
-    #side { width: 31; border-right: solid $primary; }
+    #side { width: 28%; min-width: 31; max-width: 48; border-right: solid $primary; }
     #sessions { height: 1fr; }
     #clients { height: 1fr; }
     .heading { background: $boost; width: 100%; text-style: bold; }
@@ -222,7 +222,7 @@ class SocktoolApp(App[int]):
             self.select(self.sessions[index])
 
     def _session_label(self, session: Session) -> Text:
-        """Four short lines (the panel is 31 columns wide): kind and state, address, clients, counters."""
+        """Four short lines (the panel is 31 columns wide at 80): kind and state, address, clients, counters."""
         label = Text(f"#{session.number} {session.spec.kind} ", style="bold")
         label.append(session.state, style="red" if session.state == "failed" else "")
         if session.paused:
@@ -535,7 +535,7 @@ class SocktoolApp(App[int]):
     # -- the prompt --------------------------------------------------------------------------------
     def _prompt(self, what: str, value: str) -> None:
         self.prompting = what
-        self.query_one("#prompt-label", Label).update(PROMPTS[what] + ":")
+        self.query_one("#prompt-label", Label).update(Text(PROMPTS[what] + ":"))  # text: [COUNT] is no markup
         self.query_one("#prompt-row").add_class("shown")
         prompt = self.query_one("#prompt", Input)
         prompt.value = value
