@@ -136,8 +136,20 @@ def startup(port: int, runs: int = 60) -> list[dict]:
     ]
 
 
-def startup_table(port: int, runs: int) -> None:
-    times = startup(port, runs)
+def startup_table(runs: int) -> None:
+    """The start-up table, against a `socktool tcp-listen -k` that -z connects to."""
+    port = free_port()
+    server = subprocess.Popen(
+        [SOCKTOOL, "tcp-listen", "-k", "-q", f"127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port)
+        times = startup(port, runs)
+    finally:
+        server.terminate()
+        server.wait()
     if not times:
         print("start-up: hyperfine is not installed")
         return
@@ -152,17 +164,6 @@ def startup_table(port: int, runs: int) -> None:
         )
 
 
-def listening_server() -> tuple[int, subprocess.Popen]:
-    port = free_port()
-    server = subprocess.Popen(
-        [SOCKTOOL, "tcp-listen", "-k", "-q", f"127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-    )
-    wait_listening(port)
-    return port, server
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="2G")
@@ -173,12 +174,7 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     args = parser.parse_args()
     if args.startup_only:
-        port, server = listening_server()
-        try:
-            startup_table(port, args.startup_runs)
-        finally:
-            server.terminate()
-            server.wait()
+        startup_table(args.startup_runs)
         return
     size = parse_size(args.size)
     tools = [t for t in args.tools.split(",") if t in MIXED or t == "socktool" or shutil.which(t)]
@@ -204,12 +200,7 @@ def main() -> None:
         rss = max(r["rss_mb"] for r in runs[tool])
         print(f"| {tool} | {rate:.0f} | {ratio} | {'yes' if complete else 'NO'} | {rss:.1f} MB |")
     if not args.skip_startup:
-        port, server = listening_server()
-        try:
-            startup_table(port, args.startup_runs)
-        finally:
-            server.terminate()
-            server.wait()
+        startup_table(args.startup_runs)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ def run() -> NoReturn:
 
 
 def leave(code: int) -> NoReturn:
+    """Exit with `code`, by os._exit when nothing is left running (see `run`)."""
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if others:
         sys.exit(code)
