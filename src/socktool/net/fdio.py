@@ -50,14 +50,16 @@ def file_size(fd: int) -> int | None:
         return None
 
 
-def widen_pipe(fd: int) -> None:
-    """Ask for a larger pipe buffer: fewer wake-ups per megabyte. Best effort."""
+def widen_pipe(fd: int, size: int = _PIPE_SIZE) -> int | None:
+    """Ask for a larger pipe buffer: fewer wake-ups per megabyte. Best effort: the size
+    now in force, or None if the kernel refused (over /proc/sys/fs/pipe-max-size, or
+    the user's pipe-user-pages limits)."""
     try:
         import fcntl
 
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+        return int(fcntl.fcntl(fd, _F_SETPIPE_SZ, size))
     except OSError:
-        pass
+        return None
 
 
 def raise_open_file_limit() -> int | None:

@@ -23,10 +23,9 @@ it reads to the pair's `_Flow` for that direction. Rules:
   transport (net/tlsloop.py): the pair sees plaintext; a handshake that
   fails or does not finish within its timeout closes the pair;
 - with nothing looking at the bytes (no view, no JSON, no recording, no
-  faults, no TLS) they move by splice through a pipe per direction and never enter
-  Python: both connections stop reading through the loop's buffer and the
-  pair watches their descriptors on the loop's selector itself (the loop's
-  connections have no splice path of their own);
+  faults, no TLS) the two connections are joined by the loop's `SplicePair`:
+  the bytes move by splice through a pipe per direction and never enter
+  Python;
 - every socket and pipe is closed when its pair ends, and all of them when
   the relay stops.
 """
@@ -35,7 +34,6 @@ from __future__ import annotations
 
 import errno
 import os
-import selectors
 import socket
 import struct
 import threading
@@ -52,7 +50,6 @@ from socktool.net.address import Endpoint, resolve, sockaddr_text
 from socktool.net.errors import BindError, ResolveError, SocktoolError, describe
 from socktool.net.events import DOWNSTREAM, UPSTREAM
 from socktool.net.faults import CLOSE, RESET, FaultPlan, Shaper
-from socktool.net.fdio import SPLICE_F_NONBLOCK, widen_pipe
 from socktool.net.loop import (
     BACKLOG,
     Acceptor,
@@ -60,6 +57,7 @@ from socktool.net.loop import (
     Handler,
     Loop,
     SocketTransport,
+    SplicePair,
     Timer,
     Transport,
     close_quietly,
@@ -75,15 +73,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from socktool.net.tls import ServerIdentity
     from socktool.net.tlsloop import TlsClient
 
-SPLICE_CHUNK = 1024 * 1024
 QUEUE_LIMIT = 256 * 1024  # bytes a shaped (faulty) direction may hold before its source waits
-WIDEN_AFTER = 1024 * 1024  # a direction that moved this much is bulk: give its pipe 1 MiB
-SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | SPLICE_F_NONBLOCK
 REPLY_QUIET = 1.0  # --tcp-to-udp: after the client's EOF, replies are relayed until a second passes without one
 SIOCOUTQ = 0x5411  # bytes a socket has not yet had acknowledged (Linux)
 RESET_REASON = describe(ConnectionResetError(errno.ECONNRESET, ""))
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
 
 
 class ForwardOptions(NamedTuple):
@@ -177,15 +170,12 @@ class _Flow:
     """One direction of a pair: bytes read from `src`, written to `dst`."""
 
     __slots__ = (
-        "blocked",
         "direction",
         "dst",
         "encoder",
         "eof",
         "framer",
-        "in_pipe",
         "pair",
-        "pipe",
         "queue",
         "queued",
         "shaper",
@@ -207,17 +197,6 @@ class _Flow:
         self.framer: LineDatagrams | FramedDatagrams | None = None  # a stream cut into datagrams (--tcp-to-udp)
         self.encoder: Callable[[bytes], bytes] | None = None  # a datagram framed for the stream (--frame)
         self.timer: Timer | None = None
-        self.pipe: tuple[int, int] | None = None  # the splice path's (read end, write end)
-        self.in_pipe = 0
-        self.blocked = False  # splice: the destination had no room
-
-    def close_pipe(self) -> None:
-        pipe, self.pipe = self.pipe, None
-        for fd in pipe or ():
-            try:
-                os.close(fd)
-            except OSError:  # closed already, by a close that a signal cut short
-                pass
 
 
 class _Pair:
@@ -229,9 +208,9 @@ class _Pair:
         "connecting",
         "down",
         "finishing",
-        "masks",
         "peer",
         "reason",
+        "splice",
         "started",
         "target",
         "up",
@@ -250,7 +229,7 @@ class _Pair:
         self.finishing = False  # both ways ended: each side closes once its output is sent
         self.reason = ""
         self.candidates: list[tuple[int, Any]] = []
-        self.masks: dict[int, int] = {}  # splice: the events each descriptor is watched for
+        self.splice: SplicePair | None = None  # the fast path: the two joined in the kernel
 
     def outflow(self, role: str) -> _Flow:
         flow = self.up if role == "client" else self.down
@@ -623,112 +602,25 @@ class Forwarder:
 
     # -- the splice path --------------------------------------------------------------
     def _start_splicing(self, pair: _Pair) -> None:
-        for conn in (pair.client, pair.target):
-            assert conn is not None
-            conn.pause_reading()  # the loop stops reading it: the pair watches its descriptor
-        for flow in pair.flows():
-            self._splice_watch(pair, flow.src)
+        client, target = pair.client, pair.target
+        assert client is not None and target is not None
+        pair.splice = SplicePair(client, target, lambda conn, error: self._splice_ended(pair, conn, error))
 
-    def _splice_ready(self, pair: _Pair, conn: Connection) -> None:
-        """`conn`'s descriptor is ready (the loop does not say which way): try both."""
-        inflow = pair.inflow("client" if conn is pair.client else "target")
-        if inflow is not None and inflow.blocked:
-            self._splice_out(inflow)
-        if not pair.closed:
-            flow = pair.outflow("client" if conn is pair.client else "target")
-            if not flow.eof and not flow.in_pipe:
-                self._splice_in(flow)
-
-    def _splice_in(self, flow: _Flow) -> None:
-        if flow.pipe is None:
-            flow.pipe = os.pipe()
-        src = flow.src
-        try:
-            count = os.splice(src.transport.fileno(), flow.pipe[1], SPLICE_CHUNK, flags=SPLICE_FLAGS)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._splice_failed(flow.pair, src, exc)
-            return
-        src.last_activity = time.monotonic()
-        if not count:
-            flow.eof = True
-            self._splice_out(flow)
-            return
-        if src.received < WIDEN_AFTER <= src.received + count:
-            widen_pipe(flow.pipe[1])
-        src.received += count
-        flow.in_pipe += count
-        self._splice_out(flow)
-
-    def _splice_out(self, flow: _Flow) -> None:
-        pair, dst = flow.pair, flow.dst
-        assert flow.pipe is not None or not flow.in_pipe
-        while flow.in_pipe:
-            assert flow.pipe is not None
-            try:
-                moved = os.splice(flow.pipe[0], dst.transport.fileno(), flow.in_pipe, flags=SPLICE_FLAGS)
-            except BlockingIOError:
-                flow.blocked = True
-                break
-            except OSError as exc:
-                self._splice_failed(pair, dst, exc)
-                return
-            flow.in_pipe -= moved
-            dst.sent += moved
-            dst.last_activity = time.monotonic()
-        else:
-            flow.blocked = False
-        if flow.eof and not flow.in_pipe and not flow.shut:
-            flow.shut = True
-            dst.shutdown_write()
-            if all(f.shut for f in pair.flows()):
-                first = "client" if flow is pair.down else "target"
-                self._close_pair(pair, f"closed by {first}")
-                return
-        self._splice_watch(pair, flow.src)
-        self._splice_watch(pair, dst)
-
-    def _splice_watch(self, pair: _Pair, conn: Connection) -> None:
+    def _splice_ended(self, pair: _Pair, conn: Connection, error: OSError | None) -> None:
         role = "client" if conn is pair.client else "target"
-        outflow, inflow = pair.outflow(role), pair.inflow(role)
-        mask = _READ if not outflow.eof and not outflow.in_pipe else 0
-        if inflow is not None and inflow.blocked:
-            mask |= _WRITE
-        fd = conn.transport.fileno()
-        old = pair.masks.get(fd, 0)
-        if mask == old:
+        if error is None:
+            self._close_pair(pair, f"closed by {role}")
             return
-        selector = self.loop.selector
-        if not old:
-            selector.register(fd, mask, lambda: self._splice_ready(pair, conn))
-        elif not mask:
-            selector.unregister(fd)
-        else:
-            selector.modify(fd, mask, selector.get_key(fd).data)
-        pair.masks[fd] = mask
-
-    def _splice_failed(self, pair: _Pair, conn: Connection, exc: OSError) -> None:
-        role = "client" if conn is pair.client else "target"
-        reason = describe(exc if exc.errno != errno.EPIPE else ConnectionResetError(errno.ECONNRESET, ""))
+        reason = describe(error)
         self._close_pair(pair, f"{role}: {reason}", reset=reason == RESET_REASON)
-
-    def _splice_unwatch(self, pair: _Pair) -> None:
-        for fd, mask in pair.masks.items():
-            if mask:
-                try:
-                    self.loop.selector.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
-        pair.masks.clear()
 
     # -- ending ------------------------------------------------------------------------------
     def _close_pair(self, pair: _Pair, reason: str, *, reset: bool = False) -> None:
         if pair.closed:
             return
         pair.closed = True
-        if not self._closed:  # when stopping, a signal may have cut a selector call short: leave it
-            self._splice_unwatch(pair)
+        if pair.splice is not None:
+            pair.splice.close()
         if pair.connecting is not None:
             if not self._closed:
                 self.loop.unwatch(pair.connecting.fileno())
@@ -740,7 +632,6 @@ class Forwarder:
                     _reset_on_close(conn)
                 conn.close(reason)
         for flow in pair.flows():
-            flow.close_pipe()
             if flow.timer is not None:
                 flow.timer.cancel()
         self.pairs.pop(pair.conn, None)
@@ -767,8 +658,8 @@ class Forwarder:
                 self._close_pair(pair, "relay stopped")
         finally:  # even if reporting failed (stdout gone): nothing left open
             for pair in self.pairs.values():
-                for flow in pair.flows():
-                    flow.close_pipe()
+                if pair.splice is not None:
+                    pair.splice.close()
                 if pair.connecting is not None:
                     close_quietly(pair.connecting)
             self.loop.close()

@@ -26,6 +26,12 @@ time-server, forward, the console, the ui):
   did not take yet; `flush()` sends them) and may not take any (`ready`
   False: a TLS handshake under way); the connection watches for writability
   while either its output can go or the transport has its own to send.
+- Two plain-socket connections with nothing to look at their bytes can be
+  joined by a `SplicePair`: each one's bytes go to the other through a pipe
+  of that direction's own (socket → pipe → socket by splice), never through
+  Python; EOF is carried on as a half-close, backpressure is the pipe's and
+  EAGAIN's, and the pair's owner hears once when both ways ended or one
+  failed. The connections keep their counters, idle timers and `close`.
 - Other descriptors (stdin, a child's pipes, a UDP socket) are watched with
   `watch(fd, callback, write=False)`; timers are `call_later(delay, fn)`.
 - Accepting: `Acceptor` takes clients off a listener (a batch per wake-up);
@@ -55,10 +61,15 @@ from typing import Protocol
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.errors import NetworkError, OutputClosed, describe
+from socktool.net.fdio import widen_pipe
 from socktool.net.sockets import close_quietly
 
 READ_CHUNK = 256 * 1024  # one recv per readiness event, into the loop's one buffer
-SPLICE_CHUNK = 1024 * 1024  # one splice per readiness event (Connection.splice_to)
+SPLICE_CHUNK = 1024 * 1024  # one splice per readiness event (Connection.splice_to); at most a pipeful
+PIPE_DEFAULT = 64 * 1024  # a new pipe's size (Linux)
+PIPE_BULK = 1024 * 1024  # SplicePair: a bulk direction's pipe (the default pipe-max-size)
+BULK_AFTER = 1024 * 1024  # ... once it moved this much
+SPLICE_ROUNDS = 8  # SplicePair: pipefuls per wake-up while both ends take them
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 HIGH_WATER = 1024 * 1024  # bytes waiting in a connection's output before `writable` is False
 LOW_WATER = 256 * 1024  # ... and the level under which `drained` runs again
@@ -207,6 +218,7 @@ class Connection:
         "peer",
         "received",
         "sent",
+        "splice",
         "splice_to",
         "started",
         "transport",
@@ -247,6 +259,7 @@ class Connection:
         # A pipe the bytes read go to by splice, in the kernel, instead of to `received`
         # (a plain socket only; the handler's `output_blocked` runs when the pipe is full).
         self.splice_to: int | None = None
+        self.splice: SplicePair | None = None  # joined to another connection in the kernel
 
     # -- what handlers call --------------------------------------------------
     @property
@@ -309,6 +322,8 @@ class Connection:
             self._update()
 
     def resume_reading(self) -> None:
+        if self.splice is not None:  # its pair reads it
+            return
         if not self._reading and not self.closed and self._after_sent is None and not self._eof:
             self._reading = True
             self._update()
@@ -349,6 +364,9 @@ class Connection:
 
     # -- what the loop calls -------------------------------------------------
     def _on_ready(self, mask: int) -> None:
+        if self.splice is not None:
+            self.splice._ready(self, mask)
+            return
         if mask & _WRITE:
             self._flush()
             if self.closed:
@@ -446,9 +464,12 @@ class Connection:
     def _update(self) -> None:
         if self.closed:
             return
-        transport = self.transport
-        writing = (self._out and transport.ready) or transport.pending
-        events = (_READ if self._reading else 0) | (_WRITE if writing else 0)
+        if self.splice is not None:
+            events = self.splice._events(self)
+        else:
+            transport = self.transport
+            writing = (self._out and transport.ready) or transport.pending
+            events = (_READ if self._reading else 0) | (_WRITE if writing else 0)
         if events != self._events:
             self.loop._set_events(self, self._events, events)
             self._events = events
@@ -462,6 +483,166 @@ class Connection:
             self._idle_timer = self.loop.call_later(left, self._check_idle)
         else:
             self.close("idle timeout")
+
+
+class _Channel:
+    """One direction of a SplicePair: `src` → pipe → `dst`."""
+
+    __slots__ = ("blocked", "capacity", "dst", "eof", "in_pipe", "pipe_r", "pipe_w", "shut", "src")
+
+    def __init__(self, src: Connection, dst: Connection):
+        self.src = src
+        self.dst = dst
+        self.pipe_r = self.pipe_w = -1  # made at the first byte: an idle pair holds no pipe
+        self.capacity = PIPE_DEFAULT  # what the pipe holds now
+        self.in_pipe = 0  # bytes read from src, not yet written to dst
+        self.eof = False  # src sent its last byte
+        self.shut = False  # ... and dst's write half is shut down after it
+        self.blocked = False  # dst had no room for what waits in the pipe
+
+
+class SplicePair:
+    """Two plain-socket connections joined in the kernel: what one receives, the other
+    sends, by splice through a pipe per direction; nothing enters Python.
+
+    Rules:
+    - a direction reads its source only while its pipe is empty: a destination
+      that takes nothing (EAGAIN) leaves the bytes in the pipe, the source is
+      no longer read, and its sender is slowed by the kernel; the destination's
+      writability restarts it;
+    - a wake-up moves up to SPLICE_ROUNDS pipefuls while both ends take them
+      (no trip through the selector per pipeful), then lets the others run;
+    - a pipe starts at the kernel's default and is widened to PIPE_BULK once
+      its direction has moved BULK_AFTER bytes (fewer wake-ups for a bulk
+      transfer; a thousand idle or chatty pairs keep small pipes, within the
+      user's pipe-user-pages limits);
+    - EOF from one side is passed on as a half-close once the pipe is empty;
+    - `on_end(conn, error)` runs once: with the side that ended first and None
+      when both ways ended, or with the side that failed and its error (EPIPE
+      on a write is a reset by that peer). The owner then closes the
+      connections (and with them, `close()` of this pair).
+    """
+
+    __slots__ = ("_closed", "_ended", "a", "b", "channels", "on_end")
+
+    def __init__(self, a: Connection, b: Connection, on_end: Callable[[Connection, OSError | None], None]):
+        for conn in (a, b):
+            assert isinstance(conn.transport, SocketTransport) and not conn._out, "splice needs a plain, idle socket"
+        self.a = a
+        self.b = b
+        self.on_end = on_end
+        self.channels = (_Channel(a, b), _Channel(b, a))
+        self._ended = False
+        self._closed = False
+        for conn in (a, b):
+            conn.splice = self
+            conn._reading = False  # the connection's own read path stays unused
+            conn._update()
+
+    def _ready(self, conn: Connection, mask: int) -> None:
+        inward, outward = self._channels_of(conn)
+        if mask & _WRITE and inward.blocked and self._flush(inward):
+            self._fill(inward)  # its source may hold more than the pipe took
+        if mask & _READ and not self._ended:
+            self._fill(outward)
+        if not self._ended:
+            self.a._update()
+            self.b._update()
+
+    def _events(self, conn: Connection) -> int:
+        if self._ended:
+            return 0
+        inward, outward = self._channels_of(conn)
+        reading = not outward.eof and not outward.in_pipe
+        return (_READ if reading else 0) | (_WRITE if inward.blocked else 0)
+
+    def _channels_of(self, conn: Connection) -> tuple[_Channel, _Channel]:
+        """(the direction that writes to `conn`, the one that reads it)."""
+        to_a, from_a = self.channels[1], self.channels[0]
+        return (to_a, from_a) if conn is self.a else (from_a, to_a)
+
+    def _fill(self, ch: _Channel) -> None:
+        """Read `ch.src` into the pipe and on to `ch.dst` while both take bytes."""
+        if ch.eof or ch.in_pipe or self._ended:
+            return
+        if ch.pipe_w < 0:
+            ch.pipe_r, ch.pipe_w = os.pipe()
+        src, src_fd = ch.src, ch.src.transport.fileno()
+        for _ in range(SPLICE_ROUNDS):
+            try:
+                count = os.splice(src_fd, ch.pipe_w, SPLICE_CHUNK, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._end(src, exc)
+                return
+            if not count:
+                ch.eof = True
+                self._flush(ch)
+                return
+            before = src.received
+            src.received = before + count
+            src.last_activity = self.loop_now
+            ch.in_pipe = count
+            if before < BULK_AFTER <= src.received:
+                ch.capacity = widen_pipe(ch.pipe_w, PIPE_BULK) or ch.capacity
+            if not self._flush(ch) or count < ch.capacity:
+                return  # the destination is full, or the source had no more than this
+
+    def _flush(self, ch: _Channel) -> bool:
+        """Write what waits in the pipe to `ch.dst`; True once it is all out."""
+        dst, dst_fd = ch.dst, ch.dst.transport.fileno()
+        while ch.in_pipe:
+            try:
+                moved = os.splice(ch.pipe_r, dst_fd, ch.in_pipe, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                ch.blocked = True
+                return False
+            except OSError as exc:
+                self._end(dst, exc)
+                return False
+            ch.in_pipe -= moved
+            dst.sent += moved
+            dst.last_activity = dst.last_progress = self.loop_now
+        ch.blocked = False
+        if ch.eof and not ch.shut:
+            ch.shut = True
+            dst.shutdown_write()
+            if all(c.shut for c in self.channels):
+                first = self.b if self.channels[0] is ch else self.a  # the other way ended first
+                self._end(first, None)
+                return False
+        return True
+
+    @property
+    def loop_now(self) -> float:
+        return self.a.loop.now
+
+    def _end(self, conn: Connection, error: OSError | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for side in (self.a, self.b):
+            side._update()  # unwatched: nothing more moves
+        if error is not None and error.errno == errno.EPIPE:
+            error = ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
+        self.on_end(conn, error)
+
+    def close(self) -> None:
+        """Close the pipes (their bytes are dropped); the connections are the owner's. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ended = True
+        for ch in self.channels:
+            for fd in (ch.pipe_r, ch.pipe_w):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:  # closed already, by a close that a signal cut short
+                        pass
+            ch.pipe_r = ch.pipe_w = -1
+            ch.in_pipe = 0
 
 
 Callback = Callable[[], None]
@@ -766,6 +947,7 @@ __all__ = [
     "Handler",
     "Loop",
     "SocketTransport",
+    "SplicePair",
     "Timer",
     "Transport",
 ]
