@@ -3,6 +3,7 @@ s_client, a Python TLS server) and socktool itself, with trustme certificates.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -552,3 +553,87 @@ def test_echo_tls_is_for_the_tcp_side():
     result = run("echo", "--tls", "--udp-only", "127.0.0.1:0")
     assert result.returncode == 2
     assert "--tls is for the TCP side" in one_line_error(result.stderr)
+
+
+# -- what comes with the handshake, and peers that end without close_notify on the loop --------
+def client_that_ends_without_close_notify(pki: Pki, port: int, data: bytes) -> int:
+    """A TLS client that sends `data` at once (it may share a segment with its Finished),
+    then TCP's FIN without close_notify, and reads until the listener is done with it.
+    Returns its own port."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=pki.ca_file)
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost") as tls:
+        own_port = tls.getsockname()[1]
+        tls.sendall(data)
+        tls.shutdown(socket.SHUT_WR)  # drops the TLS layer: FIN, no close_notify
+        with contextlib.suppress(OSError):
+            while tls.recv(65536):
+                pass
+    return own_port
+
+
+def test_data_that_came_with_the_handshake_survives_our_close_notify(pki: Pki):
+    """OpenSSL's second SSL_shutdown (inside unwrap) reads on and discards application
+    data: what was fed before our close_notify must still be read, every byte."""
+    import ssl
+
+    from socktool.net.tls import TlsLayer
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(pki.cert), str(pki.key))
+    server = TlsLayer(server_ctx, server_side=True)
+    client = TlsLayer(ssl.create_default_context(cafile=pki.ca_file), server_side=False, server_name="localhost")
+    client.handshake()
+    server.feed(client.pending())
+    server.handshake()
+    client.feed(server.pending())
+    assert client.handshake()
+    client.write(b"first words\n")
+    client.write(b"x" * 100_000)
+    wire = client.pending()  # Finished, then the data, in one piece
+    server.feed(wire[:-7])  # the last record not whole yet
+    assert server.handshake()
+    server.close()  # our close_notify, with the client's data waiting
+    assert server.pending()  # it went out
+    server.feed(wire[-7:])
+    client.close()
+    server.feed(client.pending())
+    received = bytearray()
+    buffer = bytearray(65536)
+    while count := server.read_into(buffer):
+        received += buffer[:count]
+    assert received == b"first words\n" + b"x" * 100_000
+    assert server.close_received
+
+
+def test_keep_open_listener_whose_stdin_ended_gets_every_clients_data_and_warns_of_each_ragged_end(pki: Pki):
+    args = ("tcp-listen", "-k", "--tls", "--cert", pki.cert, "--key", pki.key, "127.0.0.1:0")
+    with Proc(*args) as listener:  # stdin is /dev/null: each client gets our close_notify at once
+        port = listener.wait_listening()
+        for n in range(1, 6):
+            client = client_that_ends_without_close_notify(pki, port, f"client {n}\n".encode())
+            listener.wait_for(rf"warning: 127\.0\.0\.1:{client} closed the connection without TLS close_notify")
+        listener.popen.terminate()
+        listener.wait()
+        assert listener.popen.stdout is not None
+        assert sorted(listener.popen.stdout.read().splitlines()) == [f"client {n}".encode() for n in range(1, 6)]
+
+
+def test_strict_close_fails_a_one_client_exec_listener_and_is_refused_where_the_listener_outlives_its_clients(
+    pki: Pki,
+):
+    args = ("tcp-listen", "--tls", "--cert", pki.cert, "--key", pki.key, "--exec", "cat", "127.0.0.1:0")
+    for strict, code in ((False, 0), (True, 1)):
+        with Proc(*args, *(["--strict-close"] if strict else [])) as listener:
+            port = listener.wait_listening()
+            client_that_ends_without_close_notify(pki, port, b"to cat\n")
+            assert listener.wait() == code, listener.stderr
+            line = listener.stderr.splitlines()[-1]
+            assert "closed the connection without TLS close_notify" in line
+            assert line.startswith("socktool: error:" if strict else "socktool: warning:")
+    for many in ("-k", "--broker"):
+        refused = run("tcp-listen", many, "--tls", "--strict-close", "127.0.0.1:0")
+        assert refused.returncode == 2
+        assert "the listener outlives its clients" in one_line_error(refused.stderr)

@@ -540,6 +540,12 @@ def tcp_listen(
         ciphers=ciphers,
         strict_close=strict_close,
     ).server()
+    if strict_close and many:
+        raise typer.BadParameter(
+            "it makes the run exit 1 when its one client ends without TLS close_notify; with -k or --broker"
+            " the listener outlives its clients (and runs until interrupted), so each such end is a warning",
+            param_hint="'--strict-close'",
+        )
     _check_listen_options(
         many=many,
         exec_=exec_,

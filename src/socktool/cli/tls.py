@@ -113,7 +113,7 @@ StrictClose = Annotated[
     bool,
     typer.Option(
         "--strict-close",
-        help="Exit 1 when the peer ends the connection without TLS close_notify (else a warning).",
+        help="Exit 1 when the peer ends the connection without TLS close_notify (else a warning); one peer only, not -k/--broker.",
         rich_help_panel=TLS,
     ),
 ]

@@ -263,7 +263,14 @@ class Hub:
             return SocketTransport(sock)
         from socktool.net.tlsloop import serve_tls
 
-        return serve_tls(sock, self._tls, self.sink, peer=peer)
+        # --strict-close: the one client (--exec without -k; the CLI refuses it with -k, --broker)
+        # ending without close_notify fails the run once the command is done with its data.
+        strict = self._fail_later if self._tls.settings.strict_close else None
+        return serve_tls(sock, self._tls, self.sink, peer=peer, strict=strict)
+
+    def _fail_later(self, failure: BaseException) -> None:
+        if self._failure is None:
+            self._failure = failure
 
     def joined(self, conn: Connection) -> None:
         """A handler's `connected`: count the client in and report it."""

@@ -457,6 +457,8 @@ class Connection:
         except OSError:
             pass  # the peer left already; reading tells
         self._update()  # TLS: close_notify may wait for room
+        if self.transport.ended:  # TLS: plaintext read out ahead of our close_notify, for the handler
+            self.loop.call_later(0, self._read_end)
 
     def _fail(self, exc: OSError) -> None:
         self.close(describe(exc if exc.errno != errno.EPIPE else ConnectionResetError(errno.ECONNRESET, "")))

@@ -139,7 +139,20 @@ class TlsLayer:
         self.outgoing = ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_side=server_side, server_hostname=server_name)
         self.close_sent = False
-        self.close_received = False  # the peer's close_notify came
+        self._close_seen = False  # the peer's close_notify came (maybe behind held plaintext)
+        # Plaintext read out before our close_notify (see close), and the EOF error met doing so.
+        self._held = bytearray()
+        self._held_eof: ssl.SSLEOFError | None = None
+
+    @property
+    def close_received(self) -> bool:
+        """The peer's close_notify came and every byte before it was read."""
+        return self._close_seen and not self._held
+
+    @property
+    def holding(self) -> bool:
+        """Plaintext read out before our close_notify waits for read_into."""
+        return bool(self._held)
 
     def handshake(self) -> bool:
         """One step; True once done (send `outgoing` either way)."""
@@ -161,7 +174,17 @@ class TlsLayer:
 
         Raises ssl.SSLEOFError when the socket ended without the peer's close_notify.
         """
-        if self.close_received:
+        if self._held:
+            count = min(len(buffer), len(self._held))
+            buffer[:count] = self._held[:count]
+            del self._held[:count]
+            return count
+        if self._held_eof is not None:
+            raise self._held_eof
+        return self._read_obj(buffer)
+
+    def _read_obj(self, buffer: bytearray | memoryview) -> int:
+        if self._close_seen:
             return 0
         try:
             count = cast(int, self.obj.read(len(buffer), buffer))  # with a buffer: the count
@@ -170,17 +193,29 @@ class TlsLayer:
         except ssl.SSLZeroReturnError:  # close_notify, when ours went out first
             count = 0
         if not count:  # close_notify, when it came first: CPython returns 0 rather than raise
-            self.close_received = True
+            self._close_seen = True
         return count
 
     def write(self, data: bytes | memoryview) -> None:
         self.obj.write(data)  # a MemoryBIO takes all of it: never a short write
 
     def close(self) -> None:
-        """Send close_notify; reading goes on (call it when `incoming` is drained)."""
+        """Send close_notify; reading goes on.
+
+        unwrap() calls SSL_shutdown a second time, which reads on, looking for
+        the peer's close_notify, and throws away the application data it meets.
+        So every whole record already fed is read out first and held for
+        read_into: a client whose first data came with its last handshake
+        message, to a listener whose stdin had ended, lost that data."""
         if self.close_sent:
             return
         self.close_sent = True
+        chunk = bytearray(64 * 1024)
+        try:
+            while count := self._read_obj(chunk):
+                self._held += chunk[:count]
+        except ssl.SSLEOFError as exc:
+            self._held_eof = exc
         # WantRead: sent, the peer's has not come yet. An error: unread data was
         # still queued (an --expect match ends early); close_notify went out first.
         with suppress(ssl.SSLWantReadError, ssl.SSLError):

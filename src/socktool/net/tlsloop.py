@@ -70,8 +70,9 @@ class TlsTransport:
 
     @property
     def ended(self) -> bool:
-        """The peer's close_notify came: the next read is the end, whether the socket closed or not."""
-        return self.layer.close_received
+        """The next read needs no socket: the peer's close_notify came (that read is the end,
+        whether the socket closed or not), or plaintext is held (TlsLayer.close)."""
+        return self.layer.close_received or self.layer.holding
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -80,6 +81,8 @@ class TlsTransport:
     def recv_into(self, buffer: bytearray | memoryview) -> int:
         if self.layer.close_received:
             return 0
+        if self.layer.holding:
+            return self.layer.read_into(buffer)
         size = max(len(buffer) - HEADROOM, 4096)
         if len(self._wire) != size:
             self._wire = bytearray(size)
@@ -183,12 +186,18 @@ class TlsTransport:
 
 
 def serve_tls(
-    sock: socket.socket, identity: ServerIdentity, sink: ev.Sink, *, peer: Callable[[], tuple[int, str]]
+    sock: socket.socket,
+    identity: ServerIdentity,
+    sink: ev.Sink,
+    *,
+    peer: Callable[[], tuple[int, str]],
+    strict: Callable[[TlsError], None] | None = None,
 ) -> TlsTransport:
     """A server-side transport for an accepted client; `peer()` says (conn id, peer) once it is known.
 
     Reports the session (a Tls event) when the handshake is done, and a
-    client that ends without close_notify (a warning)."""
+    client that ends without close_notify: a warning, or with `strict`
+    (--strict-close, one client) the failure handed to it."""
     verified = "client-ca" if identity.settings.client_ca is not None else ""
 
     def ready(transport: TlsTransport) -> None:
@@ -197,7 +206,11 @@ def serve_tls(
 
     def ragged(transport: TlsTransport) -> None:
         _conn, who = peer()
-        sink(ev.Notice(f"{who} closed the connection without TLS close_notify: the data may be cut short", True))
+        what = f"{who} closed the connection without TLS close_notify"
+        if strict is not None:
+            strict(TlsError(what, "the data may be cut short (--strict-close)"))
+        else:
+            sink(ev.Notice(f"{what}: the data may be cut short", True))
 
     layer = TlsLayer(identity.context, server_side=True)
     return TlsTransport(sock, layer, on_ready=ready, on_ragged_end=ragged)
