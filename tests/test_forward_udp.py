@@ -237,7 +237,7 @@ def test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams(
         (["--udp", "-w", "1s"], "nothing connects to the target over TCP"),
         (["--udp", "--nodelay"], "TCP option"),
         (["--udp", "--udp-to-tcp"], "cannot be used together"),
-        (["--tcp-to-udp", "--delay", "1s"], "not built for --tcp-to-udp"),
+        (["--tcp-to-udp", "--chunk", "1"], "whole datagrams"),
         (["--udp", "--drop", "2"], "between 0 and 1"),
     ],
 )

@@ -58,6 +58,7 @@ PING = "test_ping.py::"
 KEEP = "test_keep_open.py::"
 ENGINE = "test_engine.py::"
 FWD = "test_forward.py::"
+BRIDGE_FAULTS = "test_forward_bridge_faults.py::"
 FWD_UDP = "test_forward_udp.py::"
 FWD_TLS = "test_forward_tls.py::"
 FWD_PROXY = "test_forward_proxy.py::"
@@ -397,7 +398,7 @@ NEEDS: dict[str, dict[str, set[str] | tuple[set[str], ...]]] = {
         "--upstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
         "--downstream": {"--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after"},
         "--seed": {"--jitter", "--drop"},
-        "--drop": {"--udp", "--udp-to-tcp"},
+        "--drop": {"--udp", "--udp-to-tcp", "--tcp-to-udp"},
         "--max-frame": {"--frame"},
         "--chunk-delay": {"--chunk"},
         "--hex": {"--view"},
@@ -624,10 +625,14 @@ PAIRS: dict[str, dict[str, str]] = {
             for name in ("-w", "--keepalive", "--nodelay", "--rate", "--chunk", "--reset-after", "--close-after")
         },
         **{f"--udp-to-tcp {name}": REFUSED for name in ("--rate", "--chunk", "--reset-after", "--close-after")},
-        **{
-            f"--tcp-to-udp {name}": REFUSED
-            for name in ("-w", "--delay", "--jitter", "--rate", "--chunk", "--reset-after", "--close-after")
-        },
+        "--tcp-to-udp -w": REFUSED,
+        "--tcp-to-udp --chunk": REFUSED,  # both ways unless --downstream: the target takes whole datagrams
+        "--tcp-to-udp --delay": f"{BRIDGE_FAULTS}test_delay_adds_its_time_to_each_round_trip[--upstream]",
+        "--tcp-to-udp --jitter": f"{BRIDGE_FAULTS}test_jitter_varies_each_datagrams_delay_within_its_bounds_and_keeps_the_order",
+        "--tcp-to-udp --rate": f"{BRIDGE_FAULTS}test_rate_paces_the_datagrams_to_the_target",
+        "--tcp-to-udp --drop": f"{BRIDGE_FAULTS}test_drop_drops_about_that_share_and_the_same_seed_drops_the_same_datagrams",
+        "--tcp-to-udp --reset-after": f"{BRIDGE_FAULTS}test_upstream_reset_after_sends_the_datagrams_of_exactly_those_bytes_then_resets_the_client",
+        "--tcp-to-udp --close-after": f"{BRIDGE_FAULTS}test_downstream_cut_after_exactly_that_many_bytes_to_the_client[--close-after]",
         "--udp -i": f"{FWD_UDP}test_a_udp_session_ends_after_the_idle_timeout",
         "--udp --frame": REFUSED,  # datagrams both ways: no stream to frame
         "--tcp-to-udp --frame": f"{FWD_UDP}test_tcp_to_udp_with_frame_len16_each_message_is_a_datagram_and_each_datagram_back_a_message",

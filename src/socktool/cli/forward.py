@@ -425,16 +425,21 @@ def _fault_plan(
         "--reset-after": faults.reset_after,
         "--close-after": faults.close_after,
     }
-    if bridge == TCP_TO_UDP and faults.active:
-        raise typer.BadParameter("faults are not built for --tcp-to-udp yet", param_hint="'--tcp-to-udp'")
+    if bridge == TCP_TO_UDP and faults.chunk is not None and not downstream:
+        raise typer.BadParameter(
+            "--chunk cuts the stream to the client; --tcp-to-udp sends the target whole datagrams (add --downstream)",
+            param_hint="'--chunk'",
+        )
     if bridge in (UDP, UDP_TO_TCP):
         for name, value in stream_only.items():
             if value is not None:
                 raise typer.BadParameter(
                     f"{name} shapes a byte stream; {bridge} relays datagrams", param_hint=f"'{name}'"
                 )
-    elif faults.drop:
-        raise typer.BadParameter("--drop drops datagrams: use it with --udp or --udp-to-tcp", param_hint="'--drop'")
+    elif faults.drop and bridge != TCP_TO_UDP:
+        raise typer.BadParameter(
+            "--drop drops datagrams: use it with --udp, --udp-to-tcp or --tcp-to-udp", param_hint="'--drop'"
+        )
     both = not upstream and not downstream
     return FaultPlan(
         upstream=faults if upstream or both else Faults(),

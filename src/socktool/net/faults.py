@@ -11,6 +11,8 @@ moment it is due to be written; the engine only writes them when due. Rules:
 - `--reset-after N` / `--close-after N`: the segment that carries the Nth byte
   is the last; it ends the connection (a reset, or a close), and any bytes
   after the Nth are never written;
+- a datagram (`schedule_datagram`) is never cut: it is dropped (`--drop`) or
+  due after the delay, jitter and rate as a whole;
 - randomness (jitter, datagram drops) comes from one `random.Random` per
   direction of a connection, seeded from `--seed`, so a run can be repeated.
 """
@@ -105,22 +107,39 @@ class Shaper:
         limit, end = min(limits)
         return limit - self.scheduled, end
 
-    def schedule(self, data: bytes, now: float) -> list[Segment]:
+    def limit(self, data: bytes) -> tuple[bytes, str | None]:
+        """The part of `data` within --reset-after / --close-after, and the end it reaches
+        there (RESET or CLOSE; None while under the limit). Counts it as scheduled."""
         if self.ended:
-            return []
-        f = self.faults
+            return b"", None
         end: str | None = None
         cut = self._cut()
         if cut is not None and len(data) >= cut[0]:
             data, end = data[: cut[0]], cut[1]
             self.ended = True
         self.scheduled += len(data)
+        return data, end
+
+    def schedule(self, data: bytes, now: float) -> list[Segment]:
+        """A stream's bytes read at `now`: cut at a limit, in pieces (--chunk, --rate), each when due."""
+        if self.ended:
+            return []
+        data, end = self.limit(data)
+        return self._timed(_pieces(data, self.faults), end, now)
+
+    def schedule_datagram(self, data: bytes, now: float) -> Segment | None:
+        """A datagram, never cut: dropped (None, --drop) or due after --delay/--jitter/--rate."""
+        if self.drops():
+            return None
+        return self._timed([data], None, now)[0]
+
+    def _timed(self, pieces: Sequence[bytes], end: str | None, now: float) -> list[Segment]:
+        f = self.faults
         due = now + f.delay
         if f.jitter:
             due += self.rng.uniform(-f.jitter, f.jitter)
         due = max(due, now, self._last_due)
         segments = []
-        pieces = _pieces(data, f)
         for index, piece in enumerate(pieces):
             if f.chunk and (index or self._last_due):
                 due = max(due, self._last_due + f.chunk_gap)

@@ -421,7 +421,7 @@ class Forwarder:
         faults = self.options.faults
         for flow in (up, down):
             flow_faults = faults.for_direction(flow.direction)
-            if flow_faults.shapes_bytes:
+            if flow_faults.active:
                 flow.shaper = Shaper(flow_faults, faults.rng(pair.conn, flow.direction))
                 if flow_faults.chunk:
                     _no_delay(flow.dst)  # a segment per write
@@ -441,25 +441,52 @@ class Forwarder:
             pair = flow.pair
             self.sink(ev.Data(pair.conn, pair.peer, flow.direction, bytes(data)))
         if flow.framer is not None:
-            try:
-                datagrams = flow.framer.feed(bytes(data))
-            except FrameTooLarge as exc:
-                self._cannot_frame(flow, f"{exc}; no datagram carries it")
-                return
-            self._queue(flow, [(0.0, datagram, None) for datagram in datagrams])
+            self._to_datagrams(flow, bytes(data))
         elif flow.encoder is not None:
+            if flow.shaper is not None and flow.shaper.drops():
+                return
             try:
                 framed = flow.encoder(bytes(data))
             except ValueError as exc:
                 self._cannot_frame(flow, str(exc))
                 return
-            self._queue(flow, [(0.0, framed, None)])
+            shaped = flow.shaper.schedule(framed, time.monotonic()) if flow.shaper is not None else None
+            self._queue(flow, shaped or [(0.0, framed, None)])
         elif flow.shaper is not None:
             self._queue(flow, flow.shaper.schedule(bytes(data), time.monotonic()))
         else:
             flow.dst.write(data)
             if not flow.dst.writable:
                 flow.src.pause_reading()  # until the destination drains
+
+    def _to_datagrams(self, flow: _Flow, data: bytes, *, last: bool = False) -> None:
+        """--tcp-to-udp: the client's bytes cut into datagrams for the target. Faults act on
+        the datagrams (drop, delay, jitter, rate: each whole), except --reset-after and
+        --close-after, which count the client's bytes: the datagrams of exactly the first N
+        go (the rest after the last message as at the stream's end), then the client's
+        connection is reset or closed."""
+        framer, shaper = flow.framer, flow.shaper
+        assert framer is not None
+        end = None
+        if shaper is not None:
+            data, end = shaper.limit(data)
+        try:
+            datagrams = framer.feed(data)
+        except FrameTooLarge as exc:
+            self._cannot_frame(flow, f"{exc}; no datagram carries it")
+            return
+        if end is not None or last:
+            datagrams += framer.close()
+        now = time.monotonic()
+        segments: list[Any] = []
+        for datagram in datagrams:
+            if shaper is None:
+                segments.append((0.0, datagram, None))
+            elif (segment := shaper.schedule_datagram(datagram, now)) is not None:
+                segments.append(segment)
+        if end is not None:
+            segments.append((0.0, b"", end))  # after the datagrams before it, in order
+        self._queue(flow, segments)
 
     def _cannot_frame(self, flow: _Flow, detail: str) -> None:
         pair = flow.pair
@@ -515,7 +542,9 @@ class Forwarder:
     def _end_of_stream(self, flow: _Flow) -> None:
         flow.eof = True
         if flow.framer is not None:
-            self._queue(flow, [(0.0, datagram, None) for datagram in flow.framer.close()])
+            if flow.shaper is not None and flow.shaper.ended:  # cut by a fault: nothing more goes
+                return
+            self._to_datagrams(flow, b"", last=True)
             dropped = flow.framer.dropped
             if dropped:
                 pair = flow.pair
@@ -554,6 +583,8 @@ class Forwarder:
             return
         quiet = self.options.idle_timeout or REPLY_QUIET
         due = target.last_activity + quiet
+        if pair.down is not None and pair.down.queue:  # replies held by a fault are still to come
+            due = max(due, time.monotonic() + 0.05)
         if time.monotonic() >= due:
             self._finish(pair, "closed by client")
         else:
