@@ -23,6 +23,8 @@ from socktool.view.render import escape_text, escaped_lines, hexdump_lines
         (":0", True, Endpoint(None, 0)),
         ("0.0.0.0:0", True, Endpoint("0.0.0.0", 0)),
         ("[::]:9000", True, Endpoint("::", 9000)),
+        ("http", True, Endpoint(None, 80)),  # a listener's lone port, as a service name
+        (":http", True, Endpoint(None, 80)),
     ],
 )
 def test_addresses_users_write_are_understood(text, listener, expected):
@@ -47,6 +49,7 @@ def test_addresses_users_write_are_understood(text, listener, expected):
         ("host:", False, "missing port"),
         ("unix:", False, "needs a path"),
         ("65536", True, "out of range"),
+        ("htpp", True, "'htpp': expected [HOST:]PORT .PORT: a number, or a service name such as http."),
     ],
 )
 def test_bad_addresses_say_what_is_wrong(text, listener, complaint):

@@ -2,6 +2,7 @@
 
 Forms: `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH`; listeners also take `PORT`
 and `:PORT` (all interfaces). Ports are 1-65535; a listener also takes 0.
+A port may be a service name (`http`), a listener's lone PORT included.
 Parsing is pure; `resolve` is the only function here that asks the system.
 """
 
@@ -82,8 +83,14 @@ def parse_endpoint(text: str, *, listener: bool = False) -> Endpoint:
     else:
         host, colon, port_text = text.rpartition(":")
         if not colon:
-            expected = "[HOST:]PORT" if listener else "HOST:PORT"
-            raise ValueError(f"{text!r}: expected {expected}")
+            if not listener:
+                raise ValueError(f"{text!r}: expected HOST:PORT")
+            try:  # a listener's port alone may be a service name too (`tcp-listen http-alt`)
+                return Endpoint(port=parse_port(text, allow_zero=True))
+            except ValueError:
+                raise ValueError(
+                    f"{text!r}: expected [HOST:]PORT (PORT: a number, or a service name such as http)"
+                ) from None
         if ":" in host:
             raise ValueError(f"{text!r}: put an IPv6 address in brackets, e.g. [::1]:{port_text}")
         if not host:
