@@ -1,23 +1,36 @@
 """Every `socktool forward` example of the README runs: LISTEN becomes a free loopback
 port, TARGET a local peer of the kind the example names (a unix stream server
-for docker.sock, a UDP echo for --udp, a TCP echo otherwise), FILE a temporary
-file; then one message goes through and comes back."""
+for docker.sock, a UDP echo for --udp and --tcp-to-udp, a TLS echo with a certificate for the
+example's host name for --tls-target, a TCP echo otherwise), FILE a temporary
+file (site.pem: a certificate and its key from a test CA), a proxy URL's port a
+local microsocks; then one message goes through and comes back. Where the
+example relies on the system's CAs, the test CA is given with --ca (and the
+example's host name with --sni, since the target is now 127.0.0.1)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
+import socket
+import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from conftest import Proc
+from reliability_helpers import recv_exactly
 from test_forward import connect, forwarding
 from test_forward_udp import client, udp_server
+from test_proxy import microsocks  # noqa: F401 - the fixture, for the --proxy example
+from tls_helpers import make_pki, write_leaf
 
 ROOT = Path(__file__).resolve().parent.parent
 TAKES_VALUE = {"--delay", "--jitter", "--rate", "--chunk", "--chunk-delay", "--drop", "--seed", "--record", "-i", "-w"}
+TAKES_VALUE |= {"--cert", "--key", "--ca", "--sni", "--pin", "--proxy", "--proxy-auth"}
+MESSAGE = b"hello through forward\n"
 
 
 def examples() -> list[str]:
@@ -44,15 +57,18 @@ def split(example: str) -> tuple[list[str], list[str]]:
 
 def test_the_readme_shows_the_docker_http_udp_device_and_fault_examples():
     text = "\n".join(examples())
-    for needle in ("unix:/var/run/docker.sock", "--record", "--udp-to-tcp", "--delay", "--rate", "--drop"):
+    needles = ("unix:/var/run/docker.sock", "--record", "--udp-to-tcp", "--delay", "--rate", "--drop")
+    for needle in (*needles, "--tls-listen", "--tls-target", "--proxy"):
         assert needle in text
 
 
 @pytest.mark.parametrize("example", examples())
-def test_readme_forward_example_relays_a_message(example, tmp_path, tmp_sock_dir):
+def test_readme_forward_example_relays_a_message(example, tmp_path, tmp_sock_dir, request):
     (_listen, target), options = split(example)
     options = [str(tmp_path / word) if word.endswith(".jsonl") else word for word in options]
-    if target.startswith("unix:"):
+    if "--tls-listen" in options or "--tls-target" in options:
+        _tls_round_trip(target, options, tmp_path, request)
+    elif target.startswith("unix:"):
         path = str(tmp_sock_dir / "docker.sock")
         with Proc("echo", f"unix:{path}", "--tcp-only") as echo:
             echo.wait_listening()
@@ -62,6 +78,14 @@ def test_readme_forward_example_relays_a_message(example, tmp_path, tmp_sock_dir
             with forwarding(f"127.0.0.1:{server.port}", *options) as (_proc, port), client() as sock:
                 sock.sendto(b"a datagram", ("127.0.0.1", port))
                 assert sock.recv(100) == b"a datagram"
+    elif "--tcp-to-udp" in options:  # a line out is a datagram; the datagram back is one write
+        with (
+            udp_server() as server,
+            forwarding(f"127.0.0.1:{server.port}", *options) as (_proc, port),
+            connect(port) as sock,
+        ):
+            sock.sendall(b"a line\n")
+            assert recv_exactly(sock, 6) == b"a line"
     elif "--udp-to-tcp" in options:
         with Proc("echo", "127.0.0.1:0", "--tcp-only", stdout=subprocess.DEVNULL) as echo:
             port = echo.wait_listening()
@@ -76,12 +100,65 @@ def test_readme_forward_example_relays_a_message(example, tmp_path, tmp_sock_dir
             assert Path(word).read_text().count('"event":"data"') >= 2
 
 
-def _stream_round_trip(target: str, options: list[str]) -> None:
-    with forwarding(target, *options) as (_proc, port), connect(port) as sock:
-        sock.sendall(b"hello through forward\n")
-        got = b""
-        while len(got) < 22:
-            chunk = sock.recv(100)
-            assert chunk, f"closed after {got!r}"
-            got += chunk
-        assert got == b"hello through forward\n"
+def _stream_round_trip(target: str, options: list[str], wrap=None) -> None:
+    with forwarding(target, *options) as (_proc, port), connect(port) as plain:
+        sock = wrap(plain) if wrap is not None else plain
+        sock.sendall(MESSAGE)
+        assert recv_exactly(sock, len(MESSAGE)) == MESSAGE
+
+
+def _tls_round_trip(target: str, options: list[str], tmp_path: Path, request) -> None:
+    pki = make_pki(tmp_path)
+    host = target.rsplit(":", 1)[0]
+    if "--proxy" in options:  # the example's proxy, on a port of our own
+        url = options[options.index("--proxy") + 1]
+        port = request.getfixturevalue("microsocks")
+        options[options.index("--proxy") + 1] = url.rsplit(":", 1)[0] + f":{port}"
+    if "--cert" in options:  # site.pem: a certificate and its key in one file, as the README allows
+        site = tmp_path / options[options.index("--cert") + 1]
+        site.write_bytes(pki.cert.read_bytes() + pki.key.read_bytes())
+        options[options.index("--cert") + 1] = str(site)
+    wrap = None
+    if "--tls-listen" in options:
+        client_ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+        wrap = lambda sock: client_ctx.wrap_socket(sock, server_hostname="localhost")  # noqa: E731
+    if "--tls-target" not in options:
+        with Proc("echo", "127.0.0.1:0", "--tcp-only", stdout=subprocess.DEVNULL) as echo:
+            _stream_round_trip(f"127.0.0.1:{echo.wait_listening()}", options, wrap)
+        return
+    leaf = pki.ca.issue_cert(host)  # the certificate the example's HTTPS server would show
+    write_leaf(leaf, tmp_path / "site-cert.pem", tmp_path / "site-key.pem")
+    with _tls_echo(tmp_path / "site-cert.pem", tmp_path / "site-key.pem") as port:
+        verify = ["--ca", str(pki.ca_file), "--sni", host]  # the system's CAs would know the real one
+        _stream_round_trip(f"127.0.0.1:{port}", [*options, *verify], wrap)
+
+
+@contextlib.contextmanager
+def _tls_echo(cert: Path, key: Path):
+    """A TLS echo server on loopback: each client gets back what it sends, until it ends."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn: socket.socket) -> None:
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                while data := tls.recv(65536):
+                    tls.sendall(data)
+        except (OSError, ssl.SSLError):
+            pass  # a scanner from another test, or a client that left
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.settimeout(10)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
