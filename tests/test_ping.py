@@ -250,3 +250,41 @@ def test_tls_is_its_own_probe(other):
     result = run("ping", "--tls", "--insecure", *other, "-c", "1", f"127.0.0.1:{free_port()}")
     assert result.returncode == 2
     assert f"--tls and {other[0]} cannot be used together" in one_line_error(result.stderr)
+
+
+def test_probes_start_on_a_grid_however_late_each_one_is(monkeypatch):
+    """Every wake-up is late (epoll rounds its timeout up to a millisecond; a busy machine
+    runs the loop late) and every probe takes its time: the next probe is still due one
+    interval after the last one was due, so -c 20 -i 10ms takes 190 ms, not 20 x 11.5 ms.
+    The prober is a stand-in on a made-up clock: that lateness cannot be made on demand."""
+    from socktool.net import ping as ping_module
+    from socktool.net.address import Endpoint
+    from socktool.net.probe import Check, Outcome, Target
+
+    now = [100.0]
+    starts: list[float] = []
+
+    class LateProber:
+        def __init__(self, clock: object) -> None:
+            pass
+
+        def run_one(self, target: Target, check: Check, timeout: float) -> Outcome:
+            starts.append(now[0])
+            now[0] += 0.003  # the probe's own time
+            return Outcome(True, "", 0.003)
+
+        def poll(self, timeout: float) -> None:
+            now[0] += timeout + 0.0015  # woken late
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(ping_module, "Prober", LateProber)
+    target = Target(Endpoint("127.0.0.1", 9), ((socket.AF_INET, ("127.0.0.1", 9)),))
+    pinger = ping_module.Pinger(
+        target, Check(), name="t", count=20, interval=0.01, sink=lambda event: None, clock=lambda: now[0]
+    )
+    summary = pinger.run()
+    assert summary.received == 20 and len(starts) == 20
+    for seq, start in enumerate(starts):
+        assert 100.0 + seq * 0.01 - 1e-9 <= start <= 100.0 + seq * 0.01 + 0.0016  # one wake-up late at most

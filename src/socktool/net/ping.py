@@ -6,6 +6,8 @@ connect's share), or with --udp a datagram and its answer (the round-trip time),
 with --send/--expect the time until the answer matched. The name is
 resolved once, before the first probe, and the first address is probed
 each time (ping(8) does the same), so every probe measures the same path.
+Probes start one interval apart on a fixed grid (net/probe.next_due): a
+probe that started late does not push back the ones after it.
 Each probe's outcome is an event (Probed) as it ends; PingSummary at the end.
 """
 
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from socktool.net.address import Endpoint, resolve, sockaddr_text
 from socktool.net.errors import NetworkError
 from socktool.net.events import PingEvent, PingSummary, Probed
-from socktool.net.probe import Check, Prober, Target
+from socktool.net.probe import Check, Prober, Target, next_due
 
 SHORT_PAUSE = 0.001  # pauses shorter than this sleep; longer ones wait in the selector
 
@@ -63,13 +65,14 @@ class Pinger:
         began = self.clock()
         prober = Prober(self.clock)
         try:
+            due = began
             while not self.count or self.sent < self.count:
-                started = self.clock()
                 self.sent += 1
                 self._probe(prober, self.sent)
                 if self.count and self.sent >= self.count:
                     break
-                while (left := started + self.interval - self.clock()) > 0:
+                due = next_due(due, self.interval, self.clock())  # on a grid: -c 100 -i 10ms takes 990ms
+                while (left := due - self.clock()) > 0:
                     if left < SHORT_PAUSE:
                         time.sleep(left)  # poll() would round it up to a millisecond
                     else:

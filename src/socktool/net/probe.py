@@ -450,6 +450,16 @@ Job = tuple[K, Target, Check]  # (the caller's key, where, what)
 JobDone = Callable[[K, Outcome], bool]  # True: probe it again
 
 
+def next_due(due: float, period: float, now: float) -> float:
+    """When the next probe is due, the last having been due at `due` (wait's tries of an
+    endpoint, ping's probes): one period on along a fixed grid, however late the last one
+    actually started, so lateness (epoll rounds its timeout up to a millisecond; a busy
+    machine runs the loop late) is not carried from one probe into the next; at once, and
+    the grid starts again from there, when the last one ran past that (a probe that
+    timed out)."""
+    return max(due + period, now)
+
+
 def status_text(statuses: frozenset[int]) -> str:
     """200,204 or 200-299, as the user would write it."""
     ordered = sorted(statuses)

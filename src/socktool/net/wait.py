@@ -46,7 +46,7 @@ from typing import NamedTuple
 from socktool.net.address import Endpoint, resolve
 from socktool.net.errors import NetworkError
 from socktool.net.events import Ready
-from socktool.net.probe import Check, Outcome, Prober, Target
+from socktool.net.probe import Check, Outcome, Prober, Target, next_due
 
 MIN_ATTEMPT_TIMEOUT = 1.0  # a probe gets at least this long to complete, whatever the interval
 MAX_ATTEMPT_TIMEOUT = 8.0  # ... and after tries that were answered too slowly, up to this long
@@ -70,13 +70,6 @@ def first_due(began: float, period: float, index: int, count: int) -> float:
     endpoint's second try comes within one step of the first and the loop then starts a
     few probes at a time rather than all of them at every step."""
     return began - period * (count - 1 - index) / count
-
-
-def next_due(due: float, period: float, now: float) -> float:
-    """When the next try is due, the last having been due at `due`: one step on along the
-    grid, whenever the last one actually started; at once (and the grid starts again from
-    there) when the last try ran past that, as a probe that timed out does."""
-    return max(due + period, now)
 
 
 class Watch(NamedTuple):
