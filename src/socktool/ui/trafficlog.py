@@ -243,14 +243,15 @@ class TrafficLog(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         index = bisect.bisect_right(self._starts, row) - 1
         strips = self._strips(self._entries[index])
-        return strips[row - self._starts[index]].crop_extend(0, width, style)
+        # min(): a frame drawn between a resize and its recount shows the record's last row, never fails.
+        return strips[min(row - self._starts[index], len(strips) - 1)].crop_extend(0, width, style)
 
     def _strips(self, entry: _Entry) -> list[Strip]:
         if entry.strips is None:
             self.drawn += 1
             console, style, columns = self.app.console, self.rich_style, self._columns
             strips: list[Strip] = []
-            for line in record_lines(entry.record, self.hex_width):
+            for line in record_lines(entry.record, dump_width(columns) if self.hex_view else 0):
                 strip = Strip(line.render(console), line.cell_len).apply_style(style)
                 length = strip.cell_length
                 # divide() leaves out what follows its last cut: the end is a cut too.
