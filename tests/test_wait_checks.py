@@ -224,6 +224,13 @@ def test_checks_that_cannot_apply_are_usage_errors(args):
     assert "Traceback" not in result.stderr.decode()
 
 
+def test_an_https_url_is_refused_naming_what_checks_tls_instead():
+    result = run("wait", "-w", "100ms", "https://127.0.0.1/")
+    assert result.returncode == 2
+    line = one_line_error(result.stderr)
+    assert "wait does not speak HTTP over TLS yet; --tls HOST:PORT checks the handshake" in line
+
+
 def test_http_takes_an_optional_path(http_server):
     port, log, _root = http_server
     result = run("wait", "--http", f"127.0.0.1:{port}", "-w", "5s")  # GET / lists the directory: 200

@@ -677,7 +677,10 @@ def parse_url_endpoint(text: str) -> UrlEndpoint | None:
         return None
     scheme = scheme.lower()
     if scheme == "https":
-        raise ValueError(f"{text!r}: https:// needs TLS, which wait does not do yet; use http:// or HOST:PORT")
+        raise ValueError(
+            f"{text!r}: wait does not speak HTTP over TLS yet; --tls HOST:PORT checks the handshake and "
+            "the certificate, http:// the HTTP answer"
+        )
     if scheme not in ("http", "tcp"):
         raise ValueError(f"{text!r}: unknown scheme {scheme!r} (http:// or tcp://)")
     authority, slash, path = rest.partition("#")[0].partition("/")
