@@ -19,6 +19,7 @@ socket tool to run side by side: the baseline is the same app, idle.
     python bench/bench_ui.py                   # 10,000 datagrams/s for 5 s
     python bench/bench_ui.py --hog 3           # the same with 3 busy processes beside it
     python bench/bench_ui.py --rate 20000 --seconds 3
+    python bench/bench_ui.py --compare REV --rounds 3   # REV's tree and this one in turn: a table
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
+import shlex
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -92,13 +98,18 @@ async def key_latencies(app: SocktoolApp, duration: float) -> list[float]:
     return times
 
 
-def summary(times: list[float]) -> str:
+def figures(times: list[float]) -> dict[str, float]:
     ms = sorted(t * 1000 for t in times)
     p99 = ms[max(0, -(-len(ms) * 99 // 100) - 1)]
-    return f"{len(ms)} keys: median {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, worst {ms[-1]:.1f} ms"
+    return {"keys": len(ms), "median": statistics.median(ms), "p99": p99, "worst": ms[-1]}
 
 
-async def run(rate: int, seconds: float, hog: int) -> None:
+def summary(times: list[float]) -> str:
+    f = figures(times)
+    return f"{f['keys']} keys: median {f['median']:.1f} ms, p99 {f['p99']:.1f} ms, worst {f['worst']:.1f} ms"
+
+
+async def run(rate: int, seconds: float, hog: int, as_json: bool) -> None:
     app = SocktoolApp(parse_specs(["udp-listen", "127.0.0.1:0"]))
     async with app.run_test(size=(80, 24)) as pilot:
         session = app.sessions[0]
@@ -117,6 +128,11 @@ async def run(rate: int, seconds: float, hog: int) -> None:
         while session.events:  # what is still queued
             await asyncio.sleep(0.05)
         view = app.views[session.number]
+        await pilot.press("ctrl+q")
+        if as_json:
+            record = {"flood": figures(busy), "idle": figures(idle), "cpu": cpu / seconds}
+            print(json.dumps({**record, "rss_peak": rss_mib("VmHWM"), "sent": sent[0], "counted": session.messages_in}))
+            return
         load = f", {hog} busy process{'es' if hog != 1 else ''} beside it" if hog else ""
         print(f"idle:  {summary(idle)}{load}")
         print(f"flood: {summary(busy)}{load}")
@@ -128,7 +144,29 @@ async def run(rate: int, seconds: float, hog: int) -> None:
             f"RSS {rss_before:.1f} MiB before the flood, {rss_mib():.1f} MiB after, peak {rss_mib('VmHWM'):.1f} MiB; "
             f"records kept {len(view.records)}"
         )
-        await pilot.press("ctrl+q")
+
+
+def compare(rev: str, rounds: int, rate: int, seconds: float, hog: int) -> None:
+    """This tree and REV's, in turn, `rounds` times, in one sitting: a table of the flood's figures."""
+    before = tempfile.mkdtemp(prefix="bench-ui-")
+    try:
+        subprocess.run(f"git archive {shlex.quote(rev)} src | tar -x -C {before}", shell=True, check=True)
+        trees = [("this tree", os.environ.get("PYTHONPATH", "")), (rev, os.path.join(before, "src"))]
+        print("| round | tree | key median | p99 | worst | app thread, % of a core | peak RSS | counted |")
+        print("|---|---|---:|---:|---:|---:|---:|---|")
+        with hogs(hog):
+            for round_ in range(1, rounds + 1):
+                for name, path in trees:
+                    argv = [sys.executable, __file__, "--json", "--rate", str(rate), "--seconds", str(seconds)]
+                    out = subprocess.run(argv, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True)
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    f = r["flood"]
+                    print(
+                        f"| {round_} | {name} | {f['median']:.1f} ms | {f['p99']:.1f} ms | {f['worst']:.1f} ms "
+                        f"| {r['cpu']:.0%} | {r['rss_peak']:.1f} MiB | {r['counted']:,} of {r['sent']:,} |"
+                    )
+    finally:
+        shutil.rmtree(before, ignore_errors=True)
 
 
 def main() -> None:
@@ -136,9 +174,15 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--hog", type=int, default=0, help="busy processes beside it (a loaded machine)")
+    parser.add_argument("--compare", metavar="REV", help="also run REV's tree (git archive), in turn with this one")
+    parser.add_argument("--rounds", type=int, default=3, help="with --compare: rounds of both trees")
+    parser.add_argument("--json", action="store_true", help="one JSON line of figures (what --compare reads)")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.compare, args.rounds, args.rate, args.seconds, args.hog)
+        return
     with hogs(args.hog):
-        asyncio.run(run(args.rate, args.seconds, args.hog))
+        asyncio.run(run(args.rate, args.seconds, args.hog, args.json))
 
 
 if __name__ == "__main__":
