@@ -696,6 +696,34 @@ def test_log_scrolls_back_stays_there_while_traffic_comes_and_follows_again_at_t
     drive(["udp-listen", "127.0.0.1:0"], scenario, size=(80, 24))
 
 
+def test_log_wraps_long_lines_at_its_width_and_again_when_the_terminal_is_resized():
+    from socktool.net import events as ev
+
+    long = b"x" * 70 + b"END"  # wider than the log at 80 columns, narrower at 160
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        await listening_port(app, pilot)
+        log = app.query_one("#log", TrafficLog)
+        app.sessions[0].sink(ev.Datagram("127.0.0.1:9", ev.RECEIVED, long))
+        app.sessions[0].sink(ev.Datagram("127.0.0.1:9", ev.RECEIVED, bytes(range(32))))
+        await until(pilot, lambda: len(log.records) == 3, "the records in the log")
+        await pilot.press("ctrl+x")  # the hex dump: its bytes a line follow the width
+        await until(pilot, lambda: "00000008  08 09 0a 0b" in log.text(), "8 bytes a line at 80 columns")
+        await pilot.press("ctrl+x")
+        await until(pilot, lambda: "END" in app.export_screenshot(), "the wrapped line's end on the screen")
+        narrow = log.virtual_size.height
+        await pilot.resize_terminal(160, 48)
+        await until(pilot, lambda: log.virtual_size.height < narrow, "fewer rows at 160 columns")
+        await until(pilot, lambda: "x" * 70 + "END" in app.export_screenshot(), "the whole line on a row")
+        await pilot.press("ctrl+x")
+        await until(pilot, lambda: "00000010  10 11 12 13" in log.text(), "16 bytes a line at 160 columns")
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: "00000008  08 09 0a 0b" in log.text(), "8 bytes a line again")
+        await until(pilot, lambda: "|........|" in app.export_screenshot(), "the narrow dump drawn")
+
+    drive(["udp-listen", "127.0.0.1:0"], scenario, size=(80, 24))
+
+
 def test_send_box_bytes():
     assert encode_input("hi", hex_input=False, line_end="CRLF") == b"hi\r\n"
     assert encode_input("hi", hex_input=False, line_end="none") == b"hi"
