@@ -621,6 +621,16 @@ def test_keep_open_listener_whose_stdin_ended_gets_every_clients_data_and_warns_
         assert sorted(listener.popen.stdout.read().splitlines()) == [f"client {n}".encode() for n in range(1, 6)]
 
 
+def test_one_client_listener_whose_stdin_ended_gets_the_data_that_came_with_the_handshake(pki: Pki):
+    for _round in range(3):  # the data may or may not share a segment with the client's Finished
+        with Proc("tcp-listen", "--tls", "--cert", pki.cert, "--key", pki.key, "127.0.0.1:0") as listener:
+            client_that_ends_without_close_notify(pki, listener.wait_listening(), b"with the handshake\n")
+            assert listener.wait() == 0, listener.stderr
+            assert listener.popen.stdout is not None
+            assert listener.popen.stdout.read() == b"with the handshake\n"
+            assert "without TLS close_notify" in listener.stderr
+
+
 def test_strict_close_fails_a_one_client_exec_listener_and_is_refused_where_the_listener_outlives_its_clients(
     pki: Pki,
 ):

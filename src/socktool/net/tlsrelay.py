@@ -50,6 +50,10 @@ class _Feeder:
         self.wake_read, self._wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self._wake_write, False)
+        # The reader thread may still be at a chunk when the relay closes the pipe: it must
+        # never write to a closed descriptor (nor to whatever file took its number since).
+        self._pipe_lock = threading.Lock()
+        self._closed = False
         self.error: SocktoolError | None = None
         threading.Thread(target=self._run, name="tls-stdin", daemon=True).start()
 
@@ -67,10 +71,13 @@ class _Feeder:
             self._wake()
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"x")
-        except BlockingIOError:
-            pass  # already awake
+        with self._pipe_lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._wake_write, b"x")
+            except BlockingIOError:
+                pass  # already awake
 
     def take(self) -> bytes | None:
         """A chunk; END when nothing is there yet; None at the end of the payload.
@@ -92,8 +99,10 @@ class _Feeder:
             return self.END
 
     def close(self) -> None:
-        for fd in (self.wake_read, self._wake_write):
-            os.close(fd)
+        with self._pipe_lock:
+            self._closed = True
+            for fd in (self.wake_read, self._wake_write):
+                os.close(fd)
 
 
 class TlsRelay:
@@ -246,8 +255,15 @@ class TlsRelay:
         room = len(view) - TLS_RECORD
         while True:
             filled = 0
-            while filled <= room and (n := layer.read_into(view[filled:])):
-                filled += n
+            try:
+                while filled <= room and (n := layer.read_into(view[filled:])):
+                    filled += n
+            except ssl.SSLEOFError:
+                # The end without close_notify, behind bytes already decrypted (held across our
+                # close_notify by TlsLayer.close): those go out first.
+                if filled and (reason := self._output(view[:filled])) is not None:
+                    return reason
+                raise
             if not filled:
                 return None
             reason = self._output(view[:filled])
@@ -292,7 +308,12 @@ class TlsRelay:
         if not chunk or self._send_failed:
             return
         self._stdin_at = time.monotonic()
-        self.layer.write(chunk)
+        try:
+            self.layer.write(chunk)
+        except ssl.SSLError:  # the session is over (the peer's end came): as a send to a gone peer
+            self._send_failed = True
+            self._out.clear()
+            return
         self.conn.count_sent(len(chunk))
         if self.options.emit_data:
             self.sink(ev.Data(self.conn.conn, self.conn.peer, ev.SENT, chunk))
