@@ -108,6 +108,7 @@ async def settled(app: SocktoolApp, pilot) -> str:
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 def test_main_screens_match_the_stored_snapshots(tmp_path, monkeypatch, size):
+    monkeypatch.delenv("NO_COLOR", raising=False)  # the snapshots are in colour (test_ui's tmux test does the greys)
     monkeypatch.setattr("socktool.ui.trafficlog.clock", lambda ts: "12:34:56.789")
     monkeypatch.setattr("socktool.ui.app.format_duration", lambda seconds: "3s")
     peers: list[Peer] = []
