@@ -712,9 +712,9 @@ PAIRS: dict[str, dict[str, str]] = {
         "--expect --http": f"{CHECKS}test_http_expect_matches_the_body",
         "--expect --status": REFUSED,
         "--http --status": f"{CHECKS}test_http_with_status_takes_the_statuses_given_as_up",
-        **{
-            f"--tls {name}": REFUSED for name in ("--udp", "--send", "--expect", "--http")
-        },  # a TLS probe is its own check
+        "--tls --udp": REFUSED,  # no DTLS
+        "--tls --http": f"{CHECKS}test_http_through_tls_is_up_only_after_the_status_turns_200",
+        **{f"--tls {name}": f"{CHECKS}test_send_and_expect_through_tls" for name in ("--send", "--expect")},
         **{f"--tls {name}": f"{TLS}test_wait_tls_is_up_when_the_certificate_verifies" for name in ("--ca", "--pin")},
         **{
             f"--tls {name}": f"{TLS}test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down"

@@ -213,7 +213,8 @@ def test_udp_probe_of_a_silent_port_says_no_reply():
         ["--http", "--udp", "127.0.0.1:80"],
         ["--udp", "unix:/tmp/nothing-here.sock"],
         ["--expect", "(", "127.0.0.1:80"],
-        ["https://127.0.0.1/"],
+        ["--tls", "--udp", "127.0.0.1:80"],
+        ["--tls", "--insecure", "http://127.0.0.1/"],  # --tls is for HOST:PORT and https://
         ["ftp://127.0.0.1/"],
         ["tcp://127.0.0.1"],
     ],
@@ -224,11 +225,98 @@ def test_checks_that_cannot_apply_are_usage_errors(args):
     assert "Traceback" not in result.stderr.decode()
 
 
-def test_an_https_url_is_refused_naming_what_checks_tls_instead():
-    result = run("wait", "-w", "100ms", "https://127.0.0.1/")
-    assert result.returncode == 2
-    line = one_line_error(result.stderr)
-    assert "wait does not speak HTTP over TLS yet; --tls HOST:PORT checks the handshake" in line
+class HttpsHealth:
+    """An HTTPS server (Python's http.server behind TLS, a certificate for localhost and
+    127.0.0.1 by a test CA) whose /health answers `status`, which the test changes."""
+
+    def __init__(self, directory: Path):
+        import http.server
+        import ssl
+
+        from tls_helpers import make_pki
+
+        self.pki = make_pki(directory)
+        self.status = 404
+        self.asked: list[int] = []  # the status of each answer
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status = outer.status if self.path == "/health" else 404
+                outer.asked.append(status)
+                body = b"ok\n" if status == 200 else b"not yet\n"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.pki.cert), str(self.pki.key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> HttpsHealth:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_http_through_tls_is_up_only_after_the_status_turns_200(tmp_path: Path):
+    with HttpsHealth(tmp_path) as server:
+        argv = ["wait", "-v", "--tls", "--ca", str(server.pki.ca_file), "--http", "/health", "--status", "200"]
+        with Proc(*argv, f"127.0.0.1:{server.port}", "-w", "20s") as waiting:
+            waiting.wait_for(f"127.0.0.1:{server.port}: HTTP 404 Not Found, want 200; trying again")
+            assert waiting.popen.poll() is None  # a 404, through TLS, is not up
+            server.status = 200
+            assert waiting.wait(timeout=20) == 0, waiting.stderr
+        assert f"127.0.0.1:{server.port} is up" in waiting.stderr
+    assert server.asked[-1] == 200
+
+
+def test_an_https_url_is_verified_and_asked_for_its_path(tmp_path: Path):
+    with HttpsHealth(tmp_path) as server:
+        server.status = 200
+        url = f"https://localhost:{server.port}/health"
+        verified = run("wait", "--tls", "--ca", str(server.pki.ca_file), url, "-w", "10s")
+        unknown_ca = run("wait", url, "-w", "700ms")  # the system's CAs: the test CA is not one of them
+    assert verified.returncode == 0, verified.stderr.decode()
+    assert f"{url} is up" in verified.stderr.decode()
+    assert unknown_ca.returncode == 1
+    assert "certificate check failed: unknown CA" in one_line_error(unknown_ca.stderr)
+
+
+def test_send_and_expect_through_tls(tmp_path: Path):
+    with HttpsHealth(tmp_path) as server:
+        server.status = 200
+        request = "GET /health HTTP/1.0\r\n\r\n"
+        ca = str(server.pki.ca_file)
+        found = run(
+            "wait", "--tls", "--ca", ca, "--send", request, "--expect", "^HTTP/1.0 200", f"127.0.0.1:{server.port}"
+        )
+        missed = run(
+            "wait",
+            "--tls",
+            "--ca",
+            ca,
+            "--send",
+            request,
+            "--expect",
+            "^SSH",
+            f"127.0.0.1:{server.port}",
+            "-w",
+            "700ms",
+        )
+    assert found.returncode == 0, found.stderr.decode()
+    assert missed.returncode == 1
+    assert "no match for '^SSH' in 'HTTP/1.0 200 OK" in one_line_error(missed.stderr)
 
 
 def test_http_takes_an_optional_path(http_server):
@@ -312,7 +400,9 @@ def test_url_endpoints():
     url = parse_url_endpoint("http://[::1]")
     assert url is not None and url.endpoint == Endpoint("::1", 80) and url.path == "/"
     assert parse_url_endpoint("db:5432") is None
-    for bad in ("https://x/", "tcp://x", "gopher://x:70", "http:///path"):
+    secure = parse_url_endpoint("https://api.test/health")
+    assert secure is not None and (secure.scheme, secure.endpoint) == ("https", Endpoint("api.test", 443))
+    for bad in ("tcp://x", "gopher://x:70", "http:///path"):
         with pytest.raises(ValueError):
             parse_url_endpoint(bad)
 

@@ -19,6 +19,8 @@ from socktool.view.terminal import Terminal
 if TYPE_CHECKING:  # pragma: no cover
     from typer._click.core import Context
 
+    from socktool.net.tls import TlsCheck
+
 
 class CommandAfterDashes(opt.Command):
     """A command that hands everything after the first `--` to ctx.meta[AFTER_DASHES],
@@ -42,7 +44,7 @@ def wait(
         list[str],
         typer.Argument(
             metavar="HOST:PORT...",
-            help="Endpoints: HOST:PORT, [IPV6]:PORT, unix:PATH, http://HOST[:PORT]/PATH or tcp://HOST:PORT.",
+            help="Endpoints: HOST:PORT, [IPV6]:PORT, unix:PATH, http(s)://HOST[:PORT]/PATH or tcp://HOST:PORT.",
             show_default=False,
         ),
     ],
@@ -109,9 +111,10 @@ def wait(
 
     Up means: accepts a TCP connection; with --send/--expect, also answers
     with what REGEX matches; with --http or an http:// endpoint, answers GET
-    with a wanted --status; with --udp, answers a datagram. The options set
-    the check of HOST:PORT endpoints; an http:// or tcp:// endpoint carries
-    its own. Tries every --interval until all are up (exit 0, or CMD's exit
+    with a wanted --status; with --udp, answers a datagram; with --tls, the
+    handshake and certificate pass first (and the other checks go through
+    TLS; an https:// endpoint is --http over TLS). The options set the check
+    of HOST:PORT endpoints; a URL endpoint carries its own. Tries every --interval until all are up (exit 0, or CMD's exit
     status) or --timeout passes (exit 1, with each late endpoint's last
     failure). --invert waits for them to fail instead. With --proxy every
     endpoint is reached through the proxy (up: it connected us, and the
@@ -129,15 +132,20 @@ def wait(
     family = opt.family(ipv4, ipv6)
     check = checks.build_check(udp=udp, send=send, expect=expect, http=http, statuses=statuses)
     tls_check = tlsopt.probe_tls(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days, timeout=timeout)
-    check = tlsopt.with_probe_tls(check, tls_check, udp=udp, send=send, expect=expect, http=http)
-    watches = [_watch(text, check, statuses) for text in endpoints]
+    check = tlsopt.with_probe_tls(check, tls_check, udp=udp)  # --http/--send/--expect go through TLS
+    https_check = tls_check
+    if https_check is None and any(text.lower().startswith("https://") for text in endpoints):
+        https_check = tlsopt.probe_tls(
+            True, sni=None, ca=None, pin=None, insecure=False, min_days=None, timeout=timeout
+        )  # the system's CAs and the URL's host name
+    watches = [_watch(text, check, statuses, https_check) for text in endpoints]
     proxy_config = tlsopt.proxy_config(proxy, proxy_auth, {"--udp": udp, "-4": ipv4, "-6": ipv6})
     if proxy_config is not None:
         if any(watch.endpoint.path is not None for watch in watches):
             raise typer.BadParameter("a proxy reaches TCP HOST:PORT, not a unix: socket", param_hint="'--proxy'")
         watches = [watch._replace(check=watch.check._replace(proxy=proxy_config)) for watch in watches]
     if tls_check is not None and any(watch.check.tls is None for watch in watches):
-        raise typer.BadParameter("--tls applies to HOST:PORT endpoints, not to http:// or tcp:// ones")
+        raise typer.BadParameter("--tls applies to HOST:PORT and https:// endpoints, not to http:// or tcp:// ones")
     checks.no_status_without_http(statuses, any(watch.check.http is not None for watch in watches))
     command = _command(ctx.meta.get(CommandAfterDashes.AFTER_DASHES))
     terminal = Terminal.from_options(verbose=verbose, quiet=quiet, no_color=no_color, debug=debug)
@@ -174,8 +182,9 @@ def wait(
 DESCRIPTOR_RESERVE = 8  # stdio, the wakeup pipe and the selector are counted already; a lookup's socket
 
 
-def _watch(text: str, check: Check, statuses: frozenset[int] | None) -> Watch:
-    """One endpoint argument: HOST:PORT (checked as the options say) or a URL (its own check)."""
+def _watch(text: str, check: Check, statuses: frozenset[int] | None, https_check: "TlsCheck | None") -> Watch:
+    """One endpoint argument: HOST:PORT (checked as the options say) or a URL (its own check;
+    https:// with the --tls options' verification, else the system's CAs)."""
     try:
         url = parse_url_endpoint(text)
         endpoint = url.endpoint if url is not None else parse_connect_endpoint(text)
@@ -187,7 +196,7 @@ def _watch(text: str, check: Check, statuses: frozenset[int] | None) -> Watch:
     if url.scheme == "tcp":
         return Watch(endpoint, Check(), text)
     request = HttpRequest(url.path, url.host_header, statuses or HttpRequest().statuses)
-    return Watch(endpoint, Check(http=request), text)
+    return Watch(endpoint, Check(http=request, tls=https_check if url.scheme == "https" else None), text)
 
 
 wait.command_settings = {"cls": CommandAfterDashes}  # type: ignore[attr-defined]

@@ -269,7 +269,9 @@ class _Probe:
     def handshake(self) -> None:
         assert self.tls is not None
         state, detail = self.tls.step()
-        if state == "done":
+        if state == "done" and (self.outbox or self.check.reads):
+            self.converse()  # --http, --send, --expect through the TLS session
+        elif state == "done":
             self.finish(True, detail)
         elif state == "failed":
             self.finish(False, detail)
@@ -289,6 +291,9 @@ class _Probe:
     def send(self) -> None:
         sock = self.sock
         assert sock is not None
+        if self.tls is not None:
+            self.send_tls()
+            return
         while self.outbox or (self.check.udp and self.stage == "send"):  # a datagram may be empty
             try:
                 sent = sock.send(self.outbox)
@@ -308,9 +313,33 @@ class _Probe:
         self.stage = "read"
         self.prober.watch(self, selectors.EVENT_READ)
 
+    def send_tls(self) -> None:
+        assert self.tls is not None
+        try:
+            all_out = self.tls.write(self.outbox)
+        except OSError as exc:
+            self.finish(False, describe(exc))
+            return
+        self.outbox = b""
+        if not all_out:
+            self.prober.watch(self, selectors.EVENT_WRITE)
+            return
+        self.stage = "read"
+        self.prober.watch(self, selectors.EVENT_READ)
+        self.read()  # what came with the handshake's last records is in the session already
+
     def read(self) -> None:
         sock = self.sock
         assert sock is not None
+        if self.tls is not None:
+            try:
+                data, ended = self.tls.read(READ_LIMIT - len(self.received))
+            except OSError as exc:
+                self.finish(False, describe(exc))
+                return
+            self.received += data
+            self.judge(closed=ended or len(self.received) >= READ_LIMIT)
+            return
         try:
             data = sock.recv(READ_LIMIT)
         except BlockingIOError:
@@ -658,17 +687,17 @@ def parse_statuses(text: str) -> frozenset[int]:
 
 
 class UrlEndpoint(NamedTuple):
-    scheme: str  # "http" or "tcp"
+    scheme: str  # "http", "https" or "tcp"
     endpoint: Endpoint
     path: str  # with its query; "/" when the URL has none
     host_header: str  # HOST[:PORT] as the URL wrote it
 
 
-DEFAULT_PORTS = {"http": 80}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def parse_url_endpoint(text: str) -> UrlEndpoint | None:
-    """`http://HOST[:PORT][/PATH]` or `tcp://HOST:PORT`; None when `text` is no URL.
+    """`http(s)://HOST[:PORT][/PATH]` or `tcp://HOST:PORT`; None when `text` is no URL.
     ValueError for a URL that cannot be waited for."""
     from socktool.net.address import parse_connect_endpoint
 
@@ -676,13 +705,8 @@ def parse_url_endpoint(text: str) -> UrlEndpoint | None:
     if not sep:
         return None
     scheme = scheme.lower()
-    if scheme == "https":
-        raise ValueError(
-            f"{text!r}: wait does not speak HTTP over TLS yet; --tls HOST:PORT checks the handshake and "
-            "the certificate, http:// the HTTP answer"
-        )
-    if scheme not in ("http", "tcp"):
-        raise ValueError(f"{text!r}: unknown scheme {scheme!r} (http:// or tcp://)")
+    if scheme not in ("http", "https", "tcp"):
+        raise ValueError(f"{text!r}: unknown scheme {scheme!r} (http://, https:// or tcp://)")
     authority, slash, path = rest.partition("#")[0].partition("/")
     authority = authority.rpartition("@")[2]
     if not authority:

@@ -522,3 +522,31 @@ class ProbeHandshake:
             return False
         self._out = self._out[sent:]
         return not self._out
+
+    # -- after the handshake: a conversation through it (wait --tls --http/--send/--expect) --
+    def write(self, data: bytes) -> bool:
+        """Plaintext out (b"": what is left of earlier writes). True once all of it is on the
+        wire; False: wait until the socket takes more, then write(b"") again. OSError passes."""
+        if data:
+            self.layer.write(data)
+        self._out += self.layer.pending()
+        return not self._out or self._send()
+
+    def read(self, limit: int) -> tuple[bytes, bool]:
+        """The plaintext that has come (b"": none yet), and whether the peer is done: its
+        close_notify, or the connection's end without one. OSError passes."""
+        try:
+            self.layer.feed(self.sock.recv(64 * 1024))
+        except BlockingIOError:
+            pass  # records already fed (they came with the handshake's last ones) are read below
+        plain = bytearray()
+        buffer = bytearray(min(limit, 64 * 1024) or 1)
+        try:
+            while len(plain) < limit and (count := self.layer.read_into(buffer)):
+                plain += buffer[:count]
+        except ssl.SSLEOFError:
+            return bytes(plain), True
+        except ssl.SSLError as exc:
+            raise OSError(f"TLS error: {exc.reason or exc}") from exc
+        self._out += self.layer.pending()  # a key update to answer, if any
+        return bytes(plain), self.layer.close_received
