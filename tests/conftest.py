@@ -177,10 +177,10 @@ def one_line_error(stderr: bytes | str) -> str:
     return lines[0]
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port nothing listens on right now (for 'refused' cases)."""
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now on `host` (for 'refused' cases)."""
     with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 

@@ -85,6 +85,11 @@ GDB_COMMANDS = [
 # A scenario: start() gives socktool ready, and the traffic that sets it working.
 Start = Callable[[], AbstractContextManager[tuple[Proc, Callable[[], object]]]]
 IDLE = 1.5  # seconds without reaching the k-th call: the process is waiting for traffic
+# Every endpoint here is on a loopback address of its own. Other runs on the same machine sweep
+# 127.0.0.1's ports (portscan's self-connect test: the whole ephemeral range, up to 25 times), and a
+# sweep's connect is taken for the test's client: a one-client socktool serves it and is gone, a
+# test's server accepts it instead of socktool.
+HOST = "127.0.0.66"
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +173,9 @@ def serving(*args: str, datagrams: bool = False, send: bytes = b"") -> Start:
         def traffic():
             if datagrams:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-                    client.sendto(b"x", ("127.0.0.1", port))
+                    client.sendto(b"x", (HOST, port))
                 return
-            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            clients.append(socket.create_connection((HOST, port), timeout=10))
             if send:
                 clients[-1].sendall(send)
 
@@ -206,11 +211,11 @@ def test_udp_listen_pipe(gdb_script, tmp_sock_dir):
 def test_tcp_connect_receiving(gdb_script, tmp_path, output):
     @contextmanager
     def start():
-        with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_server((HOST, 0)) as server:
             port = server.getsockname()[1]
             with open(tmp_path / "out", "wb") as out:
                 stdout = subprocess.PIPE if output == "pipe" else out
-                proc = Proc("tcp-connect", f"127.0.0.1:{port}", "--recv-only", "-v", stdout=stdout)
+                proc = Proc("tcp-connect", f"{HOST}:{port}", "--recv-only", "-v", stdout=stdout)
                 server.settimeout(10)
                 peer, _ = server.accept()
                 with peer:
@@ -224,15 +229,15 @@ def test_tcp_connect_receiving(gdb_script, tmp_path, output):
     "start",
     [
         pytest.param(
-            serving("udp-listen", "127.0.0.1:0", "--count", "5", "--json", datagrams=True), id="udp-listen-counting"
+            serving("udp-listen", f"{HOST}:0", "--count", "5", "--json", datagrams=True), id="udp-listen-counting"
         ),
-        pytest.param(serving("tcp-listen", "127.0.0.1:0", send=b"hello"), id="tcp-listen-one-client"),
-        pytest.param(serving("tcp-listen", "127.0.0.1:0", "-k"), id="tcp-listen-keep-open"),
+        pytest.param(serving("tcp-listen", f"{HOST}:0", send=b"hello"), id="tcp-listen-one-client"),
+        pytest.param(serving("tcp-listen", f"{HOST}:0", "-k"), id="tcp-listen-keep-open"),
         pytest.param(
-            serving("tcp-listen", "127.0.0.1:0", "--exec", "sleep 60"), id="tcp-listen-exec-waiting-for-its-command"
+            serving("tcp-listen", f"{HOST}:0", "--exec", "sleep 60"), id="tcp-listen-exec-waiting-for-its-command"
         ),
-        pytest.param(serving("echo", "127.0.0.1:0", datagrams=True), id="echo"),
-        pytest.param(serving("time-server", "127.0.0.1:0"), id="time-server"),
+        pytest.param(serving("echo", f"{HOST}:0", datagrams=True), id="echo"),
+        pytest.param(serving("time-server", f"{HOST}:0"), id="time-server"),
     ],
 )
 def test_serving_command(gdb_script, start):
@@ -243,11 +248,11 @@ def test_udp_send_waiting_for_replies(gdb_script):
     @contextmanager
     def start():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
-            peer.bind(("127.0.0.1", 0))
+            peer.bind((HOST, 0))
             peer.settimeout(10)
             # --replies 2: the one pong does not end it (one datagram to one peer ends at the first
             # reply by default), so after the pong it is back in the wait, where the signal must land.
-            address = f"127.0.0.1:{peer.getsockname()[1]}"
+            address = f"{HOST}:{peer.getsockname()[1]}"
             proc = Proc("udp-send", address, "ping", "--timeout", "60s", "--replies", "2")
             _, sender = peer.recvfrom(100)
             yield proc, lambda: peer.sendto(b"pong", sender)
@@ -278,7 +283,7 @@ def test_probe_loop_between_tries(gdb_script, args):
 
     @contextmanager
     def start():
-        proc = Proc(*args, f"127.0.0.1:{free_port()}")
+        proc = Proc(*args, f"{HOST}:{free_port(host=HOST)}")
         wait_until(lambda: polling(proc.popen.pid), what="its probe loop")
         yield proc, lambda: None
 
@@ -294,7 +299,7 @@ def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, 
 
     @contextmanager
     def start():
-        with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_server((HOST, 0)) as server:
             server.settimeout(10)
             # A fixed receive buffer for the peer: once it reads, autotuning would widen its window
             # (tcp_rmem's max, megabytes) by as much as the timing of its reads says, and the sender's
@@ -307,7 +312,7 @@ def test_tcp_connect_sending_to_a_peer_that_does_not_read(gdb_script, tmp_path, 
                 # A pipe's worth (socktool widens it to 1 MiB) a write: a refill wakes it once, not 16 times.
                 feed(os.fdopen(write_end, "wb"), bytes(size), chunk=1 << 20)
             try:
-                address = f"127.0.0.1:{server.getsockname()[1]}"
+                address = f"{HOST}:{server.getsockname()[1]}"
                 proc = Proc("tcp-connect", address, "--send-only", stdin=stdin)
             finally:
                 stdin.close() if source == "file" else os.close(stdin)
@@ -327,9 +332,9 @@ def test_tcp_connect_receiving_into_a_pipe_nobody_reads(gdb_script):
 
     @contextmanager
     def start():
-        with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_server((HOST, 0)) as server:
             server.settimeout(10)
-            proc = Proc("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--recv-only")
+            proc = Proc("tcp-connect", f"{HOST}:{server.getsockname()[1]}", "--recv-only")
             peer, _ = server.accept()
             with peer:
                 threading.Thread(target=_send_quietly, args=(peer, 64 << 20), daemon=True).start()
