@@ -495,7 +495,7 @@ class _Channel:
     def __init__(self, src: Connection, dst: Connection):
         self.src = src
         self.dst = dst
-        self.pipe_r = self.pipe_w = -1  # made at the first byte: an idle pair holds no pipe
+        self.pipe_r = self.pipe_w = -1  # made when the source first turns readable: an idle pair holds none
         self.capacity = PIPE_DEFAULT  # what the pipe holds now
         self.in_pipe = 0  # bytes read from src, not yet written to dst
         self.eof = False  # src sent its last byte
