@@ -12,12 +12,13 @@ All listeners use one ECDSA P-256 certificate made here with openssl; the
 clients do not verify it (the point is the data path, not the check).
 
     python bench/bench_tls.py                  # 1 GiB, 3 rounds
-    python bench/bench_tls.py --size 2G --rounds 3
+    python bench/bench_tls.py --size 2G --rounds 3   # issue 13's figure, about 3 minutes
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import socket
 import statistics
 import subprocess
@@ -68,7 +69,15 @@ def wait_for(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def one_round(tool: str, size: int, cert: str, key: str) -> tuple[float, int]:
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child waited for so far, and of theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_round(tool: str, size: int, cert: str, key: str) -> tuple[float, int, float]:
+    """(seconds, bytes delivered, CPU seconds of both ends with head and wc)."""
+    cpu_before = children_cpu()
     port = free_port()
     fmt = {"port": port, "cert": cert, "key": key}
     listener = subprocess.Popen(
@@ -79,7 +88,7 @@ def one_round(tool: str, size: int, cert: str, key: str) -> tuple[float, int]:
     subprocess.run(f"head -c {size} /dev/zero | {TOOLS[tool]['connect'].format(**fmt)}", shell=True, check=False)
     out, _ = listener.communicate(timeout=600)
     elapsed = time.monotonic() - started
-    return elapsed, int(out.strip() or 0)
+    return elapsed, int(out.strip() or 0), children_cpu() - cpu_before
 
 
 def main() -> None:
@@ -99,21 +108,30 @@ def main() -> None:
         )  # fmt: skip
         rates: dict[str, list[float]] = {tool: [] for tool in tools}
         counts: dict[str, list[int]] = {tool: [] for tool in tools}
+        cpus: dict[str, list[float]] = {tool: [] for tool in tools}
         for round_ in range(args.rounds):
             order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
             for tool in order:
-                elapsed, received = one_round(tool, size, cert, key)
+                elapsed, received, cpu = one_round(tool, size, cert, key)
                 rates[tool].append(received / elapsed / (1 << 20))
                 counts[tool].append(received)
-                print(f"round {round_ + 1} {tool:9} {received / elapsed / (1 << 20):8.1f} MiB/s  {received} bytes")
+                cpus[tool].append(cpu / (received / (1 << 30)) if received else float("inf"))
+                print(
+                    f"round {round_ + 1} {tool:9} {received / elapsed / (1 << 20):8.1f} MiB/s  {received} bytes"
+                    f"  {cpus[tool][-1]:5.2f} CPU s/GiB",
+                    flush=True,
+                )
     base = statistics.median(rates["socat"]) if "socat" in rates else None
-    print(f"\n{args.size} × {args.rounds} rounds, median MiB/s; bytes delivered of {size}")
+    base_cpu = statistics.median(cpus["socat"]) if "socat" in cpus else None
+    print(f"\n{args.size} × {args.rounds} rounds, median MiB/s; bytes delivered of {size};")
+    print("CPU s/GiB: both ends, head and wc together (what the load cannot skew)")
     for tool in tools:
-        median = statistics.median(rates[tool])
+        median, cpu = statistics.median(rates[tool]), statistics.median(cpus[tool])
         ratio = f"{median / base:.2f}× socat" if base else ""
+        cpu_ratio = f"{cpu / base_cpu:.2f}× socat's CPU" if base_cpu else ""
         lost = [size - count for count in counts[tool]]
         delivered = "every byte" if not any(lost) else f"short by {', '.join(str(n) for n in lost)} bytes"
-        print(f"  {tool:9} {median:8.1f}  {ratio:12}  {delivered}")
+        print(f"  {tool:9} {median:8.1f}  {ratio:12}  {cpu:5.2f} CPU s/GiB {cpu_ratio:20}  {delivered}")
 
 
 if __name__ == "__main__":

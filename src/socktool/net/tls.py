@@ -107,6 +107,10 @@ class ServerIdentity(NamedTuple):
 
 def server_context(opts: ServerTls, listen_host: str | None) -> ServerIdentity:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # No TLS 1.3 session tickets: socktool keeps no session to resume, a listener's
+    # certificate is often made for this run, and the two tickets OpenSSL sends by
+    # default cost ~11 % of a full handshake's CPU (bench/bench_tls_handshakes.py).
+    ctx.num_tickets = 0
     _common(ctx, opts.alpn, opts.tls_min, opts.ciphers)
     if opts.client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
