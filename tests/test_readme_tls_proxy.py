@@ -97,10 +97,14 @@ def tls_responder(cert: Path, key: Path, client_ca: Path | None = None) -> Itera
 
 
 @contextlib.contextmanager
-def greeter(greeting: bytes = b"SSH-2.0-test\r\n") -> Iterator[tuple[int, list[int]]]:
-    """A plain TCP service that speaks first; (port, [connections seen])."""
+def greeter(greeting: bytes = b"SSH-2.0-test\r\n") -> Iterator[tuple[int, threading.Event]]:
+    """A plain TCP service that speaks first; (port, set once a connection was accepted).
+
+    The proxy's success reply can reach the client before this thread's accept() returns,
+    so a test waits on the event rather than looking at it once.
+    """
     server = socket.create_server(("127.0.0.1", 0))
-    seen: list[int] = []
+    seen = threading.Event()
 
     def accept() -> None:
         while True:
@@ -108,7 +112,7 @@ def greeter(greeting: bytes = b"SSH-2.0-test\r\n") -> Iterator[tuple[int, list[i
                 conn, _ = server.accept()
             except OSError:
                 return
-            seen.append(1)
+            seen.set()
             with conn, contextlib.suppress(OSError):
                 conn.sendall(greeting)
 
@@ -266,7 +270,7 @@ def through_socks5h_to_a_greeter(scene: Scene) -> None:
         scene.point("127.0.0.1:1080", proxy_port)
         scene.point("example.test:22", port)
         runs(scene)
-        assert seen, "the target was never reached"
+        assert seen.wait(10), "the target was never reached"
 
 
 def through_an_http_proxy_with_tls(scene: Scene) -> None:
@@ -287,7 +291,7 @@ def through_socks5_with_proxy_auth(scene: Scene) -> None:
         scene.point("proxy.test:1080", proxy_port)
         scene.point("db.test:5432", port)
         runs(scene)
-        assert seen
+        assert seen.wait(10), "the target was never reached"
 
 
 def wait_through_a_proxy(scene: Scene) -> None:
@@ -295,7 +299,7 @@ def wait_through_a_proxy(scene: Scene) -> None:
         scene.point("127.0.0.1:1080", proxy_port)
         scene.point("db.internal:5432", port)
         assert runs(scene).stdout == b"migrated\n"
-        assert seen
+        assert seen.wait(10), "the target was never reached"
 
 
 def portscan_through_a_proxy(scene: Scene) -> None:
