@@ -29,6 +29,7 @@ from socktool.ui.sessions import encode_input, parse_specs
 textual = pytest.importorskip("textual")
 
 from textual.widgets import DataTable, Input, OptionList  # noqa: E402
+from textual.widgets.data_table import ColumnKey  # noqa: E402
 
 from socktool.ui.app import SocktoolApp  # noqa: E402
 from socktool.ui.trafficlog import TrafficLog  # noqa: E402
@@ -654,7 +655,16 @@ def test_labels_count_in_the_singular_and_udp_sends_to_peers_and_client_columns_
         await until(pilot, lambda: "1 peer\n" in label(app, 1), "the UDP socket's one peer")
         await until(pilot, lambda: "1 connection\n" in label(app, 2), "the client session's connection")
         app.select(app.sessions[0])
-        await until(pilot, lambda: "12.5s" in "".join(app.export_screenshot().split("&#160;")), "the whole age drawn")
+        table = app.query_one("#clients", DataTable)
+
+        def age_fits() -> bool:
+            return (
+                "1" in app._client_keys
+                and table.get_cell("1", "age") == "12.5s"
+                and table.columns[ColumnKey("age")].content_width >= len("12.5s")
+            )
+
+        await until(pilot, age_fits, "the age column as wide as its value")
         app.select(app.sessions[1])
         await until(pilot, lambda: "to every peer" in str(app.query_one("#sendbar").render()), "a UDP target")
 
@@ -722,6 +732,27 @@ def test_log_wraps_long_lines_at_its_width_and_again_when_the_terminal_is_resize
         await until(pilot, lambda: "|........|" in app.export_screenshot(), "the narrow dump drawn")
 
     drive(["udp-listen", "127.0.0.1:0"], scenario, size=(80, 24))
+
+
+def test_client_list_of_a_udp_socket_many_peers_sent_to_shows_the_first_rows_and_says_how_many(monkeypatch):
+    monkeypatch.setattr("socktool.ui.app.CLIENT_ROWS", 5)
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(12)]
+
+    async def scenario(app: SocktoolApp, pilot) -> None:
+        port = await listening_port(app, pilot)
+        for sock in socks:
+            sock.sendto(b"hi", ("127.0.0.1", port))
+        await until(pilot, lambda: len(app.sessions[0].clients) == 12, "the 12 peers listed by the engine")
+        heading = lambda: str(app.query_one("#clients-heading").render())  # noqa: E731
+        await until(pilot, lambda: heading() == "Peers (the first 5 of 12)", "the heading to say how many")
+        assert app._client_keys == ("all", "1", "2", "3", "4", "5")
+        assert app.query_one("#clients", DataTable).row_count == 6
+
+    try:
+        drive(["udp-listen", "127.0.0.1:0"], scenario)
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def test_send_box_bytes():

@@ -31,6 +31,7 @@ from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.validation import ValidationResult, Validator
 from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
+from textual.widgets.data_table import ColumnKey
 
 from socktool import console as cmd
 from socktool.console import Answer
@@ -43,6 +44,7 @@ from socktool.values import format_duration, format_size
 
 TICK = 0.1  # seconds between looks at the sessions' queues
 REFRESH_EVERY = 5  # ticks between client-table requests
+CLIENT_ROWS = 50  # rows of the client list at most
 
 PROMPTS = {
     "new": "new session (KIND ADDRESS)",
@@ -148,7 +150,7 @@ class SocktoolApp(App[int]):
         self._ticks = 0
         self._initial = specs or []
         self._client_keys: tuple[str, ...] = ()
-        self._rows_drawn: list[ClientRow] | None = None  # the client rows the table shows
+        self._rows_drawn: list[ClientRow] | None = None  # the `list` answer the table shows
         self._labels: dict[int, str] = {}  # each session's label as last drawn
         self._bars: dict[str | None, str] = {}  # the status and send bars as last drawn
 
@@ -287,28 +289,39 @@ class SocktoolApp(App[int]):
             log.show((record for record in view.records if view.shows(record)), view.hex_view)
 
     def _show_clients(self) -> None:
-        table = self.query_one("#clients", DataTable)
+        """The client list, drawn again when a new `list` answer came: rows added and removed when clients
+        come and go, else only the cells that changed; at most CLIENT_ROWS rows (a UDP socket that
+        thousands of peers sent to lists the first ones, and the heading says how many there are)."""
         session = self.current
         rows = session.clients if session is not None else []
-        keys = ("all", *(str(row.number) for row in rows))
+        if rows is self._rows_drawn and self._client_keys:
+            return
+        self._rows_drawn = rows
+        table = self.query_one("#clients", DataTable)
+        shown = rows[:CLIENT_ROWS]
+        keys = ("all", *(str(row.number) for row in shown))
+        udp = session is not None and session.is_udp
         if keys != self._client_keys:
             chosen = self._cursor_key()
             self._client_keys = keys
             table.clear()
-            everyone = "all peers" if session is not None and session.is_udp else "all clients"
-            table.add_row("*", everyone, "", "", "", key="all")
-            for row in rows:
-                table.add_row(str(row.number), row.peer, "", "", "", key=str(row.number))
+            table.add_row("*", "all peers" if udp else "all clients", "", "", "", key="all")
+            for row in shown:
+                table.add_row(str(row.number), row.peer, *self._cells(row), key=str(row.number))
             table.move_cursor(row=keys.index(chosen) if chosen in keys else 0)
-        elif rows is self._rows_drawn:
-            return  # no `list` answer since the last look: nothing to redraw
-        self._rows_drawn = rows
-        for row in rows:
-            key = str(row.number)
-            # update_width: a column grows to its longest value (it was sized for the empty cells of add_row)
-            table.update_cell(key, "age", format_duration(row.age), update_width=True)
-            table.update_cell(key, "in", format_size(row.received), update_width=True)
-            table.update_cell(key, "out", format_size(row.sent), update_width=True)
+        else:
+            widths = {key: table.columns[ColumnKey(key)].content_width for key in ("age", "in", "out")}
+            for row in shown:
+                for column, value in zip(("age", "in", "out"), self._cells(row), strict=True):
+                    if table.get_cell(str(row.number), column) != value:
+                        # A column is measured again (all its rows) only when a value outgrows it.
+                        table.update_cell(str(row.number), column, value, update_width=len(value) > widths[column])
+        more = f" (the first {CLIENT_ROWS} of {len(rows):,})" if len(rows) > CLIENT_ROWS else ""
+        self.query_one("#clients-heading", Label).update(Text(("Peers" if udp else "Clients") + more))
+
+    @staticmethod
+    def _cells(row: ClientRow) -> tuple[str, str, str]:
+        return format_duration(row.age), format_size(row.received), format_size(row.sent)
 
     def _cursor_key(self) -> str | None:
         table = self.query_one("#clients", DataTable)

@@ -12,7 +12,7 @@ Rules:
   (PENDING): under a flood the app sees the newest events, the counters and
   the recording see them all;
 - the client list comes from the engines' own `list` answers (the console's
-  table: number, peer, age, bytes), asked for by `refresh()`.
+  table: number, peer, age, bytes), asked for by `refresh()`, one at a time.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ KINDS = {
     "udp-listen": "UDP socket",
 }
 PENDING = 4000  # events waiting for the app, per session (the newest are kept)
+LIST_PATIENCE = 2.0  # seconds a `list` may go unanswered before it is asked for again
 LINE_ENDS = {"none": b"", "LF": b"\n", "CRLF": b"\r\n"}
 
 
@@ -147,6 +148,7 @@ class Session:
         self.events: collections.deque[tuple[float, ev.Event | Answer]] = collections.deque(maxlen=PENDING)
         self.clients: list[ClientRow] = []
         self._known: set[str] = set()  # the peers of `clients`
+        self._listing: float | None = None  # when a `list` was asked for that is not answered yet
         self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
         self.recording: Recording | None = None
         self.fingerprint = ""  # a TLS server's certificate, "sha256:HEX", for a client's --pin
@@ -176,6 +178,7 @@ class Session:
         self.state = "starting"
         self.paused = False
         self.clients = []
+        self._listing = None
         self.thread = threading.Thread(target=self._run, name=f"session-{self.number}", daemon=True)
         self.thread.start()
 
@@ -198,8 +201,15 @@ class Session:
         return data if self.spec.framing is None else self.spec.framing.encode(data)
 
     def refresh(self) -> None:
-        """Ask for the client table (it comes back as a list answer)."""
-        self.submit(cmd.Simple("list"))
+        """Ask for the client table (it comes back as a list answer), unless one asked for less than
+        LIST_PATIENCE ago is still unanswered: peers that keep coming (a UDP socket many send to) cost
+        one list at a time, not one each."""
+        now = time.monotonic()
+        if self._listing is not None and now - self._listing < LIST_PATIENCE:
+            return
+        self._listing = now  # before the submit: the loop's thread may answer before submit returns
+        if not self.submit(cmd.Simple("list")):
+            self._listing = None
 
     def start_recording(self, path: str) -> None:
         from socktool.view.record import Recording
@@ -317,6 +327,7 @@ class Session:
         if isinstance(paused, bool):  # the answers of pause, resume and list say it
             self.paused = paused
         if answer.kind == "list":
+            self._listing = None
             self.clients = client_rows(answer.fields or {})
             self._known = {row.peer for row in self.clients}
             self.wake()
