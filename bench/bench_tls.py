@@ -50,6 +50,17 @@ def parse_size(text: str) -> int:
     return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
 
 
+def make_certificate(directory: str) -> tuple[str, str]:
+    """An ECDSA P-256 certificate and key for localhost, a day long, made with openssl."""
+    cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,12 +111,7 @@ def main() -> None:
     size = parse_size(args.size)
     tools = args.tools.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        cert, key = make_certificate(tmp)
         rates: dict[str, list[float]] = {tool: [] for tool in tools}
         counts: dict[str, list[int]] = {tool: [] for tool in tools}
         cpus: dict[str, list[float]] = {tool: [] for tool in tools}

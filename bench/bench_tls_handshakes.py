@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_tls import free_port, make_certificate  # this directory: run as python bench/...
+
 SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
 
 TOOLS = {
@@ -38,12 +40,6 @@ TOOLS = {
     "ncat": "ncat --ssl --ssl-cert {cert} --ssl-key {key} -l -k --max-conns {clients} 127.0.0.1 {port}",
 }
 TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_listening(port: int, timeout: float = 10.0) -> None:
@@ -125,12 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     tools = args.tools.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        cert, key = make_certificate(tmp)
         rates: dict[str, list[float]] = {tool: [] for tool in tools}
         costs: dict[str, list[float]] = {tool: [] for tool in tools}
         failed: dict[str, int] = {tool: 0 for tool in tools}
