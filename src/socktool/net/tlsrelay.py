@@ -105,6 +105,39 @@ class _Feeder:
                 os.close(fd)
 
 
+class _StdinReader:
+    """Plain stdin read in the relay's own thread, into one reused buffer: no thread
+    hand-off, no allocation per chunk (the feeder's queue and its fresh 256 KiB
+    bytes cost more CPU than the encryption). Same `take` as _Feeder."""
+
+    END = _Feeder.END
+
+    def __init__(self, fd: int):
+        self.wake_read = fd  # what the relay polls: stdin itself
+        self._buffer = bytearray(CHUNK)
+        self._view = memoryview(self._buffer)
+        self.error: SocktoolError | None = None
+
+    def take(self) -> memoryview | bytes | None:
+        try:
+            count = os.readv(self.wake_read, [self._buffer])
+        except BlockingIOError:
+            return self.END
+        except OSError as exc:
+            self.error = NetworkError("cannot read stdin", describe(exc))
+            return self.END
+        return self._view[:count] if count else None
+
+    def close(self) -> None:
+        pass  # stdin is the caller's
+
+
+def _stdin_source(payload: Payload) -> _Feeder | _StdinReader:
+    if payload.is_plain_stream and payload.stdin_fd is not None:
+        return _StdinReader(payload.stdin_fd)
+    return _Feeder(payload)
+
+
 class TlsRelay:
     """Runs one TLS connection's two directions; `run` returns why it ended."""
 
@@ -140,7 +173,7 @@ class TlsRelay:
     def run(self) -> str:
         sock, opts = self.conn.sock, self.options
         sock.setblocking(False)
-        feeder = _Feeder(self.payload) if opts.send else None
+        feeder = _stdin_source(self.payload) if opts.send else None
         wakeup = interrupts.wakeup_fd()
         expect_deadline = time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
         poller = select.poll()
@@ -194,7 +227,7 @@ class TlsRelay:
             return float("inf")
         return max(self._peer_closed_at, self._stdin_at) + self.options.linger
 
-    def _finished(self, feeder: _Feeder | None) -> str | None:
+    def _finished(self, feeder: _Feeder | _StdinReader | None) -> str | None:
         if feeder is not None and feeder.error is not None:
             raise feeder.error
         if self._peer_closed_at is None:
@@ -298,7 +331,7 @@ class TlsRelay:
         return "/" + self.options.expect.pattern.decode(errors="replace") + "/"
 
     # -- stdin → TLS → socket -------------------------------------------------
-    def _take_stdin(self, feeder: _Feeder) -> None:
+    def _take_stdin(self, feeder: _Feeder | _StdinReader) -> None:
         chunk = feeder.take()
         if chunk is None:
             self._stdin_done = True
@@ -316,9 +349,27 @@ class TlsRelay:
             return
         self.conn.count_sent(len(chunk))
         if self.options.emit_data:
-            self.sink(ev.Data(self.conn.conn, self.conn.peer, ev.SENT, chunk))
-        self._queue_out()
-        self._send_out()
+            self.sink(ev.Data(self.conn.conn, self.conn.peer, ev.SENT, bytes(chunk)))
+        self._send_fresh()
+
+    def _send_fresh(self) -> None:
+        """The layer's new ciphertext: straight to the socket when nothing waits before it
+        (no copy into `_out`), the rest queued."""
+        if self._out or self._send_failed:
+            self._queue_out()
+            self._send_out()
+            return
+        pending = self.layer.pending()
+        try:
+            sent = self.conn.sock.send(pending)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._out += pending
+            self._send_error(exc)
+            return
+        if sent < len(pending):
+            self._out += memoryview(pending)[sent:]
 
     def _send_close_notify(self) -> None:
         if not self.layer.close_sent:
@@ -340,10 +391,7 @@ class TlsRelay:
         except BlockingIOError:
             return
         except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                raise NetworkError(f"cannot send to {self.conn.peer}", describe(exc)) from exc
-            self._send_failed = True  # the peer is gone: the receiving side reports how
-            self._out.clear()
+            self._send_error(exc)
             return
         if self._shut_wr:
             self._shut_wr = False
@@ -351,6 +399,12 @@ class TlsRelay:
                 self.conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+    def _send_error(self, exc: OSError) -> None:
+        if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            raise NetworkError(f"cannot send to {self.conn.peer}", describe(exc)) from exc
+        self._send_failed = True  # the peer is gone: the receiving side reports how
+        self._out.clear()
 
     # -- the end --------------------------------------------------------------
     def _wait_for_peer_close(self) -> str:
@@ -363,7 +417,7 @@ class TlsRelay:
                 break
         return "sent everything"
 
-    def _close(self, feeder: _Feeder | None) -> None:
+    def _close(self, feeder: _Feeder | _StdinReader | None) -> None:
         """Our close_notify (when not sent yet) and every byte still queued, within FINAL_FLUSH."""
         if self._send_failed:
             return
