@@ -28,7 +28,7 @@ import time
 from socktool.net import events as ev
 from socktool.net import interrupts
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
-from socktool.net.fdio import CHUNK, write_all
+from socktool.net.fdio import CHUNK, is_pipe, widen_pipe, write_all
 from socktool.net.relay import EXPECT_WINDOW, Connection, Payload, RelayOptions, wait_seconds
 from socktool.net.tls import TlsError, TlsLayer, flush
 from socktool.values import format_duration
@@ -114,6 +114,8 @@ class _StdinReader:
 
     def __init__(self, fd: int):
         self.wake_read = fd  # what the relay polls: stdin itself
+        if is_pipe(fd):
+            widen_pipe(fd)  # a 64 KiB pipe wakes its writer and us four times per chunk
         self._buffer = bytearray(CHUNK)
         self._view = memoryview(self._buffer)
         self.error: SocktoolError | None = None
@@ -173,6 +175,8 @@ class TlsRelay:
     def run(self) -> str:
         sock, opts = self.conn.sock, self.options
         sock.setblocking(False)
+        if opts.receive and opts.output_fd is not None and is_pipe(opts.output_fd):
+            widen_pipe(opts.output_fd)  # as stdin: fewer wake-ups of the reader per megabyte
         feeder = _stdin_source(self.payload) if opts.send else None
         wakeup = interrupts.wakeup_fd()
         expect_deadline = time.monotonic() + opts.expect_timeout if opts.expect and opts.expect_timeout else None
