@@ -549,6 +549,38 @@ def test_echo_over_tls_with_the_printed_fingerprint():
     assert result.stdout == b"echo me\n"
 
 
+def test_echo_over_tls_keeps_concurrent_clients_apart(pki: Pki):
+    """The loop's transports share one ciphertext buffer per thread: clients sending at
+    the same time each get back exactly their own bytes, in order."""
+    import socket
+    import ssl
+    import threading
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki.ca_file)
+    payloads = [os.urandom(300_000 + i) for i in range(6)]
+    echoed: dict[int, bytes] = {}
+
+    def client(index: int, port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                data, got = payloads[index], bytearray()
+                for at in range(0, len(data), 50_000):
+                    tls.sendall(data[at : at + 50_000])
+                while len(got) < len(data) and (chunk := tls.recv(65536)):
+                    got += chunk
+                echoed[index] = bytes(got)
+
+    with Proc("echo", "--tls", "--tcp-only", "--cert", pki.cert, "--key", pki.key, "127.0.0.1:0") as server:
+        port = server.wait_listening()
+        threads = [threading.Thread(target=client, args=(i, port)) for i in range(len(payloads))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert [echoed.get(i) == payloads[i] for i in range(len(payloads))] == [True] * len(payloads)
+
+
 def test_echo_tls_is_for_the_tcp_side():
     result = run("echo", "--tls", "--udp-only", "127.0.0.1:0")
     assert result.returncode == 2

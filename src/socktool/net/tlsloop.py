@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from contextlib import suppress
 
@@ -39,6 +40,18 @@ from socktool.net.tlsconfig import ClientTls
 from socktool.values import format_duration
 
 HEADROOM = 40 * 1024  # a partial record carried over (≤ 16 KiB + overhead) and then some
+
+_wires = threading.local()  # each loop thread's ciphertext buffer, shared by its transports
+
+
+def _wire(size: int) -> memoryview:
+    """A buffer of `size` for one socket read, fed to a layer before the next read: one per
+    thread, not one per connection (a fresh 200 KiB bytearray per client was ~0.15 ms of
+    a 0.7 ms handshake)."""
+    wire: memoryview | None = getattr(_wires, "view", None)
+    if wire is None or len(wire) != size:
+        wire = _wires.view = memoryview(bytearray(size))
+    return wire
 
 
 class TlsTransport:
@@ -62,7 +75,6 @@ class TlsTransport:
         self._out = bytearray()  # records the socket has not taken
         self._shut_after_flush = False
         self._shut_when_ready = False  # a half-close asked for during the handshake
-        self._wire = bytearray()
 
     @property
     def pending(self) -> int:
@@ -83,12 +95,10 @@ class TlsTransport:
             return 0
         if self.layer.holding:
             return self.layer.read_into(buffer)
-        size = max(len(buffer) - HEADROOM, 4096)
-        if len(self._wire) != size:
-            self._wire = bytearray(size)
-        count = self.sock.recv_into(self._wire)  # BlockingIOError and OSError go to the loop
+        wire = _wire(max(len(buffer) - HEADROOM, 4096))
+        count = self.sock.recv_into(wire)  # BlockingIOError and OSError go to the loop
         layer = self.layer
-        layer.feed(memoryview(self._wire)[:count])
+        layer.feed(wire[:count])
         if not self.ready:
             self._handshake(count)
         view = memoryview(buffer)
