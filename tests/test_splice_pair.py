@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from reliability_helpers import wait_until
 from socktool.net.loop import Connection, Handler, Loop, SocketTransport, SplicePair
 
 MiB = 1024 * 1024
@@ -50,13 +51,13 @@ class Joined:
         self.b.close("ended")
 
     def wait_ended(self, timeout: float = 10) -> tuple[str, OSError | None]:
-        deadline = time.monotonic() + timeout
-        while not self.ended:
-            assert time.monotonic() < deadline, "the pair never ended"
-            time.sleep(0.005)
+        wait_until(lambda: self.ended, timeout, what="the pair to end", step=0.005)
         return self.ended[0]
 
-    def stop(self) -> None:
+    def __enter__(self) -> Joined:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.loop.stop()
         self.thread.join(5)
         self.loop.close()
@@ -106,8 +107,7 @@ def _read_to_eof(sock: socket.socket, into: list[bytes]) -> threading.Thread:
 @pytest.mark.parametrize("kind", ["unix", "tcp"])
 def test_both_ways_at_once_every_byte_in_order_and_half_close_carried(kind):
     up, down = os.urandom(8 * MiB), os.urandom(6 * MiB)
-    joined = Joined(kind)
-    try:
+    with Joined(kind) as joined:
         got_right: list[bytes] = []
         got_left: list[bytes] = []
         readers = [_read_to_eof(joined.right, got_right), _read_to_eof(joined.left, got_left)]
@@ -121,14 +121,11 @@ def test_both_ways_at_once_every_byte_in_order_and_half_close_carried(kind):
         assert joined.wait_ended() == ("a", None)  # A's side ended first
         assert joined.a.received == joined.b.sent == len(up)
         assert joined.b.received == joined.a.sent == len(down)
-    finally:
-        joined.stop()
 
 
 @pytest.mark.timeout(30)
 def test_a_destination_that_takes_nothing_stops_the_source_being_read():
-    joined = Joined("unix")
-    try:
+    with Joined("unix") as joined:
         joined.left.setblocking(False)
         accepted = 0
         chunk = b"x" * 65536
@@ -150,14 +147,11 @@ def test_a_destination_that_takes_nothing_stops_the_source_being_read():
         got: list[bytes] = []
         _read_to_eof(joined.right, got).join(20)
         assert len(b"".join(got)) == accepted
-    finally:
-        joined.stop()
 
 
 @pytest.mark.timeout(30)
 def test_a_peer_that_resets_ends_the_pair_with_a_reset_on_its_side():
-    joined = Joined("tcp")
-    try:
+    with Joined("tcp") as joined:
         joined.right.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         joined.right.close()  # a reset towards B
         deadline = time.monotonic() + 10
@@ -171,14 +165,11 @@ def test_a_peer_that_resets_ends_the_pair_with_a_reset_on_its_side():
         side, error = joined.wait_ended()
         assert side == "b"
         assert isinstance(error, ConnectionResetError)
-    finally:
-        joined.stop()
 
 
 @pytest.mark.timeout(30)
 def test_an_idle_pair_holds_no_pipe_and_closing_it_closes_its_pipes():
-    joined = Joined("unix")
-    try:
+    with Joined("unix") as joined:
         assert joined.pair is not None
         assert all(ch.pipe_r < 0 for ch in joined.pair.channels)
         joined.left.sendall(b"hello")
@@ -187,12 +178,7 @@ def test_an_idle_pair_holds_no_pipe_and_closing_it_closes_its_pipes():
         assert len(pipe_fds) == 1  # only the way that carried a byte
         joined.loop.call(lambda: joined._on_end(joined.a, None))
         joined.wait_ended()
-        deadline = time.monotonic() + 5
-        while any(_is_open(fd) for fd in pipe_fds):
-            assert time.monotonic() < deadline, "a pipe was left open"
-            time.sleep(0.01)
-    finally:
-        joined.stop()
+        wait_until(lambda: not any(_is_open(fd) for fd in pipe_fds), 5, what="its pipes to close", step=0.01)
 
 
 def _is_open(fd: int) -> bool:
