@@ -119,6 +119,18 @@ class Peer:
         self.sock.close()
 
 
+async def accepted_peer(
+    app: SocktoolApp, pilot, peers: list[Peer], port: int, what: str = "the client in the list"
+) -> Peer:
+    """Connect a Peer to the first session's `port` and wait until the session lists it as one more client."""
+    session = app.sessions[0]
+    count = len(session.clients) + 1
+    peer = Peer(port)
+    peers.append(peer)
+    await until(pilot, lambda: len(session.clients) == count, what)
+    return peer
+
+
 def drive_closing(peers: list[Peer], specs: list[str], scenario, size=(100, 30)) -> SocktoolApp:
     """drive(), then close the peers the scenario opened, also when it fails."""
     try:
@@ -225,8 +237,7 @@ def test_hex_send_box_is_validated_as_typed_and_sends_exactly_those_bytes():
     peers: list[Peer] = []
 
     async def scenario(app: SocktoolApp, pilot) -> None:
-        peers.append(Peer(await listening_port(app, pilot)))
-        await until(pilot, lambda: app.sessions[0].clients, "the client in the list")
+        await accepted_peer(app, pilot, peers, await listening_port(app, pilot))
         await pilot.press("ctrl+e")
         box = app.query_one("#send", Input)
         await pilot.press(*"de a")
@@ -245,8 +256,7 @@ def test_auto_send_every_100ms_five_times_sends_five_messages():
     peers: list[Peer] = []
 
     async def scenario(app: SocktoolApp, pilot) -> None:
-        peers.append(Peer(await listening_port(app, pilot)))
-        await until(pilot, lambda: app.sessions[0].clients, "the client in the list")
+        await accepted_peer(app, pilot, peers, await listening_port(app, pilot))
         app.query_one("#send", Input).value = "tick"
         await pilot.press("ctrl+t")
         assert str(app.query_one("#prompt-label").render()) == "auto-send every MS [COUNT]:"  # as written
@@ -428,8 +438,7 @@ def test_framed_session_logs_one_record_per_message_and_sends_the_box_as_one():
     async def scenario(app: SocktoolApp, pilot) -> None:
         port = await listening_port(app, pilot)
         session = app.sessions[0]
-        peers.append(Peer(port))
-        await until(pilot, lambda: len(session.clients) == 1, "the client in the list")
+        await accepted_peer(app, pilot, peers, port)
         peers[0].sock.sendall(b"\x00\x05hello\x00\x05world\x00")  # two messages and a part of a third
         # The counters are two assignments in the session's thread: wait for both.
         await until(pilot, lambda: session.messages_in == 2 and session.bytes_in == 10, "two messages, 10 bytes")
@@ -549,8 +558,7 @@ def test_pause_refuses_new_clients_while_the_connected_one_keeps_talking():
     async def scenario(app: SocktoolApp, pilot) -> None:
         port = await listening_port(app, pilot)
         session = app.sessions[0]
-        peers.append(Peer(port))
-        await until(pilot, lambda: len(session.clients) == 1, "the client in the list")
+        await accepted_peer(app, pilot, peers, port)
         await pilot.press("ctrl+g")
         await until(pilot, lambda: session.paused, "the session to be paused")
         await until(pilot, lambda: "paused" in status_text(app), "the status bar to say paused")
@@ -563,8 +571,7 @@ def test_pause_refuses_new_clients_while_the_connected_one_keeps_talking():
         await pilot.press("ctrl+g")
         await until(pilot, lambda: not session.paused, "the session to accept again")
         await until(pilot, lambda: "paused" not in status_text(app), "the status bar to drop paused")
-        peers.append(Peer(port))
-        await until(pilot, lambda: len(session.clients) == 2, "the new client accepted after resume")
+        await accepted_peer(app, pilot, peers, port, "the new client accepted after resume")
 
     drive_closing(peers, ["tcp-listen", "127.0.0.1:0"], scenario)
 
