@@ -27,6 +27,13 @@ def until(condition: Callable[[], object], timeout: float = 10) -> None:
     wait_until(condition, timeout, step=0.005)
 
 
+def clients_in(engine: Hub, port: int, count: int) -> list[socket.socket]:
+    """Connect `count` clients to the hub on `port`; return once it has counted them all in."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    until(lambda: len(engine.clients) == count)
+    return socks
+
+
 def read_exactly(sock: socket.socket, size: int, timeout: float = 10) -> bytes:
     sock.settimeout(timeout)
     return recv_exactly(sock, size)
@@ -229,8 +236,7 @@ def test_keep_open_repeats_the_payload_with_its_interval_for_each_client():
 def test_keep_open_repeats_stdin_whole_for_each_client():
     read_end, write_end = os.pipe()
     with hub(Payload(stdin_fd=read_end, repeat=2), RelayOptions(output_fd=None)) as (engine, port, _events):
-        client = socket.create_connection(("127.0.0.1", port), timeout=10)
-        until(lambda: len(engine.clients) == 1)
+        (client,) = clients_in(engine, port, 1)
         os.write(write_end, b"ab")
         os.close(write_end)
         assert read_to_eof(client) == b"abab"
@@ -241,8 +247,7 @@ def test_keep_open_repeats_stdin_whole_for_each_client():
 def test_stdin_reaches_every_client_as_it_arrives_without_a_newline():
     read_end, write_end = os.pipe()
     with hub(Payload(stdin_fd=read_end), RelayOptions(output_fd=None)) as (engine, port, _events):
-        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
-        until(lambda: len(engine.clients) == 3)
+        clients = clients_in(engine, port, 3)
         os.write(write_end, b"no newline yet")
         for client in clients:
             assert read_exactly(client, 14) == b"no newline yet"
@@ -271,9 +276,7 @@ def test_broker_send_only_relays_nothing_between_clients():
     relay = RelayOptions(receive=False, output_fd=None)
     stdin_r, stdin_w = os.pipe()  # stdin open: it is all that reaches clients
     with hub(Payload(stdin_fd=stdin_r), relay, ListenOptions(broker=True)) as (engine, port, _events):
-        one = socket.create_connection(("127.0.0.1", port), timeout=10)
-        two = socket.create_connection(("127.0.0.1", port), timeout=10)
-        until(lambda: len(engine.clients) == 2)
+        one, two = clients_in(engine, port, 2)
         one.sendall(b"from one")
         until(lambda: engine.totals().received == 8)
         two.settimeout(0.2)
@@ -291,9 +294,7 @@ def test_broker_send_only_relays_nothing_between_clients():
 def test_broker_reports_a_forward_as_sent_after_the_receive_and_before_the_reply():
     relay = RelayOptions(output_fd=None, emit_data=True)
     with hub(Payload(stdin_fd=None), relay, ListenOptions(broker=True)) as (engine, port, events):
-        one = socket.create_connection(("127.0.0.1", port), timeout=10)
-        two = socket.create_connection(("127.0.0.1", port), timeout=10)
-        until(lambda: len(engine.clients) == 2)
+        one, two = clients_in(engine, port, 2)
         two.sendall(b"ping")
         assert read_exactly(one, 4) == b"ping"
         one.sendall(b"pong")
@@ -315,9 +316,7 @@ def test_broker_recv_only_sends_clients_nothing():
     out_r, out_w = os.pipe()
     relay = RelayOptions(send=False, output_fd=out_w)
     with hub(Payload(stdin_fd=None), relay, ListenOptions(broker=True)) as (engine, port, _events):
-        one = socket.create_connection(("127.0.0.1", port), timeout=10)
-        two = socket.create_connection(("127.0.0.1", port), timeout=10)
-        until(lambda: len(engine.clients) == 2)
+        one, two = clients_in(engine, port, 2)
         one.sendall(b"from one")
         assert os.read(out_r, 100) == b"from one"
         two.settimeout(0.2)
@@ -334,9 +333,7 @@ def test_expect_ends_only_the_client_that_matched():
 
     relay = RelayOptions(output_fd=None, expect=re.compile(b"hello"))
     with hub(Payload(stdin_fd=None), relay, ListenOptions()) as (engine, port, events):
-        quiet = socket.create_connection(("127.0.0.1", port), timeout=10)
-        talker = socket.create_connection(("127.0.0.1", port), timeout=10)
-        until(lambda: len(engine.clients) == 2)
+        quiet, talker = clients_in(engine, port, 2)
         talker.sendall(b"well hello there")
         until(lambda: any(isinstance(e, ev.Closed) for e in events))
         assert [e.reason for e in events if isinstance(e, ev.Closed)] == ["expected data received"]
