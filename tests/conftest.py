@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -184,21 +185,31 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def serve_once(payload: bytes) -> int:
-    """A loopback port whose one client gets `payload`, then EOF; what the client sends is read and dropped."""
+def serve_one(handler: Callable[[socket.socket], object]) -> int:
+    """A loopback port whose one client is handed to handler(conn) in a thread; an OSError
+    there (a client that reset or left) ends it quietly."""
     server = socket.create_server(("127.0.0.1", 0))
 
-    def serve():
+    def serve() -> None:
         with server:
             conn, _ = server.accept()
-            with conn:
-                conn.sendall(payload)
-                conn.shutdown(socket.SHUT_WR)
-                while conn.recv(65536):
-                    pass
+            with conn, contextlib.suppress(OSError):
+                handler(conn)
 
     threading.Thread(target=serve, daemon=True).start()
     return server.getsockname()[1]
+
+
+def serve_once(payload: bytes) -> int:
+    """A loopback port whose one client gets `payload`, then EOF; what the client sends is read and dropped."""
+
+    def send_then_drain(conn: socket.socket) -> None:
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+
+    return serve_one(send_then_drain)
 
 
 def have(tool: str) -> bool:

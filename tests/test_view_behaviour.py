@@ -14,7 +14,7 @@ import threading
 import pytest
 from rich.console import Console
 
-from conftest import command, one_line_error, run
+from conftest import command, one_line_error, run, serve_one
 from socktool.net import events as ev
 from socktool.view.render import escaped_lines, hexdump_lines
 from socktool.view.traffic import ROWS_PER_CHUNK, TrafficView
@@ -118,25 +118,21 @@ def test_peer_column_is_padded_so_lines_align():
 def test_data_sent_from_a_file_is_one_summary_line(tmp_path):
     payload = tmp_path / "payload.bin"
     payload.write_bytes(b"\x00\x01" * 500_000)
-    server = socket.create_server(("127.0.0.1", 0))
 
-    def drain() -> None:
-        conn, _ = server.accept()
-        with conn, contextlib.suppress(OSError):
-            while conn.recv(1 << 20):
-                pass
+    def drain(conn: socket.socket) -> None:
+        while conn.recv(1 << 20):
+            pass
 
-    threading.Thread(target=drain, daemon=True).start()
+    port = serve_one(drain)
     with payload.open("rb") as stdin:
         import subprocess
 
         result = subprocess.run(
-            command("tcp-connect", "--view", f"127.0.0.1:{server.getsockname()[1]}"),
+            command("tcp-connect", "--view", f"127.0.0.1:{port}"),
             stdin=stdin,
             capture_output=True,
             timeout=30,
         )
-    server.close()
     text = result.stdout.decode()
     assert result.returncode == 0, result.stderr
     assert re.search(r"→ +976\.6 KiB  from stdin", text), text
@@ -196,23 +192,19 @@ def test_hex_with_raw_or_json_is_a_usage_error(other):
 
 def test_expect_keeps_the_write_side_open_for_a_server_that_hangs_up_at_eof():
     """Like `ncat -c`: the server ends at our EOF; it answers only while we keep writing open."""
-    server = socket.create_server(("127.0.0.1", 0))
 
-    def serve() -> None:
-        with server:
-            conn, _ = server.accept()
-            with conn, contextlib.suppress(OSError):
-                request = b""
-                while not request.endswith(b"\n"):
-                    request += conn.recv(100)
-                ready, _, _ = select.select([conn], [], [], 0.3)
-                if ready and not conn.recv(100):
-                    return  # EOF after the request: hang up without an answer
-                conn.sendall(b"PONG\n")
-                conn.recv(100)
+    def serve(conn: socket.socket) -> None:
+        request = b""
+        while not request.endswith(b"\n"):
+            request += conn.recv(100)
+        ready, _, _ = select.select([conn], [], [], 0.3)
+        if ready and not conn.recv(100):
+            return  # EOF after the request: hang up without an answer
+        conn.sendall(b"PONG\n")
+        conn.recv(100)
 
-    threading.Thread(target=serve, daemon=True).start()
-    result = run("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}", "--send", "PING\n", "--expect", "PONG")
+    port = serve_one(serve)
+    result = run("tcp-connect", f"127.0.0.1:{port}", "--send", "PING\n", "--expect", "PONG")
     assert result.returncode == 0, result.stderr
 
 
@@ -341,21 +333,16 @@ def test_ctrl_d_at_a_terminal_is_drawn_as_the_half_close():
     import subprocess
     import time
 
-    server = socket.create_server(("127.0.0.1", 0))
+    def serve(conn: socket.socket) -> None:
+        while conn.recv(100):
+            pass
+        conn.sendall(b"bye\n")
 
-    def serve() -> None:
-        with server:
-            conn, _ = server.accept()
-            with conn, contextlib.suppress(OSError):
-                while conn.recv(100):
-                    pass
-                conn.sendall(b"bye\n")
-
-    threading.Thread(target=serve, daemon=True).start()
+    port = serve_one(serve)
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
     proc = subprocess.Popen(
-        command("tcp-connect", f"127.0.0.1:{server.getsockname()[1]}"),
+        command("tcp-connect", f"127.0.0.1:{port}"),
         stdin=slave,
         stdout=slave,
         stderr=slave,
