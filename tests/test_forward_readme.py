@@ -9,13 +9,10 @@ example's host name with --sni, since the target is now 127.0.0.1)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shlex
-import socket
 import ssl
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,7 +22,7 @@ from reliability_helpers import recv_exactly
 from test_forward import connect, forwarding
 from test_forward_udp import client, udp_server
 from test_proxy import microsocks  # noqa: F401 - the fixture, for the --proxy example
-from tls_helpers import make_pki, write_leaf
+from tls_helpers import make_pki, tls_server, write_leaf
 
 ROOT = Path(__file__).resolve().parent.parent
 TAKES_VALUE = {"--delay", "--jitter", "--rate", "--chunk", "--chunk-delay", "--drop", "--seed", "--record", "-i", "-w"}
@@ -128,37 +125,12 @@ def _tls_round_trip(target: str, options: list[str], tmp_path: Path, request) ->
         return
     leaf = pki.ca.issue_cert(host)  # the certificate the example's HTTPS server would show
     write_leaf(leaf, tmp_path / "site-cert.pem", tmp_path / "site-key.pem")
-    with _tls_echo(tmp_path / "site-cert.pem", tmp_path / "site-key.pem") as port:
+    with tls_server(tmp_path / "site-cert.pem", tmp_path / "site-key.pem", _echo) as port:
         verify = ["--ca", str(pki.ca_file), "--sni", host]  # the system's CAs would know the real one
         _stream_round_trip(f"127.0.0.1:{port}", [*options, *verify], wrap)
 
 
-@contextlib.contextmanager
-def _tls_echo(cert: Path, key: Path):
-    """A TLS echo server on loopback: each client gets back what it sends, until it ends."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(cert), str(key))
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve(conn: socket.socket) -> None:
-        try:
-            with ctx.wrap_socket(conn, server_side=True) as tls:
-                while data := tls.recv(65536):
-                    tls.sendall(data)
-        except (OSError, ssl.SSLError):
-            pass  # a scanner from another test, or a client that left
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            conn.settimeout(10)
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
+def _echo(tls: ssl.SSLSocket) -> None:
+    """Each client gets back what it sends, until it ends."""
+    while data := tls.recv(65536):
+        tls.sendall(data)

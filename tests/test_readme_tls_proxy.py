@@ -37,7 +37,7 @@ import pytest
 
 from conftest import Proc, free_port, need, run
 from test_proxy import start as start_peer
-from tls_helpers import Pki, make_pki, write_leaf
+from tls_helpers import Pki, make_pki, threaded_server, tls_server, write_leaf
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADINGS = ("### TLS: `--tls`", "### Proxies: `--proxy`")
@@ -61,66 +61,36 @@ def examples() -> list[str]:
 
 
 # -- peers ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def tls_responder(cert: Path, key: Path, client_ca: Path | None = None) -> Iterator[int]:
-    """A TLS server on loopback: each client's request (up to a blank line, or its end) gets
-    HTTP_REPLY, then close_notify."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(cert), str(key))
-    if client_ca is not None:
-        ctx.load_verify_locations(str(client_ca))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    server = socket.create_server(("127.0.0.1", 0))
+def respond(tls: ssl.SSLSocket) -> None:
+    """A client's request (up to a blank line, or its end) gets HTTP_REPLY, then close_notify."""
+    request = b""
+    while b"\r\n\r\n" not in request and (data := tls.recv(65536)):
+        request += data
+    tls.sendall(HTTP_REPLY)
+    tls.unwrap()
 
-    def serve(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError, ssl.SSLError), ctx.wrap_socket(conn, server_side=True) as tls:
-            request = b""
-            while b"\r\n\r\n" not in request and (data := tls.recv(65536)):
-                request += data
-            tls.sendall(HTTP_REPLY)
-            tls.unwrap()
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            conn.settimeout(10)
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
+def tls_responder(cert: Path, key: Path, client_ca: Path | None = None) -> contextlib.AbstractContextManager[int]:
+    """A TLS server on loopback that answers each client with respond()."""
+    return tls_server(cert, key, respond, client_ca)
 
 
 @contextlib.contextmanager
 def greeter(greeting: bytes = b"SSH-2.0-test\r\n") -> Iterator[tuple[int, threading.Event]]:
     """A plain TCP service that speaks first; (port, set once a connection was accepted).
 
-    The proxy's success reply can reach the client before this thread's accept() returns,
+    The proxy's success reply can reach the client before the server's accept() returns,
     so a test waits on the event rather than looking at it once.
     """
-    server = socket.create_server(("127.0.0.1", 0))
     seen = threading.Event()
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            seen.set()
-            with conn, contextlib.suppress(OSError):
-                conn.sendall(greeting)
+    def greet(conn: socket.socket) -> None:
+        seen.set()
+        with conn, contextlib.suppress(OSError):
+            conn.sendall(greeting)
 
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield server.getsockname()[1], seen
-    finally:
-        server.close()
+    with threaded_server(greet) as port:
+        yield port, seen
 
 
 @contextlib.contextmanager

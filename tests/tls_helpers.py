@@ -4,12 +4,14 @@ the cases no real peer produces on demand (an end without close_notify)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import socket
 import ssl
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -128,3 +130,45 @@ def python_tls_server(pki: Pki, payload: bytes, *, close_notify: bool) -> int:
 
     threading.Thread(target=serve, daemon=True).start()
     return server.getsockname()[1]
+
+
+@contextlib.contextmanager
+def threaded_server(serve: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on loopback (its port): each accepted connection, with a 10 s timeout,
+    goes to `serve` in a thread of its own, until the block ends."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.settimeout(10)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def tls_server(
+    cert: Path, key: Path, serve: Callable[[ssl.SSLSocket], None], client_ca: Path | None = None
+) -> Iterator[int]:
+    """threaded_server for TLS: `serve` gets each client after its handshake; a client whose
+    handshake or session fails (a scanner from another test, a client that left) is dropped."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        ctx.load_verify_locations(str(client_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+
+    def handshake(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError), ctx.wrap_socket(conn, server_side=True) as tls:
+            serve(tls)
+
+    with threaded_server(handshake) as port:
+        yield port
