@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reliability_helpers import wait_until
 from socktool.framing import MAX_DATAGRAM, LineDatagrams
 from socktool.net.faults import CLOSE, RESET, Faults, Shaper, parse_fraction, parse_rate
 
@@ -138,7 +139,6 @@ def _in_process_forwarder(target_port: int, **options):
 
 def test_keepalive_and_nodelay_are_set_on_both_sides_of_a_pair():
     import socket
-    import time
 
     from socktool.net import events as ev
     from socktool.net.tcp import SocketOptions
@@ -153,10 +153,12 @@ def test_keepalive_and_nodelay_are_set_on_both_sides_of_a_pair():
             with accepted:
                 client.sendall(b"x")
                 assert accepted.recv(1) == b"x"
-                deadline = time.monotonic() + 5
-                while not any(isinstance(e, ev.Notice) and "connected to" in e.message for e in events):
-                    assert time.monotonic() < deadline
-                    time.sleep(0.01)
+                wait_until(
+                    lambda: any(isinstance(e, ev.Notice) and "connected to" in e.message for e in events),
+                    5,
+                    what="the target connected",
+                    step=0.01,
+                )
                 pair = forwarder.pairs[1]
                 for conn in (pair.client, pair.target):
                     sock = conn.transport.sock
