@@ -205,44 +205,6 @@ def test_udp_listen_pipe_path_receives_large_unix_datagrams_whole(tmp_sock_dir):
         assert received == b"".join(payloads)
 
 
-# -- values that are usage errors (items 5, 10, 12, 13) ------------------------------------------------
-def case(args: str | list[str], code: int, complaint: str):
-    argv = args.split() if isinstance(args, str) else args
-    return pytest.param(argv, code, complaint, id=" ".join(a if len(a) < 40 else a[:10] + "..." for a in argv))
-
-
-BAD_VALUES = [
-    # --allow / --deny with a unix: listener (item 5)
-    case("tcp-listen --allow 127.0.0.1 unix:/nonexistent-dir/x.sock", 2, "'--allow' / '--deny': they judge a client's"),
-    case("tcp-listen -k --deny 10.0.0.0/8 unix:/nonexistent-dir/x.sock", 2, "a unix: socket's clients have none"),
-    # out-of-range interface numbers, digits that are not ASCII (items 10, 12)
-    case("udp-listen 0 --group 239.1.2.3 --interface 99999999999", 2, "'--interface': interface number 99999999999"),
-    case("udp-listen 0 --group ff02::1234 --interface 99999999999", 2, "'--interface': interface number 99999999999"),
-    case("udp-send 239.1.2.3:9 hi --interface 99999999999", 2, "'--interface': interface number 99999999999 is out"),
-    case("udp-send [ff02::1234]:9 hi --interface 4294967296", 2, "'--interface': interface number 4294967296 is out"),
-    case("udp-send [ff02::1234]:9 hi --interface 0", 2, "'--interface': interface number 0 is out of range"),
-    case("tcp-connect 127.0.0.1:٤٠١٥٩ -z", 2, "port '٤٠١٥٩' is not a number"),
-    case("tcp-listen ٤٠١٥٩", 2, "port '٤٠١٥٩' is not a number or a known service name"),
-    case("portscan 127.0.0.1 ²", 2, "'²' in the port list is not a port number"),
-    case("portscan 127.0.0.1 1-٤", 2, "'1-٤' in the port list is not a port number"),
-    case("portscan --retries ٣ 127.0.0.1 1", 2, "'--retries': '٣' is not a whole number"),
-    case("tcp-connect -w ٣s 127.0.0.1:9", 2, "'--timeout': not a duration: '٣s'"),
-    case("udp-send --count ٣ 127.0.0.1:9 x", 2, "'--count' / '--repeat': '٣' is not a whole number"),
-    case("udp-send --count +3 127.0.0.1:9 x", 2, "'--count' / '--repeat': '+3' is not a whole number"),
-    case("udp-send --ttl ٣ 127.0.0.1:9 x", 2, "'--ttl': '٣' is not a whole number"),
-    # the family's datagram limit (item 13)
-    case(["udp-send", "[::1]:9", "x" * 65_528], 2, "65,528 bytes is more than one UDP datagram holds (65,527 bytes)"),
-    case(["udp-send", "127.0.0.1:9", "x" * 65_508], 2, "65,508 bytes is more than one UDP datagram holds (65,507"),
-]
-
-
-@pytest.mark.parametrize(("argv", "code", "complaint"), BAD_VALUES)
-def test_bad_values_are_their_exit_code_and_one_line_naming_them(argv, code, complaint):
-    result = run(*argv, timeout=20)
-    assert result.returncode == code, result.stderr
-    assert complaint in one_line_error(result.stderr)
-
-
 # -- udp-send: the family's limit (item 13), over-long lines (item 9) --------------------------------
 def test_ipv6_datagrams_up_to_65527_bytes_go_out_whole():
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver:
