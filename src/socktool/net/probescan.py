@@ -74,7 +74,46 @@ def _target(scan: ScanTarget, port: int) -> Target:
     return Target(Endpoint(scan.address, port), ((scan.family, scan.sockaddr(port)),))
 
 
-class UdpScanner:
+class _ProbeScan:
+    """What the UDP and proxy scans share: results by port, the time taken, and the
+    retry count of each silent port."""
+
+    def __init__(self, target: ScanTarget, ports: list[int], timeout: float, retries: int, concurrency: int):
+        self.target = target
+        self.ports = ports
+        self.timeout = timeout
+        self.retries = retries
+        self.concurrency = concurrency
+        self.results: list[ScanResult] = []
+        self.elapsed = 0.0
+        self._tries: dict[int, int] = {}
+
+    @property
+    def done(self) -> int:
+        return len(self.results)
+
+    def _retry(self, port: int) -> bool:
+        """True (probe `port` again) while it has retries left."""
+        tries = self._tries.get(port, 0)
+        if tries < self.retries:
+            self._tries[port] = tries + 1
+            return True
+        return False
+
+    def _run(
+        self, prober: Prober, jobs: list[tuple[int, Target, Check]], settled: Callable[[int, Outcome], bool]
+    ) -> list[ScanResult]:
+        began = time.perf_counter()
+        try:
+            prober.run_all(jobs, self.timeout, self.concurrency, settled)
+        finally:
+            prober.close()
+            self.elapsed = time.perf_counter() - began
+        self.results.sort()
+        return self.results
+
+
+class UdpScanner(_ProbeScan):
     """Scan `ports` of `target` over UDP; `run()` returns one ScanResult per port, by port,
     and keeps each open port's reply in `replies`."""
 
@@ -89,35 +128,16 @@ class UdpScanner:
         probes: dict[int, bytes] = UDP_PROBES,
         prober: Callable[[], Prober] = Prober,
     ):
-        self.target = target
-        self.ports = ports
-        self.timeout = timeout
-        self.retries = retries
-        self.concurrency = concurrency
+        super().__init__(target, ports, timeout, retries, concurrency)
         self.probes = probes
         self.prober = prober
-        self.results: list[ScanResult] = []
-        self.elapsed = 0.0
         self.replies: dict[int, bytes] = {}
-        self._tries: dict[int, int] = {}
-
-    @property
-    def done(self) -> int:
-        return len(self.results)
 
     def run(self) -> list[ScanResult]:
         jobs = [
             (port, _target(self.target, port), Check(udp=True, send=self.probes.get(port, b""))) for port in self.ports
         ]
-        prober = self.prober()
-        began = time.perf_counter()
-        try:
-            prober.run_all(jobs, self.timeout, self.concurrency, self._settled)
-        finally:
-            prober.close()
-            self.elapsed = time.perf_counter() - began
-        self.results.sort()
-        return self.results
+        return self._run(self.prober(), jobs, self._settled)
 
     def _settled(self, port: int, outcome: Outcome) -> bool:
         if outcome.ok:
@@ -126,9 +146,7 @@ class UdpScanner:
         elif outcome.detail == PORT_UNREACHABLE:
             self.results.append(ScanResult(port, CLOSED, outcome.elapsed, PORT_UNREACHABLE))
         elif outcome.silent:
-            tries = self._tries.get(port, 0)
-            if tries < self.retries:
-                self._tries[port] = tries + 1
+            if self._retry(port):
                 return True
             self.results.append(ScanResult(port, OPEN_FILTERED, None, "no reply"))
         else:
@@ -136,7 +154,7 @@ class UdpScanner:
         return False
 
 
-class ProxyScanner:
+class ProxyScanner(_ProbeScan):
     """Scan `ports` of `target` through a proxy (portscan --proxy): each port is a connect
     request to the proxy, and its state is what the proxy replied (net/proxy.py) —
       open      the proxy made the connection;
@@ -156,39 +174,20 @@ class ProxyScanner:
         retries: int = 0,
         concurrency: int = 32,
     ):
-        self.target = target
-        self.ports = ports
+        super().__init__(target, ports, timeout, retries, concurrency)
         self.check = Check(proxy=proxy)
-        self.timeout = timeout
-        self.retries = retries
-        self.concurrency = concurrency
-        self.results: list[ScanResult] = []
-        self.elapsed = 0.0
-        self._tries: dict[int, int] = {}
-
-    @property
-    def done(self) -> int:
-        return len(self.results)
 
     def run(self) -> list[ScanResult]:
         from socktool.net.proxy import ProxyFailed
 
         jobs = [(port, Target(Endpoint(self.target.host, port), ()), self.check) for port in self.ports]
-        prober = Prober()
-        began = time.perf_counter()
 
         def settled(port: int, outcome: Outcome) -> bool:
             if isinstance(outcome.error, ProxyFailed):  # out of run_all: the scan ends with the proxy's words
                 raise ProxyFailed(f"cannot scan {self.target.host} through {self.check.proxy}", outcome.error.detail)
             return self._settled(port, outcome)
 
-        try:
-            prober.run_all(jobs, self.timeout, self.concurrency, settled)
-        finally:
-            prober.close()
-            self.elapsed = time.perf_counter() - began
-        self.results.sort()
-        return self.results
+        return self._run(Prober(), jobs, settled)
 
     def _settled(self, port: int, outcome: Outcome) -> bool:
         from socktool.net.proxy import TargetRefused, TargetUnreachable
@@ -198,9 +197,7 @@ class ProxyScanner:
         elif isinstance(outcome.error, TargetRefused):
             self.results.append(ScanResult(port, CLOSED, outcome.elapsed, outcome.detail))
         elif outcome.silent or isinstance(outcome.error, TargetUnreachable):
-            tries = self._tries.get(port, 0)
-            if tries < self.retries:
-                self._tries[port] = tries + 1
+            if self._retry(port):
                 return True
             self.results.append(ScanResult(port, FILTERED, None, outcome.detail))
         else:
