@@ -136,6 +136,17 @@ def wait_until(predicate, timeout: float = 10, what: str = "condition", step: fl
         time.sleep(step)
 
 
+def wait_listening(port: int, host: str | None = None, timeout: float = 10) -> None:
+    """Wait until something listens on port (on `host`, or any address), without
+    connecting to it: a one-client peer (nc -l) would take that as its connection."""
+    where = f"src {host}:{port}" if host is not None else f"sport = :{port}"
+
+    def listens() -> bool:
+        return bool(subprocess.run(["ss", "-Hltn", where], capture_output=True, text=True).stdout.strip())
+
+    wait_until(listens, timeout, what=f"something to listen on {host or '*'}:{port}")
+
+
 def queued(fd: int) -> int:
     """Bytes waiting to be read from a socket or a pipe (FIONREAD)."""
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]

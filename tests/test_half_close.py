@@ -8,11 +8,11 @@ of other tests do not visit, so the one connection they take is ours.
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
 from conftest import Proc, command, free_port, need, one_line_error, run
+from reliability_helpers import wait_listening
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,17 +30,6 @@ STAYING = {
 }
 
 
-def listening(port: int, timeout: float = 10) -> None:
-    """Wait until something listens on HOST:port, without connecting to it (that would take its one connection)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(["ss", "-Hltn", f"src {HOST}:{port}"], capture_output=True, text=True).stdout
-        if out.strip():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"nothing listens on {HOST}:{port}")
-
-
 def read_until(pipe, wanted: bytes) -> bytes:
     data = b""
     while not data.endswith(wanted):
@@ -56,7 +45,7 @@ def half_closing_peer(request):
     port = free_port()
     peer = subprocess.Popen([*HALF_CLOSING[request.param], str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
-        listening(port)
+        wait_listening(port, HOST)
         yield peer, port
     finally:
         peer.kill()
@@ -84,7 +73,7 @@ def test_quit_after_ends_that_long_after_stdin_even_if_the_peer_stays(tool):
     port = free_port()
     peer = subprocess.Popen([*STAYING[tool], str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        listening(port)
+        wait_listening(port, HOST)
         client = run("tcp-connect", "--no-shutdown", "--quit-after", "300ms", "-v", f"{HOST}:{port}", input=b"hi\n")
         assert client.returncode == 0, client.stderr
         assert b"(stdin ended 300ms ago (--quit-after))" in client.stderr

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from conftest import Proc, command, need, run
-from reliability_helpers import queued, wait_until_full
+from reliability_helpers import queued, wait_listening, wait_until_full
 
 MB = 1024 * 1024
 
@@ -135,7 +135,7 @@ def test_nc_to_listen_and_connect_to_nc_l(payload, tmp_path):
     with open(out, "wb") as sink:
         nc = subprocess.Popen(["nc", "-l", "127.0.0.1", str(port)], stdout=sink, stdin=subprocess.DEVNULL)
         try:
-            _wait_port(port)
+            wait_listening(port)
             with open(source, "rb") as stdin:
                 sender = subprocess.run(
                     command("tcp-connect", f"127.0.0.1:{port}"), stdin=stdin, capture_output=True, timeout=60
@@ -151,19 +151,6 @@ def _free_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 10) -> None:
-    """Wait until something listens on port, without leaving a connection behind that counts."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
-        if out.strip():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"nothing listening on {port}")
 
 
 def test_http_request_gets_whole_response_and_exits_by_itself(tmp_path):
