@@ -241,14 +241,6 @@ def list_entry(conn: Connection, now: float, focused: bool = False) -> tuple[dic
     return row, line
 
 
-def open_file(path: str) -> BinaryIO:
-    """A file to send (closed by its FileSender when done); a bad path is the command's error."""
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise ValueError(f"cannot open {path}: {exc.strerror or exc}") from None
-
-
 class FileOwner(Protocol):
     """Whoever runs a FileSender (and calls its `step` when the client drains or leaves):
     the console hub, the ui's client session."""
@@ -267,7 +259,11 @@ class FileSenders:
     def start(self, conn: Connection, path: str) -> None:
         if conn.id in self._senders:
             raise ValueError(f"a file is still being sent to #{conn.id}")
-        self._senders[conn.id] = sender = FileSender(self.owner, conn, open_file(path), path)
+        try:
+            source = open(path, "rb")  # closed by the sender when done
+        except OSError as exc:
+            raise ValueError(f"cannot open {path}: {exc.strerror or exc}") from None
+        self._senders[conn.id] = sender = FileSender(self.owner, conn, source, path)
         sender.step()
 
     def step(self, conn: Connection) -> None:
@@ -336,4 +332,4 @@ class FileSender:
         self.hub.answer(answer)
 
 
-__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileOwner", "FileSender", "FileSenders", "list_entry", "open_file"]
+__all__ = ["AnswerSink", "Commanded", "ConsoleHub", "FileOwner", "FileSender", "FileSenders", "list_entry"]
