@@ -96,21 +96,25 @@ class Peer:
 
     def __init__(self, port: int):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self._collect(self.sock.recv)
+
+    def _collect(self, read: Callable[[int], bytes]) -> None:
+        """Append what `read` returns to `received` in a thread; set `closed` at its end or error."""
         self.received = bytearray()
         self.closed = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
 
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self.closed.set()
-                return
-            self.received += chunk
+        def run() -> None:
+            while True:
+                try:
+                    chunk = read(65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self.closed.set()
+                    return
+                self.received += chunk
+
+        threading.Thread(target=run, daemon=True).start()
 
     def local_port(self) -> int:
         return self.sock.getsockname()[1]
@@ -150,16 +154,8 @@ class NcPeer(Peer):
 
     def _start(self, argv: list[str], stdin: int) -> None:
         self.proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.received = bytearray()
-        self.closed = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(65536):
-            self.received += chunk
-        self.closed.set()
+        self._collect(self.proc.stdout.read1)
 
     def close(self) -> None:
         if self.proc.poll() is None:
