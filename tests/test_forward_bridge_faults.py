@@ -10,16 +10,9 @@ import time
 import pytest
 
 from conftest import one_line_error, run
-from reliability_helpers import recv_exactly
+from reliability_helpers import recv_exactly, wait_until
 from test_forward import connect, forwarding, read_to_end
 from test_forward_udp import udp_server
-
-
-def _wait_for(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def _round_trips(port: int, rounds: int = 5) -> float:
@@ -59,7 +52,7 @@ def test_jitter_varies_each_datagrams_delay_within_its_bounds_and_keeps_the_orde
                 sent[line] = time.monotonic()
                 client.sendall(line + b"\n")
                 time.sleep(0.1)
-            _wait_for(lambda: len(server.received) == 12)
+            wait_until(lambda: len(server.received) == 12, what="12 datagrams", step=0.005)
     assert server.received == [b"%02d" % index for index in range(12)]  # order kept
     delays = [arrivals[line] - sent[line] for line in sent]
     assert min(delays) >= 0.019, delays  # never earlier than delay - jitter
@@ -73,7 +66,7 @@ def test_rate_paces_the_datagrams_to_the_target():
             with connect(port) as client:
                 started = time.monotonic()
                 client.sendall(line * 101)  # the first datagram goes at once, 100 more at 50,000 B/s
-                _wait_for(lambda: len(server.received) == 101)
+                wait_until(lambda: len(server.received) == 101, what="101 datagrams", step=0.005)
                 took = time.monotonic() - started
     assert all(datagram == line[:-1] for datagram in server.received)  # whole datagrams, never cut
     assert 1.8 <= took <= 2.4, took  # 99,900 B at 50,000 B/s
@@ -115,7 +108,7 @@ def test_upstream_reset_after_sends_the_datagrams_of_exactly_those_bytes_then_re
                 while client.recv(100):
                     pass
             proc.wait_for(r"--reset-after reached \(upstream\)")
-            _wait_for(lambda: len(server.received) == 2)
+            wait_until(lambda: len(server.received) == 2, what="2 datagrams", step=0.005)
     assert server.received == [b"aaaa", b"bb"]  # 7 bytes of the stream: a line, and the rest as at its end
 
 
