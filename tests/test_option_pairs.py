@@ -24,20 +24,14 @@ from __future__ import annotations
 
 import ast
 import itertools
-import os
-import socket
-import ssl  # noqa: F401 - before the harness stands in for socket.socket: ssl subclasses it on import
-import tempfile
-import threading
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 import typer
 
-from socktool.cli import boundary
+from conftest import _reached, run_here
 from socktool.cli.app import COMMANDS, build_app
-from socktool.net import interrupts
 
 TESTS = Path(__file__).parent
 REFUSED = "refused"
@@ -735,14 +729,6 @@ class Outcome(NamedTuple):
     stderr: str
 
 
-class _Reached(BaseException):
-    """The command got as far as the network: every option was accepted."""
-
-
-def _stop(*args: object, **kwargs: object) -> None:
-    raise _Reached
-
-
 VALUES = {
     "-w": "1s",
     "--timeout": "1s",
@@ -840,32 +826,14 @@ def argv_for(name: str, pair: tuple[str, ...], record: str, files: dict[str, str
 def outcome(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> Outcome | None:
     """Run the command line in this process up to the network: None when it got there."""
     with monkeypatch.context() as patch:
-        patch.setattr(interrupts, "install", lambda: None)
-        for name in ("socket", "socketpair", "create_connection", "create_server"):
-            patch.setattr(socket, name, _stop)
-        patch.setattr(threading.Thread, "start", _stop)
         # The ui: stdin here is not a terminal (it would be refused); the app's run opens the sessions.
         patch.setattr("socktool.cli.ui._terminal", lambda: True)
-        patch.setattr("socktool.ui.app.SocktoolApp.run", _stop)
-        saved = [os.dup(fd) for fd in (0, 1, 2)]
-        null = os.open(os.devnull, os.O_RDWR)
-        with tempfile.TemporaryFile() as err:
-            try:
-                os.dup2(null, 0)
-                os.dup2(null, 1)
-                os.dup2(err.fileno(), 2)
-                try:
-                    code = boundary.main(argv)
-                except _Reached:
-                    return None
-            finally:
-                for fd, copy in enumerate(saved):
-                    os.dup2(copy, fd)
-                    os.close(copy)
-                os.close(null)
-            err.seek(0)
-            text = err.read().decode(errors="replace")
-    assert code == 2, f"{' '.join(argv)}: exit {code} before reaching the network:\n{text}"
+        patch.setattr("socktool.ui.app.SocktoolApp.run", _reached)
+        result = run_here(*argv)
+    if result is None:
+        return None
+    text = result.stderr.decode(errors="replace")
+    assert result.returncode == 2, f"{' '.join(argv)}: exit {result.returncode} before reaching the network:\n{text}"
     return Outcome(True, text)
 
 
