@@ -7,13 +7,12 @@ import itertools
 import json
 import socket
 import subprocess
-import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import Proc, command, one_line_error, run
+from conftest import Proc, command, one_line_error, run, serve_one
 from socktool import frames
 from socktool.frames import FrameTooLarge, checksum_bytes, crc16_modbus, parse_frame
 from test_engine import read_exactly, read_to_eof
@@ -235,18 +234,15 @@ def test_console_messages_get_the_frame():
         server.stdout.close()
 
 
+def echo(conn: socket.socket) -> None:
+    while data := conn.recv(65536):
+        conn.sendall(data)
+
+
 def test_forward_shows_one_record_per_message_both_ways():
-    target = socket.create_server(("127.0.0.1", 0))
-
-    def echo() -> None:
-        conn, _ = target.accept()
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    threading.Thread(target=echo, daemon=True).start()
+    target = serve_one(echo)
     messages, writes = three_and_one("len16")
-    proc = Proc("forward", "127.0.0.1:0", f"127.0.0.1:{target.getsockname()[1]}", "--frame", "len16", "--json")
+    proc = Proc("forward", "127.0.0.1:0", f"127.0.0.1:{target}", "--frame", "len16", "--json")
     with proc:
         port = proc.wait_listening()
         stream = b"".join(writes)
@@ -261,7 +257,6 @@ def test_forward_shows_one_record_per_message_both_ways():
             line = proc.popen.stdout.readline()
             assert line, proc.stderr
             records.append(json.loads(line))
-    target.close()
     for direction in ("upstream", "downstream"):
         data = [bytes.fromhex(r["hex"]) for r in records if r.get("direction") == direction]
         assert data == messages, records
@@ -303,16 +298,8 @@ def test_a_bad_send_template_is_a_usage_error():
 
 
 def test_forward_max_frame_warns_and_shows_that_connection_per_read():
-    target = socket.create_server(("127.0.0.1", 0))
-
-    def echo() -> None:
-        conn, _ = target.accept()
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    threading.Thread(target=echo, daemon=True).start()
-    args = ("forward", "127.0.0.1:0", f"127.0.0.1:{target.getsockname()[1]}", "--frame", "len8", "--max-frame", "4")
+    target = serve_one(echo)
+    args = ("forward", "127.0.0.1:0", f"127.0.0.1:{target}", "--frame", "len8", "--max-frame", "4")
     with Proc(*args, "--json") as proc:
         port = proc.wait_listening()
         small, big = b"\x03abc", b"\x0a0123456789"  # 3 bytes: a message; 10 > --max-frame 4
@@ -326,7 +313,6 @@ def test_forward_max_frame_warns_and_shows_that_connection_per_read():
             line = proc.popen.stdout.readline()
             assert line, proc.stderr
             records.append(json.loads(line))
-    target.close()
     assert any("larger than --max-frame" in json.dumps(r) and "shown per read" in json.dumps(r) for r in records)
     upstream = [bytes.fromhex(r["hex"]) for r in records if r.get("direction") == "upstream"]
     assert upstream[0] == b"abc"  # a message within the limit: its payload
