@@ -41,7 +41,7 @@ pytest.importorskip("textual")
 
 from textual.widgets import Input
 
-from test_ui import Peer, SocktoolApp, choose_client, drive_closing, listening_port, type_and_send, until
+from test_ui import Peer, SocktoolApp, accepted_peer, choose_client, drive_closing, listening_port, type_and_send, until
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("SOCKTOOL_UPDATE_SNAPSHOTS") == "1"
@@ -122,9 +122,8 @@ def test_main_screens_match_the_stored_snapshots(tmp_path, monkeypatch, size):
         app.select(app.sessions[0])
         session = app.sessions[0]
         for count in (1, 2):
-            peers.append(Peer(port))
-            ports[peers[-1].local_port()] = f"5000{count}"
-            await until(pilot, lambda n=count: len(session.clients) == n, f"{count} client(s) in the list")
+            peer = await accepted_peer(app, pilot, peers, port, f"{count} client(s) in the list")
+            ports[peer.local_port()] = f"5000{count}"
         peers[0].sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         await until(pilot, lambda: session.bytes_in == 18, "the request")
         await type_and_send(pilot, "hello")
