@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -198,6 +198,31 @@ def serve_one(handler: Callable[[socket.socket], object]) -> int:
 
     threading.Thread(target=serve, daemon=True).start()
     return server.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_each(handler: Callable[[socket.socket], object]) -> Iterator[int]:
+    """serve_one for every client until the block ends: each accepted connection goes to
+    handler(conn) in a thread of its own; an OSError there ends it quietly."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def guarded(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            handler(conn)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=guarded, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
 
 
 def serve_once(payload: bytes) -> int:

@@ -23,13 +23,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import LISTENING, Proc
+from conftest import LISTENING, Proc, serve_each
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("tcp-connect", "tcp-listen", "udp-send", "udp-listen", "echo", "time-server")
@@ -64,26 +63,6 @@ def _env() -> dict[str, str]:
 
 
 # -- local peers ------------------------------------------------------------------------
-def _serve_tcp(handle) -> tuple[int, socket.socket]:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=_guarded, args=(handle, conn), daemon=True).start()
-
-    threading.Thread(target=loop, daemon=True).start()
-    return server.getsockname()[1], server
-
-
-def _guarded(handle, conn: socket.socket) -> None:
-    with conn, contextlib.suppress(OSError):
-        handle(conn)
-
-
 def _http(conn: socket.socket) -> None:
     request = b""
     while b"\r\n\r\n" not in request:
@@ -117,9 +96,7 @@ class Peers:
         return proc.wait_listening()
 
     def _python(self, handle) -> str:
-        port, server = _serve_tcp(handle)
-        self.stack.callback(server.close)
-        return f"127.0.0.1:{port}"
+        return f"127.0.0.1:{self.stack.enter_context(serve_each(handle))}"
 
     def address(self, host: str, port: str) -> str:
         key = f"{host}:{port}"

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Proc, free_port, need, run
+from conftest import Proc, free_port, need, run, serve_each
 from test_proxy import start as start_peer
-from tls_helpers import Pki, make_pki, threaded_server, tls_server, write_leaf
+from tls_helpers import Pki, make_pki, tls_server, write_leaf
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADINGS = ("### TLS: `--tls`", "### Proxies: `--proxy`")
@@ -86,10 +86,9 @@ def greeter(greeting: bytes = b"SSH-2.0-test\r\n") -> Iterator[tuple[int, thread
 
     def greet(conn: socket.socket) -> None:
         seen.set()
-        with conn, contextlib.suppress(OSError):
-            conn.sendall(greeting)
+        conn.sendall(greeting)
 
-    with threaded_server(greet) as port:
+    with serve_each(greet) as port:
         yield port, seen
 
 

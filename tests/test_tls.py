@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import Proc, command, need, one_line_error, run
+from conftest import Proc, command, need, one_line_error, run, serve_each
 from tls_helpers import Pki, SServer, expired_leaf, make_pki, python_tls_server
 
 GET = "GET / HTTP/1.0\r\n\r\n"
@@ -427,31 +427,11 @@ def test_wait_tls_insecure_sni_and_min_days_each_decide_up_or_down(pki: Pki):
 
 
 def test_wait_tls_on_a_plaintext_port_is_not_up():
-    import socket
-    import threading
+    def banner(conn) -> None:  # every client gets a plaintext banner; a probe may reset: fine
+        conn.sendall(b"SSH-2.0-plain\r\n")
 
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:  # every client gets a plaintext banner; a probe may reset: fine
-        with server:
-            while True:
-                try:
-                    conn, _ = server.accept()
-                except OSError:
-                    return
-                with conn:
-                    try:
-                        conn.sendall(b"SSH-2.0-plain\r\n")
-                    except OSError:
-                        pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        result = run(
-            "wait", "--tls", "--pin", "sha256:" + "ab" * 32, f"127.0.0.1:{server.getsockname()[1]}", "-w", "1s"
-        )
-    finally:
-        server.close()
+    with serve_each(banner) as port:
+        result = run("wait", "--tls", "--pin", "sha256:" + "ab" * 32, f"127.0.0.1:{port}", "-w", "1s")
     assert result.returncode == 1
     assert "does not speak TLS" in one_line_error(result.stderr)
 

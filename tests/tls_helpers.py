@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import trustme
 
-from conftest import need
+from conftest import need, serve_each
 
 
 class Pki(NamedTuple):
@@ -133,32 +133,10 @@ def python_tls_server(pki: Pki, payload: bytes, *, close_notify: bool) -> int:
 
 
 @contextlib.contextmanager
-def threaded_server(serve: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A TCP server on loopback (its port): each accepted connection, with a 10 s timeout,
-    goes to `serve` in a thread of its own, until the block ends."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            conn.settimeout(10)
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
-
-
-@contextlib.contextmanager
 def tls_server(
     cert: Path, key: Path, serve: Callable[[ssl.SSLSocket], None], client_ca: Path | None = None
 ) -> Iterator[int]:
-    """threaded_server for TLS: `serve` gets each client after its handshake; a client whose
+    """serve_each for TLS: `serve` gets each client after its handshake; a client whose
     handshake or session fails (a scanner from another test, a client that left) is dropped."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(cert), str(key))
@@ -167,8 +145,9 @@ def tls_server(
         ctx.verify_mode = ssl.CERT_REQUIRED
 
     def handshake(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError, ssl.SSLError), ctx.wrap_socket(conn, server_side=True) as tls:
+        conn.settimeout(10)
+        with ctx.wrap_socket(conn, server_side=True) as tls:  # ssl.SSLError is an OSError
             serve(tls)
 
-    with threaded_server(handshake) as port:
+    with serve_each(handshake) as port:
         yield port
