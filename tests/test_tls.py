@@ -449,7 +449,9 @@ def _s_client(port: int, pki: Pki, *extra: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def _tls_event(result: subprocess.CompletedProcess) -> dict:
+def _tls_event(pki: Pki, port: int, *options: object) -> dict:
+    """The "tls" event of `tcp-connect --tls --ca CA OPTIONS --json localhost:PORT -z`, which must succeed."""
+    result = run("tcp-connect", "--tls", "--ca", pki.ca_file, *options, "--json", f"localhost:{port}", "-z")
     assert result.returncode == 0, result.stderr
     return next(e for e in map(json.loads, result.stdout.splitlines()) if e["event"] == "tls")
 
@@ -459,19 +461,7 @@ def test_listener_alpn_and_tls_min_are_what_its_clients_get(pki: Pki):
     args = ("tcp-listen", "-k", "--tls", "--cert", pki.cert, "--key", pki.key, "--alpn", "h2", "--tls-min", "1.3")
     with Proc(*args, "127.0.0.1:0") as listener:
         port = listener.wait_listening()
-        tls = _tls_event(
-            run(
-                "tcp-connect",
-                "--tls",
-                "--ca",
-                pki.ca_file,
-                "--alpn",
-                "http/1.1,h2",
-                "--json",
-                f"localhost:{port}",
-                "-z",
-            )
-        )
+        tls = _tls_event(pki, port, "--alpn", "http/1.1,h2")
         assert tls["alpn"] == "h2" and tls["version"] == "TLSv1.3"
         assert _s_client(port, pki, "-tls1_2").returncode != 0  # below --tls-min: no handshake
         assert _s_client(port, pki, "-tls1_3").returncode == 0
@@ -492,19 +482,7 @@ def test_client_ciphers_are_the_only_ones_it_offers(pki: Pki):
         refused = run(
             "tcp-connect", "--tls", "--ca", pki.ca_file, "--ciphers", _AES256, f"localhost:{server.port}", "-z"
         )
-        tls = _tls_event(
-            run(
-                "tcp-connect",
-                "--tls",
-                "--ca",
-                pki.ca_file,
-                "--ciphers",
-                _AES128,
-                "--json",
-                f"localhost:{server.port}",
-                "-z",
-            )
-        )
+        tls = _tls_event(pki, server.port, "--ciphers", _AES128)
     assert refused.returncode == 1 and "TLS handshake with" in one_line_error(refused.stderr)
     assert "AES128-GCM" in tls["cipher"] and tls["version"] == "TLSv1.2"
 
