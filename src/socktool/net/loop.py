@@ -461,7 +461,7 @@ class Connection:
             self.loop.call_later(0, self._read_end)
 
     def _fail(self, exc: OSError) -> None:
-        self.close(describe(exc if exc.errno != errno.EPIPE else ConnectionResetError(errno.ECONNRESET, "")))
+        self.close(describe(_as_peer_reset(exc)))
 
     def _update(self) -> None:
         if self.closed:
@@ -485,6 +485,13 @@ class Connection:
             self._idle_timer = self.loop.call_later(left, self._check_idle)
         else:
             self.close("idle timeout")
+
+
+def _as_peer_reset(exc: OSError) -> OSError:
+    """EPIPE from a socket write means the peer reset the connection: say that."""
+    if exc.errno == errno.EPIPE:
+        return ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
+    return exc
 
 
 class _Channel:
@@ -626,9 +633,7 @@ class SplicePair:
         self._ended = True
         for side in (self.a, self.b):
             side._update()  # unwatched: nothing more moves
-        if error is not None and error.errno == errno.EPIPE:
-            error = ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
-        self.on_end(conn, error)
+        self.on_end(conn, None if error is None else _as_peer_reset(error))
 
     def close(self) -> None:
         """Close the pipes (their bytes are dropped); the connections are the owner's. Idempotent."""
