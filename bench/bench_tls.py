@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_tcp import free_port, parse_size  # this directory: run as python bench/...
 
 SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
 
@@ -45,11 +46,6 @@ TOOLS = {
 }
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
-
-
 def make_certificate(directory: str) -> tuple[str, str]:
     """An ECDSA P-256 certificate and key for localhost, a day long, made with openssl."""
     cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
@@ -59,12 +55,6 @@ def make_certificate(directory: str) -> tuple[str, str]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(port: int, timeout: float = 10.0) -> None:

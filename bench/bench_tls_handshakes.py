@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import socket
 import ssl
 import statistics
 import subprocess
@@ -30,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_tls import free_port, make_certificate  # this directory: run as python bench/...
+from bench_echo import wait_accepting  # this directory: run as python bench/...
+from bench_tls import free_port, make_certificate
 
 SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
 
@@ -40,17 +40,6 @@ TOOLS = {
     "ncat": "ncat --ssl --ssl-cert {cert} --ssl-key {key} -l -k --max-conns {clients} 127.0.0.1 {port}",
 }
 TIMEOUT = 10.0
-
-
-def wait_listening(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 async def _client(port: int, count: int, ctx: ssl.SSLContext, failures: list[str]) -> int:
@@ -95,7 +84,7 @@ def one_round(
         f"exec {command}", shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_listening(port)
+        wait_accepting(port)
         shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
         with multiprocessing.get_context("fork").Pool(procs) as pool:
             cpu_before = cpu_seconds(server.pid)
