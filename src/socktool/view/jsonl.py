@@ -124,7 +124,7 @@ class JsonLines:
             self.write_out(line)
 
     def __call__(self, event: ev.Event) -> None:
-        record = event_record(event)
+        record = _record(event)  # (not event_record: `write` puts it in the schema's shape, once)
         if record is not None:
             self.write(record)
 
