@@ -31,13 +31,10 @@ import threading
 import time
 from pathlib import Path
 
+from bench_tcp import free_port, parse_size  # this directory: run as python bench/...
+
 SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
 BLOCK = b"\0" * (1 << 20)
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
 
 
 def peer(size: int) -> tuple[int, threading.Thread]:
@@ -108,9 +105,7 @@ def both_ways(tool: str, size: int) -> tuple[float, int]:
 
 
 def lines_in(tool: str, lines: int) -> tuple[float, int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     listener = {"socktool tcp-listen": f"{SOCKTOOL} tcp-listen 127.0.0.1:{port}", "nc -l": f"nc -l 127.0.0.1 {port}"}[
         tool
     ]
