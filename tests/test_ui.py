@@ -24,7 +24,7 @@ import pytest
 
 from conftest import SOCKTOOL, need
 from socktool.cli.ui import session_options
-from socktool.ui.sessions import encode_input, parse_specs
+from socktool.ui.sessions import Session, encode_input, parse_specs
 
 textual = pytest.importorskip("textual")
 
@@ -65,6 +65,16 @@ async def listening_port(app: SocktoolApp, pilot, index: int = 0) -> int:
     session = app.sessions[index]
     await until(pilot, lambda: session.state == "listening", "the session to listen")
     return int(session.address.rsplit(":", 1)[1])
+
+
+async def new_session(app: SocktoolApp, pilot, words: str, what: str = "a session") -> Session:
+    """Open a session with ctrl+n and these words at its prompt; wait for it in the list and return it."""
+    count = len(app.sessions) + 1
+    await pilot.press("ctrl+n")
+    app.query_one("#prompt", Input).value = words
+    await pilot.press("enter")
+    await until(pilot, lambda: len(app.sessions) == count, what)
+    return app.sessions[-1]
 
 
 def log_text(app: SocktoolApp) -> str:
@@ -342,11 +352,7 @@ def test_client_session_sends_receives_and_records_the_jsonl_of_record(tmp_path)
 
 def test_sessions_are_created_stopped_started_and_closed_from_the_keyboard():
     async def scenario(app: SocktoolApp, pilot) -> None:
-        await pilot.press("ctrl+n")
-        app.query_one("#prompt", Input).value = "tcp-listen 127.0.0.1:0"
-        await pilot.press("enter")
-        await until(pilot, lambda: len(app.sessions) == 1, "a session")
-        session = app.sessions[0]
+        session = await new_session(app, pilot, "tcp-listen 127.0.0.1:0")
         port = await listening_port(app, pilot)
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
         await pilot.press("ctrl+s")
@@ -382,11 +388,7 @@ def test_tls_server_session_made_with_ctrl_n_is_reached_by_tcp_connect_tls_pin()
     peers: list[Peer] = []
 
     async def scenario(app: SocktoolApp, pilot) -> None:
-        await pilot.press("ctrl+n")
-        app.query_one("#prompt", Input).value = "tcp-listen 127.0.0.1:0 --tls"
-        await pilot.press("enter")
-        await until(pilot, lambda: len(app.sessions) == 1, "a session")
-        session = app.sessions[0]
+        session = await new_session(app, pilot, "tcp-listen 127.0.0.1:0 --tls")
         port = await listening_port(app, pilot)
         assert session.fingerprint.startswith("sha256:")  # an ephemeral certificate, as tcp-listen --tls makes
         flat = lambda: "".join(log_text(app).split())  # noqa: E731  (a long line is wrapped)
@@ -408,18 +410,13 @@ def test_tls_client_session_with_pin_talks_to_a_tls_server_and_a_wrong_pin_fails
         server = app.sessions[0]
         await until(pilot, lambda: server.fingerprint, "the server's fingerprint")
         wrong = "sha256:" + "00" * 32
-        await pilot.press("ctrl+n")
-        app.query_one("#prompt", Input).value = f"tcp-connect 127.0.0.1:{port} --tls --pin {wrong}"
-        await pilot.press("enter")
-        await until(pilot, lambda: len(app.sessions) == 2, "the first client session")
+        await new_session(app, pilot, f"tcp-connect 127.0.0.1:{port} --tls --pin {wrong}", "the first client session")
         await until(pilot, lambda: not app.sessions[1].running, "the wrong pin to end the session")
         await until(pilot, lambda: "pin mismatch" in log_text(app), "the pin mismatch in the log")
         assert app.sessions[1].bytes_out == 0
-        await pilot.press("ctrl+n")
-        app.query_one("#prompt", Input).value = f"tcp-connect 127.0.0.1:{port} --tls --pin {server.fingerprint}"
-        await pilot.press("enter")
-        await until(pilot, lambda: len(app.sessions) == 3, "the client session")
-        client = app.sessions[2]
+        client = await new_session(
+            app, pilot, f"tcp-connect 127.0.0.1:{port} --tls --pin {server.fingerprint}", "the client session"
+        )
         await until(pilot, lambda: client.state == "connected" and len(server.clients) == 1, "the TLS connection")
         await type_and_send(pilot, "secret")
         await until(pilot, lambda: server.bytes_in == 7, "the server session to get the line")
@@ -484,11 +481,9 @@ def test_client_session_tls_cert_key_and_alpn_reach_a_server_that_requires_a_cli
             without = app.sessions[0]
             await until(pilot, lambda: not without.running, "the session without a certificate to end")
             await until(pilot, lambda: "certificate_required" in log_text(app), "the server's alert in the log")
-            await pilot.press("ctrl+n")
-            app.query_one("#prompt", Input).value = shlex.join(["tcp-connect", address, *tls, *mine])
-            await pilot.press("enter")
-            await until(pilot, lambda: len(app.sessions) == 2, "the session with a certificate")
-            with_cert = app.sessions[1]
+            with_cert = await new_session(
+                app, pilot, shlex.join(["tcp-connect", address, *tls, *mine]), "the session with a certificate"
+            )
             await until(pilot, lambda: "alpn h2" in log_text(app), "the agreed ALPN in the session's log")
             await pilot.press("ctrl+l")  # CRLF: an HTTP request line, then the blank line
             await type_and_send(pilot, "GET / HTTP/1.0")
