@@ -178,6 +178,15 @@ def one_line_error(stderr: bytes | str) -> str:
     return lines[0]
 
 
+def readme_commands(heading: str) -> list[str]:
+    """The command lines of the `sh` blocks in the README's section that starts with
+    `heading` (up to the next ### or ## heading), without their trailing `  # comments`."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split(f"\n{heading}", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    lines = [line for block in re.findall(r"```sh\n(.*?)```", section, re.S) for line in block.splitlines()]
+    return [command for line in lines if (command := re.sub(r"\s+#\s.*$", "", line).strip())]
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now on `host` (for 'refused' cases)."""
     with socket.socket(socket.AF_INET, kind) as sock:

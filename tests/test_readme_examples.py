@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LISTENING, Proc, serve_each
+from conftest import LISTENING, Proc, readme_commands, serve_each
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("tcp-connect", "tcp-listen", "udp-send", "udp-listen", "echo", "time-server")
@@ -41,16 +41,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def examples() -> list[tuple[str, str]]:
-    readme = (ROOT / "README.md").read_text()
-    found = []
-    for name in SECTIONS:
-        section = readme.split(f"\n### {name} ", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
-        for block in re.findall(r"```sh\n(.*?)```", section, re.S):
-            for line in block.splitlines():
-                command = re.sub(r"\s+#\s.*$", "", line).strip()
-                if command:
-                    found.append((name, command))
-    return found
+    return [(name, command) for name in SECTIONS for command in readme_commands(f"### {name} ")]
 
 
 def _param(section: str, command: str):

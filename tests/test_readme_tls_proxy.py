@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Proc, free_port, need, run, serve_each
+from conftest import Proc, free_port, need, readme_commands, run, serve_each
 from test_proxy import start as start_peer
 from tls_helpers import Pki, make_pki, tls_server, write_leaf
 
@@ -48,16 +48,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def examples() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    found = []
-    for heading in HEADINGS:
-        section = readme.split(f"\n{heading}", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
-        for block in re.findall(r"```sh\n(.*?)```", section, re.S):
-            for line in block.splitlines():
-                command = re.sub(r"\s+#\s.*$", "", line).strip()
-                if command.startswith("socktool "):
-                    found.append(command)
-    return found
+    return [command for heading in HEADINGS for command in readme_commands(heading) if command.startswith("socktool ")]
 
 
 # -- peers ----------------------------------------------------------------------------------
