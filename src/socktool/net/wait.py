@@ -40,13 +40,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from socktool.net.address import Endpoint, resolve
 from socktool.net.errors import NetworkError
 from socktool.net.events import Ready
 from socktool.net.probe import Check, Outcome, Prober, Target, next_due
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 MIN_ATTEMPT_TIMEOUT = 1.0  # a probe gets at least this long to complete, whatever the interval
 MAX_ATTEMPT_TIMEOUT = 8.0  # ... and after tries that were answered too slowly, up to this long
@@ -266,6 +268,8 @@ class _Resolver:
         self._threads = 0
 
     def submit(self, lookup: Callable[[], Target]) -> Future[Target]:
+        from concurrent.futures import Future  # only a name to look up needs it (2 ms of start-up)
+
         future: Future[Target] = Future()
         self._jobs.put((future, lookup))
         if self._threads < self._size:
