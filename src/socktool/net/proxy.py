@@ -113,16 +113,7 @@ def _http_connect(proxy: ProxyConfig, host: str, port: int, timeout: float | Non
             raise ProxyFailed(what, f"the proxy's reply is not HTTP: {status[:80]!r}")
         code = int(parts[1])
         if not 200 <= code < 300:
-            kind = (
-                ProxyFailed
-                if code == 407
-                else TargetUnreachable
-                if code == 403
-                else TargetRefused
-                if code >= 500
-                else ConnectError
-            )
-            raise kind(what, f"the proxy says: {' '.join(parts[1:])}")
+            raise _http_reply_error(code)(what, f"the proxy says: {' '.join(parts[1:])}")
     except TimeoutError:
         sock.close()
         raise TargetUnreachable(what, "the proxy did not answer in time") from None
@@ -176,6 +167,15 @@ def _socks_connect(proxy: ProxyConfig, host: str, port: int, timeout: float | No
         raise ConnectError(what, (exc.strerror or str(exc)).lower()) from None
     sock.settimeout(None)
     return sock
+
+
+def _http_reply_error(code: int) -> type[ConnectError]:
+    """What an HTTP proxy's refusal of CONNECT says of the target, by its status code."""
+    if code == 407:
+        return ProxyFailed  # our credentials
+    if code == 403:
+        return TargetUnreachable
+    return TargetRefused if code >= 500 else ConnectError
 
 
 def _socks_reply_error(scheme: str, code: int | None) -> type[ConnectError]:
