@@ -7,7 +7,6 @@ import time
 
 from socktool.net.events import PingEvent, PingSummary, Probed
 from socktool.values import printable
-from socktool.view.jsonl import JsonLines
 from socktool.view.terminal import Mode, Terminal
 
 
@@ -88,7 +87,11 @@ class PingView:
         self.terminal = terminal
         self.udp = udp
         self.tls = tls
-        self.json = JsonLines(terminal.write_out) if mode is Mode.JSON else None
+        self.json = None
+        if mode is Mode.JSON:
+            from socktool.view.jsonl import JsonLines  # json costs start-up: only with --json
+
+            self.json = JsonLines(terminal.write_out)
 
     def header(self, target: str, peer: str, what: str) -> None:
         if self.json is None:

@@ -8,7 +8,6 @@ the table or the bar.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -154,6 +153,8 @@ class ScanReport:
                 for r in shown
             ]
             records.append(summary_record(self.target, counts, elapsed))
+            import json  # json costs start-up: only with --json
+
             from socktool.view.jsonl import shaped
 
             self._write(json.dumps(shaped(record), separators=(",", ":")) for record in records)
