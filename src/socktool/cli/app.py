@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 import typer.main
@@ -67,14 +67,17 @@ def _signature_read_once(read: ReadSignature) -> ReadSignature:
     """Typer reads a command's signature (about 50 options each) twice in a row: for its
     options, then for its callback, which wants only the names. The second read of the
     same function gets the first's result (0.4 ms of every start); any other read is fresh."""
-    last: list[Any] = [None, None]
+    last: tuple[Callable[..., Any] | None, dict[str, ParamMeta]] = (None, {})
 
     def read_once(function: Callable[..., Any]) -> dict[str, ParamMeta]:
-        if function is last[0]:
-            last[0] = None
-            return cast("dict[str, ParamMeta]", last[1])
-        last[:] = [function, read(function)]
-        return cast("dict[str, ParamMeta]", last[1])
+        nonlocal last
+        previous, params = last
+        if function is previous:
+            last = (None, {})
+            return params
+        params = read(function)
+        last = (function, params)
+        return params
 
     return read_once
 
