@@ -117,10 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.INTERRUPTED
     except Terminated:
         return ExitStatus.TERMINATED
-    except OutputClosed:
-        _silence_stdout()
-        return ExitStatus.OK
-    except BrokenPipeError:
+    except (OutputClosed, BrokenPipeError):
         _silence_stdout()
         return ExitStatus.OK
     except Exception as exc:  # a bug: say so in one line, keep the details for --debug
@@ -145,8 +142,7 @@ def run() -> NoReturn:
 
 def leave(code: int) -> NoReturn:
     """Exit with `code`, by os._exit when nothing is left running (see `run`)."""
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if others:
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
