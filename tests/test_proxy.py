@@ -19,18 +19,28 @@ from tls_helpers import Pki, make_pki, python_tls_server
 GREETING = b"hello through the proxy\n"
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
-    """Until something accepts on 127.0.0.1:port (the proxy is up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args[0]} exited with {process.returncode}")
+def is_listening(port: int) -> bool:
+    """A listener on the port, seen in the kernel's table: a probing connect would use
+    up a one-client peer."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
+            rows = [line.split() for line in Path(table).read_text().splitlines()[1:]]
         except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port}")
+            continue
+        if any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows):  # 0A: LISTEN
+            return True
+    return False
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
+    """Until the peer `process` (a proxy, ncat, socat) listens on the port."""
+    deadline = time.monotonic() + timeout
+    while not is_listening(port):
+        if process.poll() is not None:
+            stderr = process.stderr.read() if process.stderr else b""
+            raise AssertionError(f"{process.args[0]} exited with {process.returncode}: {stderr!r}")
+        assert time.monotonic() < deadline, f"nothing listening on {port}"
+        time.sleep(0.02)
 
 
 def start(argv: list[str], port: int) -> Iterator[int]:

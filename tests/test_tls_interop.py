@@ -11,7 +11,6 @@ import http.server
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Proc, free_port, need, one_line_error, run
+from test_proxy import wait_for_port
 from tls_helpers import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,14 +34,7 @@ def peer(argv: list[str], port: int) -> Iterator[subprocess.Popen]:
     """A listening peer (ncat, socat), once something accepts on 127.0.0.1:port."""
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"{argv[0]} exited: {process.stderr.read() if process.stderr else ''!r}")
-            if _listening(port):
-                break
-            assert time.monotonic() < deadline, f"{argv[0]} is not listening on {port}"
-            time.sleep(0.02)
+        wait_for_port(port, process)
         yield process
     finally:
         process.kill()
@@ -49,19 +42,6 @@ def peer(argv: list[str], port: int) -> Iterator[subprocess.Popen]:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
-
-def _listening(port: int) -> bool:
-    """A listener on the port, seen in the kernel's table: a probing connect would use
-    up a one-client peer."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = [line.split() for line in Path(table).read_text().splitlines()[1:]]
-        except OSError:
-            continue
-        if any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows):  # 0A: LISTEN
-            return True
-    return False
 
 
 # -- socktool's client ----------------------------------------------------------------
