@@ -3,18 +3,22 @@ and wait at a low descriptor limit. Real peers on loopback only."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 
 from conftest import Proc, command, free_port, one_line_error, run
 from reliability_helpers import filtered_listener, limit_descriptors
+from tls_helpers import make_pki, tls_server
 
 
 class BannerServer:
@@ -226,47 +230,34 @@ def test_checks_that_cannot_apply_are_usage_errors(args):
 
 
 class HttpsHealth:
-    """An HTTPS server (Python's http.server behind TLS, a certificate for localhost and
-    127.0.0.1 by a test CA) whose /health answers `status`, which the test changes."""
+    """An HTTPS server (tls_helpers.tls_server, a certificate for localhost and 127.0.0.1
+    by a test CA) whose /health answers `status`, which the test changes."""
 
     def __init__(self, directory: Path):
-        import http.server
-        import ssl
-
-        from tls_helpers import make_pki
-
         self.pki = make_pki(directory)
         self.status = 404
         self.asked: list[int] = []  # the status of each answer
-        outer = self
+        self._serving = contextlib.ExitStack()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status = outer.status if self.path == "/health" else 404
-                outer.asked.append(status)
-                body = b"ok\n" if status == 200 else b"not yet\n"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(str(self.pki.cert), str(self.pki.key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, tls: ssl.SSLSocket) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = tls.recv(4096)
+            if not data:
+                return
+            request += data
+        status = self.status if request.split(b" ", 2)[1] == b"/health" else 404
+        self.asked.append(status)
+        body = b"ok\n" if status == 200 else b"not yet\n"
+        head = f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\nContent-Length: {len(body)}\r\n\r\n"
+        tls.sendall(head.encode() + body)
 
     def __enter__(self) -> HttpsHealth:
+        self.port = self._serving.enter_context(tls_server(self.pki.cert, self.pki.key, self._answer))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
 
 def test_http_through_tls_is_up_only_after_the_status_turns_200(tmp_path: Path):
