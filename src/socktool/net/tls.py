@@ -19,6 +19,7 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -460,6 +461,16 @@ def start_server(identity: ServerIdentity, conn: Connection, sink: ev.Sink) -> T
     verified = "client-ca" if identity.settings.client_ca is not None else ""
     sink(session_event(conn.conn, conn.peer, layer, verified))
     return layer
+
+
+def report_ragged_end(who: str, sink: ev.Sink, strict: Callable[[TlsError], None] | None = None) -> None:
+    """`who` ended the connection without close_notify: a warning, or with `strict`
+    (--strict-close) the failure handed to it."""
+    what = f"{who} closed the connection without TLS close_notify"
+    if strict is not None:
+        strict(TlsError(what, "the data may be cut short (--strict-close)"))
+    else:
+        sink(ev.Notice(f"{what}: the data may be cut short", warning=True))
 
 
 def end_quietly(conn: Connection, layer: TlsLayer) -> None:

@@ -34,6 +34,7 @@ from socktool.net.tls import (
     client_context,
     client_verification,
     handshake_failure,
+    report_ragged_end,
     session_event,
 )
 from socktool.net.tlsconfig import ClientTls
@@ -215,12 +216,7 @@ def serve_tls(
         sink(session_event(conn, who, transport.layer, verified))
 
     def ragged(transport: TlsTransport) -> None:
-        _conn, who = peer()
-        what = f"{who} closed the connection without TLS close_notify"
-        if strict is not None:
-            strict(TlsError(what, "the data may be cut short (--strict-close)"))
-        else:
-            sink(ev.Notice(f"{what}: the data may be cut short", True))
+        report_ragged_end(peer()[1], sink, strict)
 
     layer = TlsLayer(identity.context, server_side=True)
     return TlsTransport(sock, layer, on_ready=ready, on_ragged_end=ragged)
@@ -253,8 +249,7 @@ class TlsClient:
             sink(session_event(conn, who, transport.layer, client_verification(settings)))
 
         def ragged(transport: TlsTransport) -> None:
-            _conn, who = peer()
-            sink(ev.Notice(f"{who} closed the connection without TLS close_notify: the data may be cut short", True))
+            report_ragged_end(peer()[1], sink)
 
         layer = TlsLayer(self.context, server_side=False, server_name=settings.server_name)
         transport = TlsTransport(sock, layer, on_ready=ready, on_ragged_end=ragged)

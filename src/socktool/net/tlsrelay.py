@@ -30,13 +30,17 @@ from socktool.net import interrupts
 from socktool.net.errors import ExpectNotMet, NetworkError, PeerReset, SocktoolError, UsageError, describe
 from socktool.net.fdio import CHUNK, is_pipe, widen_pipe, write_all
 from socktool.net.relay import EXPECT_WINDOW, Connection, Payload, RelayOptions, wait_seconds
-from socktool.net.tls import TlsError, TlsLayer, flush
+from socktool.net.tls import TlsError, TlsLayer, flush, report_ragged_end
 from socktool.values import format_duration
 
 HIGH_WATER = 1024 * 1024  # ciphertext waiting for the socket before stdin is read again
 CLOSE_WAIT = 2.0  # seconds a --send-only relay waits for the peer's close after its own
 FINAL_FLUSH = 10.0  # seconds the last bytes and our close_notify get to leave
 TLS_RECORD = 16 * 1024  # the most plaintext one record holds
+
+
+def _fail(error: TlsError) -> None:
+    raise error
 
 
 class _Feeder:
@@ -325,10 +329,7 @@ class TlsRelay:
     def _warn_if_ragged(self) -> None:
         if not self._ragged or self.layer.close_received:
             return
-        what = f"{self.conn.peer} closed the connection without TLS close_notify"
-        if self.strict_close:
-            raise TlsError(what, "the data may be cut short (--strict-close)")
-        self.sink(ev.Notice(f"{what}: the data may be cut short", warning=True))
+        report_ragged_end(self.conn.peer, self.sink, _fail if self.strict_close else None)
 
     def _pattern(self) -> str:
         assert self.options.expect is not None
