@@ -122,6 +122,16 @@ def no_such_option(command: str, option: str, known: Iterable[str]) -> str:
     return f"No such option: {option}" + (f"; did you mean {close[0]}?" if close else "")
 
 
+def endpoint_hint(text: str) -> str | None:
+    """A URL or a port range where one HOST:PORT is taken: the form meant (url_hint, range_hint)."""
+    hint = url_hint(text)
+    if hint is None:
+        host, _, port = text.rpartition(":")
+        if host and _RANGE.fullmatch(port):
+            hint = range_hint(text)
+    return hint
+
+
 def url_hint(text: str) -> str | None:
     """A URL where an address is taken: the HOST:PORT it names."""
     match = re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]*://([^/:]+|\[[^]]+\])(?::([0-9]+))?(/.*)?", text)

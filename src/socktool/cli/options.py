@@ -33,12 +33,9 @@ def connect_endpoint(text: str) -> address.Endpoint:
     """HOST:PORT, [IPV6]:PORT or unix:PATH; a URL or a port range gets a hint to the right form."""
     from socktool.cli import habits
 
-    hint = habits.url_hint(text)
+    hint = habits.endpoint_hint(text)
     if hint is not None:
         raise ValueError(hint)
-    host, _, port = text.rpartition(":")
-    if host and re.fullmatch(r"[0-9]{1,5}-[0-9]{1,5}", port):
-        raise ValueError(habits.range_hint(text))
     return address.parse_connect_endpoint(text)
 
 
