@@ -95,8 +95,8 @@ class WaitView:
     def failed(self, endpoint: str, reason: str, elapsed: float) -> None:
         """The wait timed out with this endpoint not there: its record with --json."""
         if self.json is not None:
-            record = {"event": "failed", "ts": round(time.time(), 6), "endpoint": endpoint, "elapsed": elapsed}
-            self.json.write({**record, "reason": reason})
+            ts = round(time.time(), 6)
+            self.json.write({"event": "failed", "ts": ts, "endpoint": endpoint, "elapsed": elapsed, "reason": reason})
 
     def missed(self, endpoint: str, reason: str) -> None:
         """An attempt that did not get there: a status line with -v (called from a watcher thread)."""
