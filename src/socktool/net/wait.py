@@ -212,7 +212,7 @@ class Waiter:
                 self.last[name] = outcome.detail or ("accepting connections" if self.invert else "not up")
                 self.on_miss(name, self.last[name])
             if outcome.late:  # connected, but the answer was slower than the try: give the next one longer
-                state.attempt_timeout = min(state.attempt_timeout * 2, max(state.attempt_timeout, MAX_ATTEMPT_TIMEOUT))
+                state.attempt_timeout = max(state.attempt_timeout, min(state.attempt_timeout * 2, MAX_ATTEMPT_TIMEOUT))
             state.target = None  # resolve again next time: the name may move
             later(index, next_due(state.due, self.period, self.clock()))
 
