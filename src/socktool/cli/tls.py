@@ -173,6 +173,12 @@ class TlsOptions:
         if self.key is not None and self.cert is None:
             raise typer.BadParameter("--key needs --cert")
 
+    def _one_trust(self) -> None:
+        """--insecure, --pin, --ca: one way to trust the server at most."""
+        opt.exclusive(insecure=self.insecure, pin=self.pin)
+        opt.exclusive(insecure=self.insecure, ca=self.ca)
+        opt.exclusive(pin=self.pin, ca=self.ca)
+
     def _ciphers_apply(self) -> None:
         if self.ciphers is not None and self.tls_min == "1.3":
             raise typer.BadParameter(
@@ -187,9 +193,7 @@ class TlsOptions:
             return None
         self._ciphers_apply()
         opt.exclusive(sni=self.sni, no_sni=self.no_sni)
-        opt.exclusive(insecure=self.insecure, pin=self.pin)
-        opt.exclusive(insecure=self.insecure, ca=self.ca)
-        opt.exclusive(pin=self.pin, ca=self.ca)
+        self._one_trust()
         self._pair()
         host = address.host
         if host is None and not (self.sni or self.pin or self.insecure):
@@ -257,12 +261,11 @@ def probe_tls(
     timeout: float,
 ) -> TlsCheck | None:
     """`wait --tls`: the check every endpoint gets (its host is the name to check, unless --sni)."""
-    TlsOptions(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days)._given()
+    given = TlsOptions(tls, sni=sni, ca=ca, pin=pin, insecure=insecure, min_days=min_days)
+    given._given()
     if not tls:
         return None
-    opt.exclusive(insecure=insecure, pin=pin)
-    opt.exclusive(insecure=insecure, ca=ca)
-    opt.exclusive(pin=pin, ca=ca)
+    given._one_trust()
     from socktool.net import tls as tls_engine
     from socktool.net import tlsconfig
 
