@@ -20,9 +20,9 @@ PANELS = ["Connection", "TLS", "Proxy", "Faults", "Input and output", "Output"]
 
 
 @functools.cache
-def help_text(*args: str) -> str:
-    """The help as a user sees it (a subprocess), once per command: two tests read each."""
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+def help_text(*args: str, columns: int = 250) -> str:
+    """The help as a user sees it (a subprocess), once per command and width: two tests read each."""
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1"}
     result = run(*args, "--help", env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout.decode()
@@ -117,11 +117,9 @@ def description_widths(text: str) -> dict[str, int]:
 def test_help_is_readable_at_60_columns(name):
     """tcp-listen's descriptions were 13 characters wide: the --no-reuse-addr column and a long
     metavar (crc16-modbus|crc32|sum8|xor8) took the rest."""
-    result = run(name, "--help", env={**os.environ, "COLUMNS": "60", "NO_COLOR": "1"})
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.decode().splitlines()
-    assert max(len(line) for line in lines) <= 60
-    widths = description_widths(result.stdout.decode())
+    text = help_text(name, columns=60)
+    assert max(len(line) for line in text.splitlines()) <= 60
+    widths = description_widths(text)
     assert "Connection" in widths and "Input and output" in widths, widths
     assert min(widths.values()) >= 20, widths
 
@@ -157,9 +155,7 @@ def test_descriptions_are_laid_out_for_60_columns(name):
     other line was a stub ("thread (their data"), and a long example's tail fell to the margin,
     where it read as a command of its own."""
     width = 60
-    result = run(*([name] if name else []), "--help", env={**os.environ, "COLUMNS": str(width), "NO_COLOR": "1"})
-    assert result.returncode == 0, result.stderr
-    text = result.stdout.decode()
+    text = help_text(*([name] if name else []), columns=width)
     assert max(len(line) for line in text.splitlines()) <= width
     assert "…" not in text, "a cell was cut short"
     paragraphs = description(text)
