@@ -64,7 +64,7 @@ from socktool.net.loop import (
 )
 from socktool.net.proxy import ProxyConfig
 from socktool.net.proxy import connect as proxy_connect
-from socktool.net.sockets import BoundSocket, bind
+from socktool.net.sockets import BoundSocket, bind, unpace_local
 from socktool.net.tcp import SocketOptions
 from socktool.net.tlsconfig import ClientTls, ServerTls
 from socktool.values import format_duration
@@ -306,6 +306,7 @@ class Forwarder:
             close_quietly(sock)
             return
         self.options.socket_options.apply(sock)
+        unpace_local(sock)
         self.connections += 1
         pair = _Pair(self.connections, peer)
         self.pairs[pair.conn] = pair
@@ -399,6 +400,7 @@ class Forwarder:
     def _target_connected(self, pair: _Pair, sock: socket.socket) -> None:
         client = pair.client
         assert client is not None
+        unpace_local(sock)
         transport: Transport = SocketTransport(sock)
         if self.tls_client is not None:
             from socktool.net.tlsloop import expect_handshake

@@ -50,6 +50,43 @@ def bind_source(sock: socket.socket, family: int, source: str | None, port: int 
         raise BindError(what, describe(exc)) from exc
 
 
+# Congestion controls that do not pace, tried in this order. cubic is the usual
+# default; reno is built into every kernel and allowed to unprivileged users.
+UNPACED = (b"cubic", b"reno")
+
+
+def unpace_local(sock: socket.socket) -> None:
+    """Leave a pacing congestion control (BBR) on a TCP connection within this host.
+
+    BBR paces: it spreads a burst over a timer and sends each piece from
+    softirq context. Between two ends on this host there is no path to share
+    and nothing to gain from it, and a relay pays for it in rate: splicing
+    2 GiB between two nc on loopback went from about 0.6x to about 0.95x of
+    a direct nc -> nc connection (bench/results/forward.md). Other
+    congestion controls, and connections that leave the host, are left as
+    the system set them. A failure changes nothing.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return
+    try:
+        current = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+        if not current.startswith(b"bbr") or not is_local_pair(sock.getsockname()[0], sock.getpeername()[0]):
+            return
+    except OSError:  # not connected any more
+        return
+    for name in UNPACED:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name)
+            return
+        except OSError:  # not built, or not allowed to this user
+            continue
+
+
+def is_local_pair(local: str, peer: str) -> bool:
+    """True when a connection from `local` to `peer` stays on this host."""
+    return peer == local or peer.startswith(("127.", "::ffff:127.")) or peer == "::1"
+
+
 class BoundSocket:
     """A socket bound to a local address: a stream listener or a datagram socket.
 
