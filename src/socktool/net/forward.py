@@ -64,7 +64,7 @@ from socktool.net.loop import (
 )
 from socktool.net.proxy import ProxyConfig
 from socktool.net.proxy import connect as proxy_connect
-from socktool.net.sockets import BoundSocket, bind, unpace_local
+from socktool.net.sockets import BoundSocket, bind, is_loopback, unpace, unpace_local
 from socktool.net.tcp import SocketOptions
 from socktool.net.tlsconfig import ClientTls, ServerTls
 from socktool.values import format_duration
@@ -306,7 +306,7 @@ class Forwarder:
             close_quietly(sock)
             return
         self.options.socket_options.apply(sock)
-        unpace_local(sock)
+        unpace_local(sock)  # a client on this host, through a listener on all addresses
         self.connections += 1
         pair = _Pair(self.connections, peer)
         self.pairs[pair.conn] = pair
@@ -364,6 +364,8 @@ class Forwarder:
         except BindError as exc:
             self._target_failed(pair, str(exc))
             return
+        if is_loopback(sockaddr[0]):
+            unpace(sock)
         code = sock.connect_ex(sockaddr)
         if code not in (0, errno.EINPROGRESS):
             close_quietly(sock)
@@ -400,7 +402,7 @@ class Forwarder:
     def _target_connected(self, pair: _Pair, sock: socket.socket) -> None:
         client = pair.client
         assert client is not None
-        unpace_local(sock)
+        unpace_local(sock)  # a target on an address of this host's own, or a proxy on it
         transport: Transport = SocketTransport(sock)
         if self.tls_client is not None:
             from socktool.net.tlsloop import expect_handshake
@@ -711,6 +713,8 @@ def run_forward(endpoint: Endpoint, options: ForwardOptions, sink: ev.Sink) -> N
         listener = bind(endpoint, family=options.family, kind=socket.SOCK_DGRAM, reuse_addr=False)
     else:
         listener = bind(endpoint, family=options.family, backlog=BACKLOG)
+        if listener.path is None and is_loopback(listener.sock.getsockname()[0]):
+            unpace(listener.sock)  # its clients are on this host
     with listener:  # closed (and a unix socket file removed) whatever happens next
         if options.listen_datagrams:
             from socktool.net.forward_udp import DatagramForwarder

@@ -32,6 +32,9 @@ time-server, forward, the console, the ui):
   Python; EOF is carried on as a half-close, backpressure is the pipe's and
   EAGAIN's, and the pair's owner hears once when both ways ended or one
   failed. The connections keep their counters, idle timers and `close`.
+  Once a direction has moved BULK_AFTER bytes, a pair (up to BULK_THREADS
+  of them) moves both ways in two threads of its own with blocking splices,
+  which keep a bulk stream's pages warm for its peers; see SplicePair.
 - Other descriptors (stdin, a child's pipes, a UDP socket) are watched with
   `watch(fd, callback, write=False)`; timers are `call_later(delay, fn)`.
 - Accepting: `Acceptor` takes clients off a listener (a batch per wake-up);
@@ -54,6 +57,8 @@ import itertools
 import os
 import selectors
 import socket
+import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -70,7 +75,10 @@ PIPE_DEFAULT = 64 * 1024  # a new pipe's size (Linux)
 PIPE_BULK = 1024 * 1024  # SplicePair: a bulk direction's pipe (the default pipe-max-size)
 BULK_AFTER = 1024 * 1024  # ... once it moved this much
 SPLICE_ROUNDS = 8  # SplicePair: pipefuls per wake-up while both ends take them
+BULK_THREADS = 4  # SplicePair: pairs at once (in the process) whose bulk moves in threads of its own
+THREAD_WAKE = 0.25  # ... the longest a thread's blocking splice waits before it looks whether its pair ended
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+_BLOCKING_SPLICE = getattr(os, "SPLICE_F_MOVE", 1)
 HIGH_WATER = 1024 * 1024  # bytes waiting in a connection's output before `writable` is False
 LOW_WATER = 256 * 1024  # ... and the level under which `drained` runs again
 # Accepting: how many per wake-up (a flood of clients cannot starve the
@@ -497,7 +505,7 @@ def _as_peer_reset(exc: OSError) -> OSError:
 class _Channel:
     """One direction of a SplicePair: `src` → pipe → `dst`."""
 
-    __slots__ = ("blocked", "capacity", "dst", "eof", "in_pipe", "pipe_r", "pipe_w", "shut", "src")
+    __slots__ = ("blocked", "capacity", "dst", "eof", "in_pipe", "pipe_r", "pipe_w", "shut", "src", "threaded")
 
     def __init__(self, src: Connection, dst: Connection):
         self.src = src
@@ -508,6 +516,7 @@ class _Channel:
         self.eof = False  # src sent its last byte
         self.shut = False  # ... and dst's write half is shut down after it
         self.blocked = False  # dst had no room for what waits in the pipe
+        self.threaded = False  # a thread of its own moves it (and owns its pipe)
 
 
 class SplicePair:
@@ -526,13 +535,24 @@ class SplicePair:
       transfer; a thousand idle or chatty pairs keep small pipes, within the
       user's pipe-user-pages limits);
     - EOF from one side is passed on as a half-close once the pipe is empty;
+    - once a direction has moved BULK_AFTER bytes, and fewer than BULK_THREADS
+      pairs of the process do so already, the pair leaves the selector: its
+      sockets turn blocking and each direction gets a thread that splices
+      with blocking calls (the GIL released) until its EOF, an error, or the
+      pair's close. Measured on loopback, a blocking splice hands on each
+      burst as it arrives and keeps a 2 GiB stream at the rate of a direct
+      connection, where the selector's wake-ups let megabytes pile up in
+      the socket buffers, gone cold in cache by the time the receiver copies
+      them (about 0.65x; bench/results/forward.md). A thread's calls time
+      out every THREAD_WAKE seconds to see whether the pair was closed; the
+      loop still owns the connections, their counters and idle timers;
     - `on_end(conn, error)` runs once: with the side that ended first and None
       when both ways ended, or with the side that failed and its error (EPIPE
       on a write is a reset by that peer). The owner then closes the
       connections (and with them, `close()` of this pair).
     """
 
-    __slots__ = ("_closed", "_ended", "a", "b", "channels", "on_end")
+    __slots__ = ("_closed", "_ended", "a", "b", "channels", "on_end", "threaded")
 
     def __init__(self, a: Connection, b: Connection, on_end: Callable[[Connection, OSError | None], None]):
         for conn in (a, b):
@@ -543,12 +563,15 @@ class SplicePair:
         self.channels = (_Channel(a, b), _Channel(b, a))
         self._ended = False
         self._closed = False
+        self.threaded = False  # both ways move in threads of their own
         for conn in (a, b):
             conn.splice = self
             conn._reading = False  # the connection's own read path stays unused
             conn._update()
 
     def _ready(self, conn: Connection, mask: int) -> None:
+        if self.threaded:  # an event read before the pair left the selector
+            return
         inward, outward = self._channels_of(conn)
         if mask & _WRITE and inward.blocked and self._flush(inward):
             self._fill(inward)  # its source may hold more than the pipe took
@@ -559,7 +582,7 @@ class SplicePair:
             self.b._update()
 
     def _events(self, conn: Connection) -> int:
-        if self._ended:
+        if self._ended or self.threaded:
             return 0
         inward, outward = self._channels_of(conn)
         reading = not outward.eof and not outward.in_pipe
@@ -572,7 +595,7 @@ class SplicePair:
 
     def _fill(self, ch: _Channel) -> None:
         """Read `ch.src` into the pipe and on to `ch.dst` while both take bytes."""
-        if ch.eof or ch.in_pipe or self._ended:
+        if ch.eof or ch.in_pipe or self._ended or self.threaded:
             return
         if ch.pipe_w < 0:
             ch.pipe_r, ch.pipe_w = os.pipe()
@@ -595,6 +618,9 @@ class SplicePair:
             ch.in_pipe = count
             if before < BULK_AFTER <= src.received:
                 ch.capacity = widen_pipe(ch.pipe_w, PIPE_BULK) or ch.capacity
+                if _bulk_threads.acquire(blocking=False):
+                    self._to_threads()
+                    return
             if not self._flush(ch) or count < ch.capacity:
                 return  # the destination is full, or the source had no more than this
 
@@ -635,13 +661,102 @@ class SplicePair:
             side._update()  # unwatched: nothing more moves
         self.on_end(conn, None if error is None else _as_peer_reset(error))
 
+    # -- bulk: both ways in threads of their own ------------------------------
+    def _to_threads(self) -> None:
+        """Leave the selector: blocking sockets, a thread per direction still open."""
+        self.threaded = True
+        wake = struct.pack("ll", int(THREAD_WAKE), int(THREAD_WAKE % 1 * 1_000_000))
+        for conn in (self.a, self.b):
+            conn._update()  # unwatched
+            sock = conn.transport.sock  # type: ignore[attr-defined]
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wake)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, wake)
+            os.set_blocking(sock.fileno(), True)
+        for ch in self.channels:
+            if not ch.shut:
+                ch.threaded = True
+                # Its own copies of the descriptors: the owner may close the
+                # connections while a call still blocks, and a number closed
+                # there could be reused by a new socket before the thread looks.
+                fds = (os.dup(ch.src.transport.fileno()), os.dup(ch.dst.transport.fileno()))
+                name = f"splice {ch.src.peer} -> {ch.dst.peer}"
+                threading.Thread(target=self._pump, args=(ch, *fds), name=name, daemon=True).start()
+
+    def _pump(self, ch: _Channel, src_fd: int, dst_fd: int) -> None:
+        """A direction's thread: src → pipe → dst with blocking splices, until EOF, error or close."""
+        src, dst, loop = ch.src, ch.dst, ch.src.loop
+        failed: Connection | None = None
+        error: OSError | None = None
+        try:
+            if ch.pipe_w < 0:
+                ch.pipe_r, ch.pipe_w = os.pipe()
+            while not self._closed:
+                try:
+                    if ch.in_pipe:
+                        failed = dst
+                        moved = os.splice(ch.pipe_r, dst_fd, ch.in_pipe, flags=_BLOCKING_SPLICE)
+                        ch.in_pipe -= moved
+                        dst.sent += moved
+                        dst.last_activity = dst.last_progress = time.monotonic()
+                        continue
+                    if ch.eof:
+                        break
+                    failed = src
+                    count = os.splice(src_fd, ch.pipe_w, SPLICE_CHUNK, flags=_BLOCKING_SPLICE)
+                except BlockingIOError:  # THREAD_WAKE passed: look whether the pair was closed
+                    continue
+                if not count:
+                    ch.eof = True
+                    continue
+                before = src.received
+                src.received = before + count
+                src.last_activity = time.monotonic()
+                ch.in_pipe = count
+                if before < BULK_AFTER <= src.received:
+                    ch.capacity = widen_pipe(ch.pipe_w, PIPE_BULK) or ch.capacity
+        except OSError as exc:
+            error = exc
+        finally:
+            for fd in (src_fd, dst_fd, ch.pipe_r, ch.pipe_w):
+                if fd >= 0:
+                    os.close(fd)
+            ch.pipe_r = ch.pipe_w = -1
+        if error is not None:
+            assert failed is not None
+            loop.call(lambda: self._end(failed, error))
+        elif ch.eof:
+            loop.call(lambda: self._pumped(ch))
+
+    def _pumped(self, ch: _Channel) -> None:
+        """In the loop: a thread moved its direction to EOF; pass the half-close on."""
+        if self._ended:
+            return
+        ch.shut = True
+        ch.dst.shutdown_write()
+        if all(c.shut for c in self.channels):
+            self._end(self.b if self.channels[0] is ch else self.a, None)  # the other way ended first
+
     def close(self) -> None:
-        """Close the pipes (their bytes are dropped); the connections are the owner's. Idempotent."""
+        """Close the pipes (their bytes are dropped); the connections are the owner's. Idempotent.
+
+        A direction's thread closes its own pipe and descriptors when it sees
+        this, at most THREAD_WAKE later (at once when it waits to read).
+        """
         if self._closed:
             return
         self._closed = True
         self._ended = True
+        if self.threaded:
+            self.threaded = False
+            _bulk_threads.release()
+            for conn in (self.a, self.b):
+                try:  # wakes a thread waiting to read
+                    conn.transport.sock.shutdown(socket.SHUT_RD)  # type: ignore[attr-defined]
+                except OSError:
+                    pass
         for ch in self.channels:
+            if ch.threaded:
+                continue
             for fd in (ch.pipe_r, ch.pipe_w):
                 if fd >= 0:
                     try:
@@ -651,6 +766,8 @@ class SplicePair:
             ch.pipe_r = ch.pipe_w = -1
             ch.in_pipe = 0
 
+
+_bulk_threads = threading.BoundedSemaphore(BULK_THREADS)
 
 Callback = Callable[[], None]
 

@@ -55,24 +55,25 @@ def bind_source(sock: socket.socket, family: int, source: str | None, port: int 
 UNPACED = (b"cubic", b"reno")
 
 
-def unpace_local(sock: socket.socket) -> None:
-    """Leave a pacing congestion control (BBR) on a TCP connection within this host.
+def unpace(sock: socket.socket) -> None:
+    """Leave a pacing congestion control (BBR) for one that does not pace.
 
-    BBR paces: it spreads a burst over a timer and sends each piece from
-    softirq context. Between two ends on this host there is no path to share
-    and nothing to gain from it, and a relay pays for it in rate: splicing
-    2 GiB between two nc on loopback went from about 0.6x to about 0.95x of
-    a direct nc -> nc connection (bench/results/forward.md). Other
-    congestion controls, and connections that leave the host, are left as
-    the system set them. A failure changes nothing.
+    For a TCP connection within this host, where there is no path to share:
+    BBR paces, spreading each burst over a timer and sending the pieces from
+    softirq context, and a relay pays for that in rate (forwarding 2 GiB
+    between two nc on loopback: about 0.6x of a direct nc -> nc connection
+    with BBR, about 0.9x without; bench/results/forward.md). Called before
+    the handshake (on a socket about to connect, or on a listener for the
+    connections it will accept): a connection that started with BBR keeps
+    BBR's pacing switched on whatever it changes to later. Other congestion
+    controls are left as the system set them; a failure changes nothing.
     """
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
         return
     try:
-        current = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
-        if not current.startswith(b"bbr") or not is_local_pair(sock.getsockname()[0], sock.getpeername()[0]):
+        if not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).startswith(b"bbr"):
             return
-    except OSError:  # not connected any more
+    except OSError:
         return
     for name in UNPACED:
         try:
@@ -82,9 +83,19 @@ def unpace_local(sock: socket.socket) -> None:
             continue
 
 
-def is_local_pair(local: str, peer: str) -> bool:
-    """True when a connection from `local` to `peer` stays on this host."""
-    return peer == local or peer.startswith(("127.", "::ffff:127.")) or peer == "::1"
+def unpace_local(sock: socket.socket) -> None:
+    """`unpace` a connected TCP socket whose peer is on this host (late: see `unpace`)."""
+    try:
+        local, peer = sock.getsockname()[0], sock.getpeername()[0]
+    except (OSError, IndexError, TypeError):  # not connected any more; a unix socket
+        return
+    if peer == local or is_loopback(peer):
+        unpace(sock)
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address (127.0.0.0/8, ::1, and 127/8 mapped into IPv6)."""
+    return host.startswith(("127.", "::ffff:127.")) or host == "::1"
 
 
 class BoundSocket:
