@@ -13,7 +13,8 @@ import time
 import pytest
 
 from reliability_helpers import wait_until
-from socktool.net.loop import Connection, Handler, Loop, SocketTransport, SplicePair
+from socktool.net import loop as loop_module
+from socktool.net.loop import BULK_AFTER, BULK_THREADS, Connection, Handler, Loop, SocketTransport, SplicePair
 
 MiB = 1024 * 1024
 
@@ -179,6 +180,121 @@ def test_an_idle_pair_holds_no_pipe_and_closing_it_closes_its_pipes():
         joined.loop.call(lambda: joined._on_end(joined.a, None))
         joined.wait_ended()
         wait_until(lambda: not any(_is_open(fd) for fd in pipe_fds), 5, what="its pipes to close", step=0.01)
+
+
+def _splice_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("splice ")]
+
+
+def _free_thread_slots() -> int:
+    return loop_module._bulk_threads._value  # type: ignore[attr-defined]
+
+
+def _move(sender: socket.socket, receiver: socket.socket, size: int) -> bytes:
+    """Send `size` random bytes one way (the way stays open) and read them all on the other end."""
+    data = os.urandom(size)
+    sending = threading.Thread(target=sender.sendall, args=(data,), daemon=True)
+    sending.start()
+    got = bytearray()
+    receiver.settimeout(20)
+    while len(got) < size:
+        chunk = receiver.recv(MiB)
+        assert chunk, "EOF before the bytes arrived"
+        got += chunk
+    sending.join(20)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    return data
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_bulk_pair_moves_in_two_threads_both_ways_and_they_end_with_its_close(kind):
+    free = _free_thread_slots()
+    with Joined(kind) as joined:
+        assert joined.pair is not None
+        _move(joined.left, joined.right, 1024)
+        assert not joined.pair.threaded and not _splice_threads()  # a small pair stays on the loop
+        _move(joined.left, joined.right, BULK_AFTER + MiB)
+        assert joined.pair.threaded
+        assert sorted(t.name for t in _splice_threads()) == ["splice a -> b", "splice b -> a"]
+        assert _free_thread_slots() == free - 1
+        _move(joined.right, joined.left, 3 * MiB)  # the other way, by its thread
+        _move(joined.left, joined.right, 5)
+        assert joined.a.received == joined.b.sent == 1024 + BULK_AFTER + MiB + 5
+        assert joined.b.received == joined.a.sent == 3 * MiB
+        pipe_fds = [ch.pipe_r for ch in joined.pair.channels]
+        assert all(fd >= 0 for fd in pipe_fds)
+        joined.loop.call(lambda: joined._on_end(joined.a, None))  # both threads wait to read now
+        joined.wait_ended()
+        wait_until(lambda: not _splice_threads(), 5, what="the threads to end", step=0.01)
+        assert _free_thread_slots() == free
+        assert not any(_is_open(fd) for fd in pipe_fds)
+
+
+@pytest.mark.timeout(60)
+def test_a_threaded_pair_ends_while_its_thread_waits_for_a_peer_that_reads_nothing():
+    with Joined("unix") as joined:
+        assert joined.pair is not None
+        _move(joined.left, joined.right, BULK_AFTER + MiB)
+        assert joined.pair.threaded
+        joined.left.setblocking(False)
+        with pytest.raises(BlockingIOError):  # right reads nothing: A's thread waits for room on B
+            while True:
+                joined.left.send(b"z" * 65536)
+        started = time.monotonic()
+        joined.loop.call(lambda: joined._on_end(joined.a, None))
+        joined.wait_ended()
+        wait_until(lambda: not _splice_threads(), 5, what="the threads to end", step=0.01)
+        assert time.monotonic() - started < 2  # THREAD_WAKE, with room for a loaded machine
+
+
+@pytest.mark.timeout(60)
+def test_a_reset_while_threaded_ends_the_pair_with_a_reset_on_its_side():
+    with Joined("tcp") as joined:
+        assert joined.pair is not None
+        _move(joined.left, joined.right, BULK_AFTER + MiB)
+        assert joined.pair.threaded
+        joined.right.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        joined.right.close()  # a reset towards B
+        joined.left.setblocking(False)
+        deadline = time.monotonic() + 10
+        while not joined.ended:
+            assert time.monotonic() < deadline
+            try:
+                joined.left.send(b"y" * 1024)
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            time.sleep(0.01)
+        side, error = joined.wait_ended()
+        assert side == "b"
+        assert isinstance(error, ConnectionResetError)
+        wait_until(lambda: not _splice_threads(), 5, what="the threads to end", step=0.01)
+
+
+@pytest.mark.timeout(90)
+def test_past_bulk_threads_pairs_the_rest_move_on_the_loop_every_byte_and_half_close():
+    pairs = [Joined("unix") for _ in range(BULK_THREADS + 1)]
+    try:
+        for joined in pairs:
+            _move(joined.left, joined.right, BULK_AFTER + MiB)
+        assert sum(bool(j.pair and j.pair.threaded) for j in pairs) == BULK_THREADS
+        assert _free_thread_slots() == 0
+        for joined in pairs:  # threaded or not, the end is carried
+            up = os.urandom(2 * MiB)
+            got: list[bytes] = []
+            reader = _read_to_eof(joined.right, got)
+            _send_then_shut(joined.left, up).join(20)
+            reader.join(20)
+            assert b"".join(got) == up
+            joined.right.shutdown(socket.SHUT_WR)
+            assert joined.wait_ended() == ("a", None)
+    finally:
+        for joined in pairs:
+            joined.__exit__()
+    wait_until(lambda: not _splice_threads(), 5, what="the threads to end", step=0.01)
+    assert _free_thread_slots() == BULK_THREADS
 
 
 def _is_open(fd: int) -> bool:
