@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import Proc, free_port, need, one_line_error, run, serve_once
-from reliability_helpers import Collector, filtered_listener, recv_exactly
+from reliability_helpers import Collector, filtered_listener, recv_exactly, wait_until
 from test_echo import connect_many, enough_descriptors, ping_pong  # noqa: F401 - the fixture, for the load test
 
 MB = 1 << 20
@@ -335,6 +335,25 @@ def test_idle_timeout_closes_a_silent_pair():
         assert recv_exactly(client, 1) == b"x"
         assert read_to_end(client) == b""
         proc.wait_for(r"closed #1 .*\(idle timeout\)")
+
+
+@pytest.mark.timeout(60)
+def test_a_bulk_pair_moves_in_two_threads_every_byte_and_still_ends_on_the_idle_timeout():
+    with echo_server() as echo, forwarding(f"127.0.0.1:{echo}", "-i", "1s") as (proc, port), connect(port) as client:
+        tasks = f"/proc/{proc.popen.pid}/task"
+        assert len(os.listdir(tasks)) == 1  # the loop alone
+        data = os.urandom(4 * MB)  # past 1 MiB one way: the pair leaves the loop for two threads
+        sender = threading.Thread(target=client.sendall, args=(data,), daemon=True)
+        sender.start()
+        echoed = recv_exactly(client, len(data))
+        sender.join(10)
+        assert hashlib.sha256(echoed).digest() == hashlib.sha256(data).digest()
+        assert len(os.listdir(tasks)) == 3  # the loop and the pair's two threads
+        client.sendall(b"still here")  # a small message after the bulk, by the threads at once
+        assert recv_exactly(client, 10) == b"still here"
+        assert read_to_end(client) == b""  # then silence: the loop's idle timer closes the pair
+        proc.wait_for(r"closed #1 .*\(idle timeout\)")
+        wait_until(lambda: len(os.listdir(tasks)) == 1, 5, what="the threads to end")
 
 
 def test_source_address_is_used_for_the_target_side():

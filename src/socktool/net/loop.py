@@ -685,7 +685,7 @@ class SplicePair:
     def _pump(self, ch: _Channel, src_fd: int, dst_fd: int) -> None:
         """A direction's thread: src → pipe → dst with blocking splices, until EOF, error or close."""
         src, dst, loop = ch.src, ch.dst, ch.src.loop
-        failed: Connection | None = None
+        failed = src  # the side an OSError concerns
         error: OSError | None = None
         try:
             if ch.pipe_w < 0:
@@ -722,7 +722,6 @@ class SplicePair:
                     os.close(fd)
             ch.pipe_r = ch.pipe_w = -1
         if error is not None:
-            assert failed is not None
             loop.call(lambda: self._end(failed, error))
         elif ch.eof:
             loop.call(lambda: self._pumped(ch))
@@ -746,8 +745,7 @@ class SplicePair:
             return
         self._closed = True
         self._ended = True
-        if self.threaded:
-            self.threaded = False
+        if self.threaded:  # stays set: nothing of the loop's touches the pair again
             _bulk_threads.release()
             for conn in (self.a, self.b):
                 try:  # wakes a thread waiting to read
