@@ -61,6 +61,8 @@ class Joined:
     def __exit__(self, *exc: object) -> None:
         self.loop.stop()
         self.thread.join(5)
+        if self.pair is not None:
+            self.pair.close()  # the loop has stopped: its threads (if any) end, their slot is free
         self.loop.close()
         for sock in (self.left, self.right):
             sock.close()
@@ -229,6 +231,25 @@ def test_a_bulk_pair_moves_in_two_threads_both_ways_and_they_end_with_its_close(
         wait_until(lambda: not _splice_threads(), 5, what="the threads to end", step=0.01)
         assert _free_thread_slots() == free
         assert not any(_is_open(fd) for fd in pipe_fds)
+
+
+@pytest.mark.timeout(60)
+def test_small_messages_after_a_burst_are_not_held_back_by_the_bulk_reads(monkeypatch):
+    # A bulk read waits for BULK_LOWAT bytes, at most BULK_WAIT; a quiet one for any byte. Either
+    # way a lone byte goes on at once, not when a thread's THREAD_WAKE time-out comes round.
+    monkeypatch.setattr(loop_module, "THREAD_WAKE", 5.0)
+    with Joined("tcp") as joined:
+        assert joined.pair is not None
+        _move(joined.left, joined.right, BULK_AFTER + 3 * MiB)
+        assert joined.pair.threaded
+        for _ in range(20):
+            started = time.monotonic()
+            joined.left.sendall(b"!")
+            assert joined.right.recv(1) == b"!"
+            joined.right.sendall(b"?")  # and the other way, quiet from the start
+            assert joined.left.recv(1) == b"?"
+            assert time.monotonic() - started < 2.0
+        assert joined.a.received == BULK_AFTER + 3 * MiB + 20
 
 
 @pytest.mark.timeout(60)
