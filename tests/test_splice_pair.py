@@ -3,6 +3,7 @@ peers on the far ends of socket pairs (unix) or loopback TCP connections."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -250,6 +251,45 @@ def test_small_messages_after_a_burst_are_not_held_back_by_the_bulk_reads(monkey
             assert joined.left.recv(1) == b"?"
             assert time.monotonic() - started < 2.0
         assert joined.a.received == BULK_AFTER + 3 * MiB + 20
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("short_of", ["descriptors", "threads"])
+def test_short_of_descriptors_or_threads_a_bulk_pair_goes_on_in_the_loop(monkeypatch, short_of):
+    free = _free_thread_slots()
+    if short_of == "descriptors":
+
+        def dup(fd: int) -> int:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+        monkeypatch.setattr(loop_module.os, "dup", dup)
+    else:
+        real_start = threading.Thread.start
+        splice_starts: list[str] = []
+
+        def start(thread: threading.Thread) -> None:
+            if thread.name.startswith("splice "):
+                splice_starts.append(thread.name)
+                if len(splice_starts) % 2 == 0:  # each try: the first one runs already
+                    raise RuntimeError("can't start new thread")
+            real_start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+    with Joined("tcp") as joined:
+        assert joined.pair is not None
+        _move(joined.left, joined.right, BULK_AFTER + 2 * MiB)
+        _move(joined.right, joined.left, BULK_AFTER + 2 * MiB)
+        assert not joined.pair.threaded
+        assert _free_thread_slots() == free
+        wait_until(lambda: not _splice_threads(), 5, what="a started thread to leave", step=0.01)
+        up = os.urandom(MiB)
+        got: list[bytes] = []
+        reader = _read_to_eof(joined.right, got)
+        _send_then_shut(joined.left, up).join(20)
+        reader.join(20)
+        assert b"".join(got) == up
+        joined.right.shutdown(socket.SHUT_WR)
+        assert joined.wait_ended() == ("a", None)
 
 
 @pytest.mark.timeout(60)

@@ -622,8 +622,9 @@ class SplicePair:
             if before < BULK_AFTER <= src.received:
                 ch.capacity = widen_pipe(ch.pipe_w, PIPE_BULK) or ch.capacity
                 if _bulk_threads.acquire(blocking=False):
-                    self._to_threads()
-                    return
+                    if self._to_threads():
+                        return
+                    _bulk_threads.release()
             if not self._flush(ch) or count < ch.capacity:
                 return  # the destination is full, or the source had no more than this
 
@@ -665,8 +666,37 @@ class SplicePair:
         self.on_end(conn, None if error is None else _as_peer_reset(error))
 
     # -- bulk: both ways in threads of their own ------------------------------
-    def _to_threads(self) -> None:
-        """Leave the selector: blocking sockets, a thread per direction still open."""
+    def _to_threads(self) -> bool:
+        """Leave the selector for blocking sockets and a thread per direction still open.
+
+        False (and the pair goes on in the loop as before) when the process is
+        out of descriptors or threads.
+        """
+        channels = [ch for ch in self.channels if not ch.shut]
+        # Each thread has its own copies of the descriptors: the owner may close
+        # the connections while a call still blocks, and a number closed there
+        # could be reused by a new socket before the thread looks.
+        ends: list[tuple[socket.socket, socket.socket]] = []
+        go = threading.Event()  # the threads start moving bytes once all of them run
+        started = 0
+        try:
+            for ch in channels:
+                src = socket.socket(fileno=os.dup(ch.src.transport.fileno()))
+                try:
+                    ends.append((src, socket.socket(fileno=os.dup(ch.dst.transport.fileno()))))
+                except OSError:
+                    src.close()
+                    raise
+            for ch, (src, dst) in zip(channels, ends, strict=True):
+                name = f"splice {ch.src.peer} -> {ch.dst.peer}"
+                threading.Thread(target=self._pump, args=(ch, src, dst, go), name=name, daemon=True).start()
+                started += 1
+        except (OSError, RuntimeError):  # EMFILE; "can't start new thread"
+            go.set()  # a thread that started sees the pair still in the loop, closes its ends, leaves
+            for src, dst in ends[started:]:
+                src.close()
+                dst.close()
+            return False
         self.threaded = True
         for conn in (self.a, self.b):
             conn._update()  # unwatched
@@ -674,17 +704,12 @@ class SplicePair:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(THREAD_WAKE))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(THREAD_WAKE))
             os.set_blocking(sock.fileno(), True)
-        for ch in self.channels:
-            if not ch.shut:
-                ch.threaded = True
-                # Its own copies of the descriptors: the owner may close the
-                # connections while a call still blocks, and a number closed
-                # there could be reused by a new socket before the thread looks.
-                ends = [socket.socket(fileno=os.dup(conn.transport.fileno())) for conn in (ch.src, ch.dst)]
-                name = f"splice {ch.src.peer} -> {ch.dst.peer}"
-                threading.Thread(target=self._pump, args=(ch, *ends), name=name, daemon=True).start()
+        for ch in channels:
+            ch.threaded = True
+        go.set()
+        return True
 
-    def _pump(self, ch: _Channel, src_sock: socket.socket, dst_sock: socket.socket) -> None:
+    def _pump(self, ch: _Channel, src_sock: socket.socket, dst_sock: socket.socket, go: threading.Event) -> None:
         """A direction's thread: src → pipe → dst with blocking splices, until EOF, error or close.
 
         A TCP source is read in bulk: a read wakes once BULK_LOWAT bytes wait,
@@ -693,6 +718,11 @@ class SplicePair:
         read that waited BULK_WAIT for nothing makes the direction quiet:
         woken by every byte again, until a read brings BULK_AGAIN bytes.
         """
+        go.wait()
+        if not self.threaded:  # the other thread could not start: the loop goes on with the pair
+            src_sock.close()
+            dst_sock.close()
+            return
         src, dst, loop = ch.src, ch.dst, ch.src.loop
         src_fd, dst_fd = src_sock.fileno(), dst_sock.fileno()
         failed = src  # the side an OSError concerns
