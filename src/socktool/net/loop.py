@@ -543,12 +543,13 @@ class SplicePair:
       sockets turn blocking and each direction gets a thread that splices
       with blocking calls (the GIL released) until its EOF, an error, or the
       pair's close. Measured on loopback, a blocking splice hands on each
-      burst as it arrives and keeps a 2 GiB stream at the rate of a direct
-      connection, where the selector's wake-ups let megabytes pile up in
-      the socket buffers, gone cold in cache by the time the receiver copies
-      them (about 0.65x; bench/results/forward.md). A thread's calls time
+      burst as it arrives and keeps a 2 GiB stream at 0.9-1.0x the rate of
+      a direct connection, where the selector's wake-ups let megabytes pile
+      up in the socket buffers, gone cold in cache by the time the receiver
+      copies them (0.76x; bench/results/forward.md). A thread's calls time
       out every THREAD_WAKE seconds to see whether the pair was closed; the
-      loop still owns the connections, their counters and idle timers;
+      loop still owns the connections, their counters and idle timers; a
+      process short of descriptors or threads keeps the pair in the loop;
     - `on_end(conn, error)` runs once: with the side that ended first and None
       when both ways ended, or with the side that failed and its error (EPIPE
       on a write is a reset by that peer). The owner then closes the
