@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Proc, command, free_port, one_line_error, run
-from reliability_helpers import filtered_listener, limit_descriptors
+from reliability_helpers import filtered_listener, limit_descriptors, wait_until
 from tls_helpers import make_pki, tls_server
 
 
@@ -63,7 +63,8 @@ def test_expect_waits_for_a_banner_that_comes_late():
     with BannerServer(b"SSH-2.0-OpenSSH_9.6\r\n", delay=2.0) as server:
         result = run("wait", "--expect", "^SSH", f"127.0.0.1:{server.port}", "-w", "15s")
         assert result.returncode == 0, result.stderr.decode()
-        assert server.served >= 1
+        # The banner reached wait before its server thread counted it: wait for the count.
+        wait_until(lambda: server.served >= 1, 5, what="the server to count the banner it sent")
         assert f"127.0.0.1:{server.port} is up" in result.stderr.decode()
 
 
