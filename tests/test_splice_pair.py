@@ -3,6 +3,7 @@ peers on the far ends of socket pairs (unix) or loopback TCP connections."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -223,8 +224,10 @@ def test_a_bulk_pair_moves_in_two_threads_both_ways_and_they_end_with_its_close(
         assert _free_thread_slots() == free - 1
         _move(joined.right, joined.left, 3 * MiB)  # the other way, by its thread
         _move(joined.left, joined.right, 5)
-        assert joined.a.received == joined.b.sent == 1024 + BULK_AFTER + MiB + 5
-        assert joined.b.received == joined.a.sent == 3 * MiB
+        counts = lambda: (joined.a.received, joined.b.sent, joined.b.received, joined.a.sent)  # noqa: E731
+        up, down = 1024 + BULK_AFTER + MiB + 5, 3 * MiB
+        # A thread counts a write once its splice returns, which may be after the peer read the bytes.
+        wait_until(lambda: counts() == (up, up, down, down), 5, what=f"the counts (now {counts()})", step=0.01)
         pipe_fds = [ch.pipe_r for ch in joined.pair.channels]
         assert all(fd >= 0 for fd in pipe_fds)
         joined.loop.call(lambda: joined._on_end(joined.a, None))  # both threads wait to read now
@@ -250,7 +253,7 @@ def test_small_messages_after_a_burst_are_not_held_back_by_the_bulk_reads(monkey
             joined.right.sendall(b"?")  # and the other way, quiet from the start
             assert joined.left.recv(1) == b"?"
             assert time.monotonic() - started < 2.0
-        assert joined.a.received == BULK_AFTER + 3 * MiB + 20
+        wait_until(lambda: joined.b.sent == BULK_AFTER + 3 * MiB + 20, 5, what="the count", step=0.01)
 
 
 @pytest.mark.timeout(60)
@@ -290,6 +293,45 @@ def test_short_of_descriptors_or_threads_a_bulk_pair_goes_on_in_the_loop(monkeyp
         assert b"".join(got) == up
         joined.right.shutdown(socket.SHUT_WR)
         assert joined.wait_ended() == ("a", None)
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_steady_reader_is_activity_for_the_idle_timer_and_a_close_still_ends_the_threads_soon():
+    with Joined("tcp") as joined:
+        assert joined.pair is not None
+        _move(joined.left, joined.right, BULK_AFTER + MiB)
+        assert joined.pair.threaded
+        joined.loop.call(lambda: joined.b.set_idle_timeout(1.0))
+        stop = threading.Event()
+
+        def send_much() -> None:
+            with contextlib.suppress(OSError):  # reset once the pair closes over unread bytes
+                joined.left.sendall(os.urandom(32 * MiB))
+
+        threading.Thread(target=send_much, daemon=True).start()
+
+        def read_slowly() -> None:  # 4 KiB every 10 ms: 400 KB/s, a 1 MiB write would take 2.6 s
+            joined.right.settimeout(10)
+            while not stop.wait(0.01):
+                try:
+                    if not joined.right.recv(4096):
+                        return
+                except OSError:
+                    return
+
+        reader = threading.Thread(target=read_slowly, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # three idle periods of reading
+            assert "b" not in joined.closed, "the idle timer closed a connection whose peer was reading"
+            time.sleep(0.05)
+        started = time.monotonic()
+        joined.loop.call(lambda: joined._on_end(joined.a, None))
+        joined.wait_ended()
+        wait_until(lambda: not _splice_threads(), 5, what="the threads to end", step=0.01)
+        assert time.monotonic() - started < 1.5  # one capped write of the thread, not the whole pipe
+        stop.set()
+        reader.join(5)
 
 
 @pytest.mark.timeout(60)

@@ -76,9 +76,14 @@ PIPE_BULK = 1024 * 1024  # SplicePair: a bulk direction's pipe (the default pipe
 BULK_AFTER = 1024 * 1024  # ... once it moved this much
 SPLICE_ROUNDS = 8  # SplicePair: pipefuls per wake-up while both ends take them
 BULK_THREADS = 4  # SplicePair: pairs at once (in the process) whose bulk moves in threads of its own
-THREAD_WAKE = 0.25  # ... the longest a thread's blocking splice waits before it looks whether its pair ended
+THREAD_WAKE = (
+    0.25  # ... the longest a thread's blocking splice waits without progress before it looks whether its pair ended
+)
+THREAD_WRITE = (
+    64 * 1024
+)  # ... and the most one of its writes moves (a peer that reads slowly but steadily never times it out)
 BULK_LOWAT = 256 * 1024  # a threaded TCP read in bulk wakes once this much waits (SO_RCVLOWAT) ...
-BULK_WAIT = 0.002  # ... or this long after it started waiting (the tail of a burst)
+BULK_WAIT = 0.002  # ... or this long after it started waiting (the tail of a burst; the kernel rounds up to its tick)
 BULK_AGAIN = 64 * 1024  # a quiet direction whose read returns this much is in bulk again
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _BLOCKING_SPLICE = getattr(os, "SPLICE_F_MOVE", 1)
@@ -361,6 +366,8 @@ class Connection:
         self.closed = True
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self.splice is not None:
+            self.splice._wake_reader(self)  # its thread sees the end before the descriptor goes
         self.loop._forget(self)
         self.transport.close()
         self._out.clear()
@@ -546,10 +553,13 @@ class SplicePair:
       burst as it arrives and keeps a 2 GiB stream at 0.9-1.0x the rate of
       a direct connection, where the selector's wake-ups let megabytes pile
       up in the socket buffers, gone cold in cache by the time the receiver
-      copies them (0.76x; bench/results/forward.md). A thread's calls time
-      out every THREAD_WAKE seconds to see whether the pair was closed; the
-      loop still owns the connections, their counters and idle timers; a
-      process short of descriptors or threads keeps the pair in the loop;
+      copies them (0.76x; bench/results/forward.md). A thread looks whether
+      the pair was closed between calls: a read is woken by the close, a
+      write moves at most THREAD_WRITE bytes and gives up after THREAD_WAKE
+      seconds without progress (so the counters and idle timers see a slow
+      reader's progress too); the loop still owns the connections, their
+      counters and idle timers; a process short of descriptors or threads
+      keeps the pair in the loop;
     - `on_end(conn, error)` runs once: with the side that ended first and None
       when both ways ended, or with the side that failed and its error (EPIPE
       on a write is a reset by that peer). The owner then closes the
@@ -699,15 +709,17 @@ class SplicePair:
                 dst.close()
             return False
         self.threaded = True
-        for conn in (self.a, self.b):
-            conn._update()  # unwatched
-            sock = conn.transport.sock  # type: ignore[attr-defined]
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(THREAD_WAKE))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(THREAD_WAKE))
-            os.set_blocking(sock.fileno(), True)
         for ch in channels:
             ch.threaded = True
-        go.set()
+        try:
+            for conn in (self.a, self.b):
+                conn._update()  # unwatched
+                sock = conn.transport.sock  # type: ignore[attr-defined]
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(THREAD_WAKE))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(THREAD_WAKE))
+                os.set_blocking(sock.fileno(), True)
+        finally:
+            go.set()  # whatever happened: no thread waits forever (an error reaches them as one)
         return True
 
     def _pump(self, ch: _Channel, src_sock: socket.socket, dst_sock: socket.socket, go: threading.Event) -> None:
@@ -736,7 +748,7 @@ class SplicePair:
                 try:
                     if ch.in_pipe:
                         failed = dst
-                        moved = os.splice(ch.pipe_r, dst_fd, ch.in_pipe, flags=_BLOCKING_SPLICE)
+                        moved = os.splice(ch.pipe_r, dst_fd, min(ch.in_pipe, THREAD_WRITE), flags=_BLOCKING_SPLICE)
                         ch.in_pipe -= moved
                         dst.sent += moved
                         dst.last_activity = dst.last_progress = time.monotonic()
@@ -786,7 +798,7 @@ class SplicePair:
         """Close the pipes (their bytes are dropped); the connections are the owner's. Idempotent.
 
         A direction's thread closes its own pipe and descriptors when it sees
-        this, at most THREAD_WAKE later (at once when it waits to read).
+        this: at once when it waits to read, after its write otherwise.
         """
         if self._closed:
             return
@@ -795,12 +807,20 @@ class SplicePair:
         if self.threaded:  # stays set: nothing of the loop's touches the pair again
             _bulk_threads.release()
             for conn in (self.a, self.b):
-                try:  # wakes a thread waiting to read
-                    conn.transport.sock.shutdown(socket.SHUT_RD)  # type: ignore[attr-defined]
-                except OSError:
-                    pass
+                self._wake_reader(conn)
+        self._close_pipes()
+
+    def _wake_reader(self, conn: Connection) -> None:
+        """A threaded pair: end the blocking read of `conn`'s thread (before its socket closes)."""
+        if self.threaded:
+            try:  # EBADF once the connection closed its socket
+                conn.transport.sock.shutdown(socket.SHUT_RD)  # type: ignore[attr-defined]
+            except OSError:
+                pass
+
+    def _close_pipes(self) -> None:
         for ch in self.channels:
-            if ch.threaded:
+            if ch.threaded:  # its thread's
                 continue
             for fd in (ch.pipe_r, ch.pipe_w):
                 if fd >= 0:
