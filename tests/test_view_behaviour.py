@@ -128,8 +128,6 @@ def test_data_sent_from_a_file_is_one_summary_line(tmp_path):
 
     port = serve_one(drain)
     with payload.open("rb") as stdin:
-        import subprocess
-
         result = subprocess.run(
             command("tcp-connect", "--view", f"127.0.0.1:{port}"),
             stdin=stdin,
@@ -341,9 +339,7 @@ def test_ipv6_multicast_that_cannot_leave_by_loopback_hints_at_interface():
 
 
 def test_ctrl_d_at_a_terminal_is_drawn_as_the_half_close():
-    import os
     import pty
-    import subprocess
     import time
 
     def serve(conn: socket.socket) -> None:
