@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench_echo import wait_accepting  # this directory: run as python bench/...
+from bench_hostile import cpu_seconds
 from bench_tls import free_port, make_certificate
 
 SOCKTOOL = str(Path(sys.executable).with_name("socktool"))
@@ -66,12 +67,6 @@ async def _clients(port: int, clients: int, count: int) -> tuple[int, list[str]]
 
 def _client_process(args: tuple[int, int, int]) -> tuple[int, list[str]]:
     return asyncio.run(_clients(*args))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_round(
