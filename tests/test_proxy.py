@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,26 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10) -> 
         time.sleep(0.02)
 
 
-def start(argv: list[str], port: int) -> Iterator[int]:
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@contextmanager
+def listening_peer(argv: list[str], port: int, stderr: int = subprocess.DEVNULL) -> Iterator[subprocess.Popen]:
+    """A peer process (a proxy, ncat, socat) once it listens on 127.0.0.1:port, killed at
+    the end. stderr=subprocess.PIPE shows its error if it exits first: only for a peer that
+    says little, as nothing reads the pipe while it runs."""
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         wait_for_port(port, process)
-        yield port
+        yield process
     finally:
         process.kill()
         process.wait(timeout=5)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def start(argv: list[str], port: int) -> Iterator[int]:
+    """A fixture's body: the port of a listening_peer."""
+    with listening_peer(argv, port):
+        yield port
 
 
 @pytest.fixture

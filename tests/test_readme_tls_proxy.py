@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Proc, free_port, need, readme_commands, run, serve_each
-from test_proxy import start as start_peer
+from test_proxy import listening_peer
 from tls_helpers import Pki, make_pki, tls_server, write_leaf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,11 +94,8 @@ def proxy(kind: str, user: str | None = None, password: str | None = None) -> It
         need("ncat")
         argv = ["ncat", "-l", "-k", "127.0.0.1", str(port), "--proxy-type", "http"]
         argv += ["--proxy-auth", f"{user}:{password}"] if user else []
-    peer = start_peer(argv, port)
-    try:
-        yield next(peer)
-    finally:
-        peer.close()
+    with listening_peer(argv, port):
+        yield port
 
 
 # -- running an example -----------------------------------------------------------------------

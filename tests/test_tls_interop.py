@@ -7,6 +7,7 @@ test_tls.py."""
 
 from __future__ import annotations
 
+import functools
 import http.server
 import ssl
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Proc, free_port, need, one_line_error, run
-from test_proxy import wait_for_port
+from test_proxy import listening_peer
 from tls_helpers import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,19 +30,8 @@ def pki(tmp_path) -> Pki:
     return make_pki(tmp_path)
 
 
-@contextmanager
-def peer(argv: list[str], port: int) -> Iterator[subprocess.Popen]:
-    """A listening peer (ncat, socat), once something accepts on 127.0.0.1:port."""
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait_for_port(port, process)
-        yield process
-    finally:
-        process.kill()
-        process.wait(timeout=5)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+# A listening ncat or socat; its stderr is kept to say why, should it exit before listening.
+peer = functools.partial(listening_peer, stderr=subprocess.PIPE)
 
 
 # -- socktool's client ----------------------------------------------------------------
