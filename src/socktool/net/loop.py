@@ -76,12 +76,10 @@ PIPE_BULK = 1024 * 1024  # SplicePair: a bulk direction's pipe (the default pipe
 BULK_AFTER = 1024 * 1024  # ... once it moved this much
 SPLICE_ROUNDS = 8  # SplicePair: pipefuls per wake-up while both ends take them
 BULK_THREADS = 4  # SplicePair: pairs at once (in the process) whose bulk moves in threads of its own
-THREAD_WAKE = (
-    0.25  # ... the longest a thread's blocking splice waits without progress before it looks whether its pair ended
-)
-THREAD_WRITE = (
-    64 * 1024
-)  # ... and the most one of its writes moves (a peer that reads slowly but steadily never times it out)
+# ... the longest a thread's blocking splice waits without progress before it looks whether its pair ended,
+THREAD_WAKE = 0.25
+# ... and the most one of its writes moves (a peer that reads slowly but steadily never times it out)
+THREAD_WRITE = 64 * 1024
 BULK_LOWAT = 256 * 1024  # a threaded TCP read in bulk wakes once this much waits (SO_RCVLOWAT) ...
 BULK_WAIT = 0.002  # ... or this long after it started waiting (the tail of a burst; the kernel rounds up to its tick)
 BULK_AGAIN = 64 * 1024  # a quiet direction whose read returns this much is in bulk again
@@ -528,6 +526,26 @@ class _Channel:
         self.blocked = False  # dst had no room for what waits in the pipe
         self.threaded = False  # a thread of its own moves it (and owns its pipe)
 
+    def took(self, count: int, now: float) -> bool:
+        """`count` bytes went from src into the pipe; True when they carried the
+        direction past BULK_AFTER (its pipe is widened then)."""
+        src = self.src
+        before = src.received
+        src.received = before + count
+        src.last_activity = now
+        self.in_pipe = count
+        if before < BULK_AFTER <= src.received:
+            self.capacity = widen_pipe(self.pipe_w, PIPE_BULK) or self.capacity
+            return True
+        return False
+
+    def gave(self, moved: int, now: float) -> None:
+        """`moved` bytes went from the pipe to dst."""
+        self.in_pipe -= moved
+        dst = self.dst
+        dst.sent += moved
+        dst.last_activity = dst.last_progress = now
+
 
 class SplicePair:
     """Two plain-socket connections joined in the kernel: what one receives, the other
@@ -626,16 +644,10 @@ class SplicePair:
                 ch.eof = True
                 self._flush(ch)
                 return
-            before = src.received
-            src.received = before + count
-            src.last_activity = self.loop_now
-            ch.in_pipe = count
-            if before < BULK_AFTER <= src.received:
-                ch.capacity = widen_pipe(ch.pipe_w, PIPE_BULK) or ch.capacity
-                if _bulk_threads.acquire(blocking=False):
-                    if self._to_threads():
-                        return
-                    _bulk_threads.release()
+            if ch.took(count, self.loop_now) and _bulk_threads.acquire(blocking=False):
+                if self._to_threads():
+                    return
+                _bulk_threads.release()
             if not self._flush(ch) or count < ch.capacity:
                 return  # the destination is full, or the source had no more than this
 
@@ -651,9 +663,7 @@ class SplicePair:
             except OSError as exc:
                 self._end(dst, exc)
                 return False
-            ch.in_pipe -= moved
-            dst.sent += moved
-            dst.last_activity = dst.last_progress = self.loop_now
+            ch.gave(moved, self.loop_now)
         ch.blocked = False
         if ch.eof and not ch.shut:
             ch.shut = True
@@ -749,9 +759,7 @@ class SplicePair:
                     if ch.in_pipe:
                         failed = dst
                         moved = os.splice(ch.pipe_r, dst_fd, min(ch.in_pipe, THREAD_WRITE), flags=_BLOCKING_SPLICE)
-                        ch.in_pipe -= moved
-                        dst.sent += moved
-                        dst.last_activity = dst.last_progress = time.monotonic()
+                        ch.gave(moved, time.monotonic())
                         continue
                     if ch.eof:
                         break
@@ -765,12 +773,7 @@ class SplicePair:
                     ch.eof = True
                     continue
                 reading.got(count)
-                before = src.received
-                src.received = before + count
-                src.last_activity = time.monotonic()
-                ch.in_pipe = count
-                if before < BULK_AFTER <= src.received:
-                    ch.capacity = widen_pipe(ch.pipe_w, PIPE_BULK) or ch.capacity
+                ch.took(count, time.monotonic())
         except OSError as exc:
             error = exc
         finally:
