@@ -186,6 +186,18 @@ def test_an_idle_pair_holds_no_pipe_and_closing_it_closes_its_pipes():
         wait_until(lambda: not any(_is_open(fd) for fd in pipe_fds), 5, what="its pipes to close", step=0.01)
 
 
+def _the_end_is_carried(joined: Joined, size: int) -> None:
+    """`size` bytes and an EOF from left reach right; right's EOF then ends the pair, A's side first."""
+    up = os.urandom(size)
+    got: list[bytes] = []
+    reader = _read_to_eof(joined.right, got)
+    _send_then_shut(joined.left, up).join(20)
+    reader.join(20)
+    assert b"".join(got) == up
+    joined.right.shutdown(socket.SHUT_WR)
+    assert joined.wait_ended() == ("a", None)
+
+
 def _splice_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("splice ")]
 
@@ -285,14 +297,7 @@ def test_short_of_descriptors_or_threads_a_bulk_pair_goes_on_in_the_loop(monkeyp
         assert not joined.pair.threaded
         assert _free_thread_slots() == free
         wait_until(lambda: not _splice_threads(), 5, what="a started thread to leave", step=0.01)
-        up = os.urandom(MiB)
-        got: list[bytes] = []
-        reader = _read_to_eof(joined.right, got)
-        _send_then_shut(joined.left, up).join(20)
-        reader.join(20)
-        assert b"".join(got) == up
-        joined.right.shutdown(socket.SHUT_WR)
-        assert joined.wait_ended() == ("a", None)
+        _the_end_is_carried(joined, MiB)
 
 
 @pytest.mark.timeout(60)
@@ -385,14 +390,7 @@ def test_past_bulk_threads_pairs_the_rest_move_on_the_loop_every_byte_and_half_c
         assert sum(bool(j.pair and j.pair.threaded) for j in pairs) == BULK_THREADS
         assert _free_thread_slots() == 0
         for joined in pairs:  # threaded or not, the end is carried
-            up = os.urandom(2 * MiB)
-            got: list[bytes] = []
-            reader = _read_to_eof(joined.right, got)
-            _send_then_shut(joined.left, up).join(20)
-            reader.join(20)
-            assert b"".join(got) == up
-            joined.right.shutdown(socket.SHUT_WR)
-            assert joined.wait_ended() == ("a", None)
+            _the_end_is_carried(joined, 2 * MiB)
     finally:
         for joined in pairs:
             joined.__exit__()
