@@ -271,40 +271,37 @@ def one(sockets: list[dict], local_port: int, peer_port: int) -> dict:
     return found[0]
 
 
-@pytest.mark.timeout(60)
-def test_forward_on_loopback_relays_off_bbr_from_the_handshake_on():
-    report = run_in_netns("loopback")
+def relayed_off_bbr(report: dict) -> None:
+    """The bytes went through both ways, forward's two sockets of the pair left bbr and
+    the test's own two kept the namespace's default; forward said nothing."""
     assert report["at_target"] == "through forward\n" and report["at_client"] == "and back\n", report
     port, target_port = report["port"], report["target_port"]
     client_port, relay_port = report["client_port"], report["relay_port"]
     established = report["established"]
+    assert one(established, port, client_port)["cc"] in UNPACED, report
+    assert one(established, relay_port, target_port)["cc"] in UNPACED, report
+    assert one(established, client_port, port)["cc"] == "bbr", report
+    assert one(established, target_port, relay_port)["cc"] == "bbr", report
+    assert report["forward_stderr"] == "", report
+
+
+@pytest.mark.timeout(60)
+def test_forward_on_loopback_relays_off_bbr_from_the_handshake_on():
+    report = run_in_netns("loopback")
     # forward's listener, and so the connections it accepts, before any handshake
     assert report["listener"]["cc"] in UNPACED, report
     # forward's connect to the target, while its handshake is still under way
     assert report["syn_sent"]["cc"] in UNPACED, report
-    assert one(established, port, client_port)["cc"] in UNPACED, report
-    assert one(established, relay_port, target_port)["cc"] in UNPACED, report
-    # the test's own sockets keep the namespace's default
-    assert one(established, client_port, port)["cc"] == "bbr", report
-    assert one(established, target_port, relay_port)["cc"] == "bbr", report
-    assert report["forward_stderr"] == "", report
+    relayed_off_bbr(report)
 
 
 @pytest.mark.timeout(60)
 def test_forward_on_a_wildcard_moves_a_local_client_and_a_target_of_this_host_off_bbr():
+    # 0.0.0.0 is not loopback: the listener keeps bbr, its client connection leaves it after
+    # accept; 192.0.2.1 is not loopback before the connect, after it the peer is this host's own
     report = run_in_netns("wildcard")
-    assert report["at_target"] == "through forward\n" and report["at_client"] == "and back\n", report
-    port, target_port = report["port"], report["target_port"]
-    client_port, relay_port = report["client_port"], report["relay_port"]
-    established = report["established"]
-    # 0.0.0.0 is not loopback: the listener keeps bbr, its client connection leaves it after accept
     assert report["listener"]["cc"] == "bbr", report
-    assert one(established, port, client_port)["cc"] in UNPACED, report
-    # 192.0.2.1 is not loopback before the connect; after it, the peer is this host's own address
-    assert one(established, relay_port, target_port)["cc"] in UNPACED, report
-    assert one(established, client_port, port)["cc"] == "bbr", report
-    assert one(established, target_port, relay_port)["cc"] == "bbr", report
-    assert report["forward_stderr"] == "", report
+    relayed_off_bbr(report)
 
 
 if __name__ == "__main__":
