@@ -370,7 +370,6 @@ class TlsRelay:
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            self._out += pending
             self._send_error(exc)
             return
         if sent < len(pending):
