@@ -665,13 +665,17 @@ class SplicePair:
                 return False
             ch.gave(moved, self.loop_now)
         ch.blocked = False
-        if ch.eof and not ch.shut:
-            ch.shut = True
-            dst.shutdown_write()
-            if all(c.shut for c in self.channels):
-                first = self.b if self.channels[0] is ch else self.a  # the other way ended first
-                self._end(first, None)
-                return False
+        if ch.eof and not ch.shut and self._shut(ch):
+            return False  # that half-close ended the pair
+        return True
+
+    def _shut(self, ch: _Channel) -> bool:
+        """Pass `ch`'s EOF on as a half-close; True when that ended the pair (both ways shut)."""
+        ch.shut = True
+        ch.dst.shutdown_write()
+        if not all(c.shut for c in self.channels):
+            return False
+        self._end(self.b if self.channels[0] is ch else self.a, None)  # the other way ended first
         return True
 
     @property
@@ -790,12 +794,8 @@ class SplicePair:
 
     def _pumped(self, ch: _Channel) -> None:
         """In the loop: a thread moved its direction to EOF; pass the half-close on."""
-        if self._ended:
-            return
-        ch.shut = True
-        ch.dst.shutdown_write()
-        if all(c.shut for c in self.channels):
-            self._end(self.b if self.channels[0] is ch else self.a, None)  # the other way ended first
+        if not self._ended:
+            self._shut(ch)
 
     def close(self) -> None:
         """Close the pipes (their bytes are dropped); the connections are the owner's. Idempotent.
